@@ -1,0 +1,24 @@
+# Diffusion dataset-distillation reproduction suite: prepare data -> (train or load) backbone ->
+# distill (every method variant) -> train evaluation networks -> tables.
+# `snakemake --cores N` runs the embedded default profile (config/config.yaml);
+# `snakemake --cores N --configfile config/paper/woof.yaml` runs a paper profile.
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/backbone.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.tables.output,

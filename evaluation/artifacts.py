@@ -1,0 +1,104 @@
+"""The artifact contract between rules: atomic writes and provenance manifests.
+
+Every rule writes its outputs under a temporary name and renames them into place, so that an
+artifact is either complete or absent, and writes a ``manifest.json`` beside them naming the
+config slice, seed, code version, package versions, device and wall time (DESIGN.md, "Artifacts").
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+PACKAGES = ("torch", "torchvision", "diffusers", "numpy", "scikit-learn", "pillow", "snakemake")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_version() -> str:
+    """Git commit of the suite (with ``-dirty`` if the tree has changes), else the package version."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+        return rev + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        try:
+            return "dmgd-suite " + metadata.version("dmgd-suite")
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def resolve_device(name: str) -> str:
+    """Config ``device`` -> a torch device string (``auto``: cuda when available, else cpu)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{name}' requested but CUDA is not available; set device: cpu or auto")
+    return name
+
+
+def device_description(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (file or directory) and rename it to ``path`` on success.
+
+    On any exception the temporary is removed, so ``path`` is never left half-written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    try:
+        yield tmp
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def manifest(config_slice: dict, *, seed: int | None, device: str, started: float, **extra: Any) -> dict:
+    """Provenance record of one artifact (DESIGN.md: config slice, seed, code, packages, device, time)."""
+    return {
+        "config": config_slice,
+        "seed": seed,
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "device": device_description(device),
+        "wall_time_s": round(time.time() - started, 3),
+        **extra,
+    }

@@ -1,0 +1,63 @@
+"""Recognisability of the backbone: the share of class-conditional samples that the teacher
+labels with their conditioning class (the embedded backbone must reach ``min_recognisability``).
+
+Usage: ``python -m evaluation.backbone_check --spec JSON --backbone DIR --teacher DIR --out FILE``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from methods.dit import sample_synthetic_set
+from methods.registry import DistillContext
+
+from .artifacts import manifest, resolve_device, write_json_atomic
+from .datasets import dataset_info, resize_uint8
+from .train import load_teacher
+from .training import predict
+
+
+def recognisability(spec: dict, backbone_dir: Path, teacher_dir: Path, device: str) -> dict:
+    info = dataset_info(spec["dataset"])
+    ctx = DistillContext(dataset=info, data_dir=Path("."), ipc=spec["samples_per_class"],
+                         seed=spec["seed"], sampler=spec["sampler"], backbone_dir=backbone_dir,
+                         device=device)
+    synset = sample_synthetic_set(ctx)
+    teacher, record = load_teacher(teacher_dir, device)
+    images = synset.images
+    if images.shape[-1] != record["image_size"]:
+        images = resize_uint8(images, record["image_size"])
+    predicted = predict(teacher, images, record["mean"], record["std"], 256, device)
+    correct = predicted == synset.labels
+    per_class = [float(correct[synset.labels == c].float().mean()) for c in range(info.num_classes)]
+    return {"dataset": info.name, "recognisability": float(correct.float().mean()),
+            "per_class": per_class, "samples": len(correct)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--backbone", required=True, type=Path)
+    parser.add_argument("--teacher", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started, spec, device = time.time(), json.loads(args.spec), resolve_device(args.device)
+    result = recognisability(spec, args.backbone, args.teacher, device)
+    print(f"recognisability {result['recognisability']:.3f} over {result['samples']} samples")
+    if result["recognisability"] < spec["min_recognisability"]:
+        raise SystemExit(f"backbone {args.backbone}: the teacher labels only {result['recognisability']:.1%} "
+                         f"of its samples correctly (< backbone.min_recognisability "
+                         f"{spec['min_recognisability']:.0%}); train it longer (backbone.train.dit_steps)")
+    write_json_atomic(args.out, {**result, "manifest": manifest(spec, seed=spec["seed"], device=device,
+                                                                  started=started)})
+
+
+if __name__ == "__main__":
+    main()

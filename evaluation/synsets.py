@@ -1,0 +1,76 @@
+"""The synthetic-set artifact: ImageFolder PNGs + ``labels.csv`` + ``manifest.json``.
+
+Layout of ``synsets/<dataset>/<method>/ipc<k>/seed<s>/``: one folder per class named by its
+zero-padded label (``00000``, ``00001``, ... so that sorted order is label order, as RDED's
+folders), files ``0000.png, 0001.png, ...`` in generation order, and ``labels.csv`` with columns
+``path,label,class_name``. The reader checks ``labels.csv`` against the folders.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .artifacts import atomic_path, write_json_atomic
+
+
+class SynsetError(ValueError):
+    """A synthetic-set folder that does not follow the contract; one line naming the problem."""
+
+
+def class_folder(label: int) -> str:
+    return f"{label:05d}"
+
+
+def write_synset(out_dir: Path, images: torch.Tensor, labels: torch.Tensor,
+                 class_names: tuple[str, ...], manifest: dict) -> None:
+    """Write the artifact atomically: the directory appears complete or not at all."""
+    with atomic_path(out_dir) as tmp:
+        rows, counters = [], {}
+        for image, label in zip(images, labels.tolist()):
+            index = counters.get(label, 0)
+            counters[label] = index + 1
+            rel = f"{class_folder(label)}/{index:04d}.png"
+            (tmp / class_folder(label)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp / rel, optimize=False)
+            rows.append((rel, label, class_names[label]))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "label", "class_name"])
+        writer.writerows(rows)
+        (tmp / "labels.csv").write_text(buffer.getvalue())
+        write_json_atomic(tmp / "manifest.json", manifest)
+
+
+def read_synset(directory: Path, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (uint8 Nx3xSxS) and labels of a synthetic set, validated against the contract."""
+    directory = Path(directory)
+    index = directory / "labels.csv"
+    if not index.exists():
+        raise SynsetError(f"{directory}: no labels.csv; a synthetic set needs labels.csv (path,label,class_name)")
+    with open(index, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    listed = {r["path"] for r in rows}
+    on_disk = {str(p.relative_to(directory)) for p in directory.glob("*/*.png")}
+    if listed != on_disk:
+        diff = sorted(listed ^ on_disk)[0]
+        where = "listed in labels.csv but missing" if diff in listed else "on disk but not in labels.csv"
+        raise SynsetError(f"{directory}: {diff} is {where}; regenerate the set or fix labels.csv")
+    images, labels = [], []
+    for r in rows:
+        label = int(r["label"])
+        if r["path"].split("/")[0] != class_folder(label):
+            raise SynsetError(f"{directory}: labels.csv gives {r['path']} label {label} but its folder "
+                              f"is {r['path'].split('/')[0]}; fix labels.csv or move the file")
+        with Image.open(directory / r["path"]) as img:
+            images.append(torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1))
+        labels.append(label)
+    missing = sorted(set(range(num_classes)) - set(labels))
+    if missing:
+        raise SynsetError(f"{directory}: no images of class {class_folder(missing[0])} "
+                          f"({len(missing)} classes missing); every class needs at least one image")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long)

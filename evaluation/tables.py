@@ -1,0 +1,262 @@
+"""Accuracy tables from per-run result files, laid out like Table 1 of the DMGD supplementary.
+
+One block per (dataset, protocol, network); in each block, methods are rows and IPC values are
+columns, and every cell is the mean ± sample std (ddof=1) of the chosen metric over all runs of
+that cell (seeds × repeats). In each IPC column the best mean is bold and the second-best is
+underlined; ranks are dense and compare means at the displayed precision (one decimal), so tied
+methods share a rank and the next distinct mean gets the next rank. The same table renders as
+Markdown (for reading), LaTeX (for the paper) and long-format CSV (for machines).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import write_text_atomic
+
+REQUIRED_KEYS: dict[str, type] = {
+    "dataset": str, "method": str, "ipc": int, "seed": int, "protocol": str, "network": str,
+    "repeat": int, "best_top1": float, "last_top1": float,
+}
+RUN_SORT_KEYS = ["dataset", "protocol", "network", "method", "ipc", "seed", "repeat"]
+BLOCK_KEYS = ["dataset", "protocol", "network"]
+METRIC_DESCRIPTIONS = {
+    "best_top1": "best over training (the papers' convention)",
+    "last_top1": "at the last epoch",
+}
+CSV_COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "mean", "std", "n", "rank"]
+MISSING = "–"
+DECIMALS = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Summary of one method × IPC cell: mean, sample std, run count and dense rank (1 = best)."""
+
+    mean: float
+    std: float
+    n: int
+    rank: int
+
+
+@dataclass(frozen=True)
+class Block:
+    """The method × IPC grid of one (dataset, protocol, network); absent keys are missing cells."""
+
+    dataset: str
+    protocol: str
+    network: str
+    methods: tuple[str, ...]
+    ipcs: tuple[int, ...]
+    cells: dict[tuple[str, int], Cell]
+
+
+@dataclass(frozen=True)
+class AccuracyTable:
+    """All blocks of one metric, in sorted (dataset, protocol, network) order."""
+
+    metric: str
+    blocks: tuple[Block, ...]
+
+
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Read per-run JSON result files into one row per file, sorted by dataset, protocol,
+    network, method, ipc, seed and repeat (ties by file path).
+
+    Columns are the required keys followed by any other scalar top-level keys, alphabetically.
+    """
+    records = [_read_run(Path(path)) for path in sorted(paths, key=str)]
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=list(REQUIRED_KEYS))
+    extra = sorted(column for column in frame.columns if column not in REQUIRED_KEYS)
+    frame = frame[list(REQUIRED_KEYS) + extra]
+    return frame.sort_values(RUN_SORT_KEYS, kind="mergesort").reset_index(drop=True)
+
+
+def _read_run(path: Path) -> dict:
+    """One run's scalar top-level fields, with the required keys checked and typed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); re-run the training that wrote it") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level is {type(data).__name__}, not an object; "
+                         "write run results as a JSON object")
+    record = {key: value for key, value in data.items()
+              if value is None or isinstance(value, (str, int, float, bool))}
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in data:
+            raise ValueError(f"{path}: missing required key '{key}'; add it to the run's result JSON")
+        try:
+            record[key] = kind(data[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
+                             "fix the value in the run's result JSON") from None
+    return record
+
+
+def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
+                   method_order: Sequence[str] | None = None) -> AccuracyTable:
+    """Summarise runs into per-block method × IPC grids of mean ± std of ``metric``.
+
+    Rows follow ``method_order`` if given (it must name every method in ``runs``), else the
+    order in which methods first appear in ``runs``; a block lists only methods it has runs for.
+    """
+    if metric not in METRIC_DESCRIPTIONS:
+        raise ValueError(f"unknown metric '{metric}'; use one of {', '.join(METRIC_DESCRIPTIONS)}")
+    missing_columns = [c for c in BLOCK_KEYS + ["method", "ipc", metric] if c not in runs.columns]
+    if missing_columns:
+        raise ValueError(f"runs lack columns {missing_columns}; build them with load_runs")
+    if runs.empty:
+        raise ValueError("no runs to tabulate; check the result paths passed to load_runs")
+    order = _method_order(runs, method_order)
+    blocks = []
+    for (dataset, protocol, network), block_runs in runs.groupby(BLOCK_KEYS, sort=True):
+        present = set(block_runs["method"])
+        methods = tuple(m for m in order if m in present)
+        ipcs = tuple(sorted(int(ipc) for ipc in block_runs["ipc"].unique()))
+        blocks.append(Block(dataset, protocol, network, methods, ipcs, _cells(block_runs, metric)))
+    return AccuracyTable(metric, tuple(blocks))
+
+
+def _method_order(runs: pd.DataFrame, method_order: Sequence[str] | None) -> list[str]:
+    """Row order: ``method_order`` checked to cover every method, else first appearance."""
+    appearing = list(dict.fromkeys(runs["method"]))
+    if method_order is None:
+        return appearing
+    unlisted = [m for m in appearing if m not in method_order]
+    if unlisted:
+        raise ValueError(f"method_order lacks methods {unlisted}; add them to method_order "
+                         "or drop their runs")
+    return list(method_order)
+
+
+def _cells(block_runs: pd.DataFrame, metric: str) -> dict[tuple[str, int], Cell]:
+    """Mean, sample std, count and dense per-IPC rank of every method × IPC cell with runs."""
+    stats = {}
+    for (method, ipc), group in block_runs.groupby(["method", "ipc"], sort=False):
+        values = group[metric].to_numpy(dtype=float)
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        stats[(method, int(ipc))] = (float(np.mean(values)), std, len(values))
+    cells = {}
+    for ipc in {ipc for _, ipc in stats}:
+        column = {key: value for key, value in stats.items() if key[1] == ipc}
+        shown = sorted({_displayed(mean) for mean, _, _ in column.values()}, reverse=True)
+        for key, (mean, std, n) in column.items():
+            cells[key] = Cell(mean, std, n, shown.index(_displayed(mean)) + 1)
+    return cells
+
+
+def _displayed(value: float) -> float:
+    """The value as the tables show it, so that ranks agree with what a reader sees."""
+    return float(f"{value:.{DECIMALS}f}")
+
+
+def _mean_std(cell: Cell) -> str:
+    return f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}"
+
+
+def title(table: AccuracyTable) -> str:
+    """One line naming the metric and how many runs each cell averages."""
+    counts = sorted({cell.n for block in table.blocks for cell in block.cells.values()})
+    runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return (f"Top-1 accuracy (%), {METRIC_DESCRIPTIONS[table.metric]}, "
+            f"mean ± std over {runs} runs per cell (seeds × repeats)")
+
+
+def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
+    """Title line, then one heading and pipe table per block, then ``Notes:`` and the footnotes."""
+    lines = [title(table), ""]
+    for block in table.blocks:
+        lines.append(f"### {block.dataset} · {block.protocol} · {block.network}")
+        lines.append("")
+        lines.append("| Method | " + " | ".join(f"IPC {ipc}" for ipc in block.ipcs) + " |")
+        lines.append("| --- | " + " | ".join("---:" for _ in block.ipcs) + " |")
+        for method in block.methods:
+            entries = [_markdown_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
+            lines.append(f"| {method.replace('|', chr(92) + '|')} | " + " | ".join(entries) + " |")
+        lines.append("")
+    if footnotes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
+    return "\n".join(lines)
+
+
+def _markdown_entry(cell: Cell | None) -> str:
+    if cell is None:
+        return MISSING
+    text = _mean_std(cell)
+    return {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(cell.rank, text)
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
+                  "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Text made safe for LaTeX: specials such as ``_ % & #`` escaped."""
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
+
+
+def to_latex(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
+    """One booktabs ``tabular`` per block with a caption row naming it, then the footnotes."""
+    lines = [f"% {latex_escape(title(table))}", ""]
+    for block in table.blocks:
+        name = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
+        width = len(block.ipcs) + 1
+        lines += [
+            f"% {name}",
+            r"\begin{tabular}{l" + "r" * len(block.ipcs) + "}",
+            r"\toprule",
+            rf"\multicolumn{{{width}}}{{l}}{{{name}}} \\",
+            r"\midrule",
+            "Method & " + " & ".join(f"IPC {ipc}" for ipc in block.ipcs) + r" \\",
+            r"\midrule",
+        ]
+        for method in block.methods:
+            entries = [_latex_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
+            lines.append(f"{latex_escape(method)} & " + " & ".join(entries) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", ""]
+    if footnotes:
+        lines += [r"\par\smallskip", r"\noindent{\footnotesize Notes:}\par"]
+        lines += [rf"\noindent{{\footnotesize {latex_escape(note)}}}\par" for note in footnotes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _latex_entry(cell: Cell | None) -> str:
+    if cell is None:
+        return "--"
+    text = f"{cell.mean:.{DECIMALS}f} $\\pm$ {cell.std:.{DECIMALS}f}"
+    return {1: rf"\textbf{{{text}}}", 2: rf"\underline{{{text}}}"}.get(cell.rank, text)
+
+
+def to_csv(table: AccuracyTable) -> str:
+    """Long format, one row per non-missing cell, numbers at full precision."""
+    rows = [(block.dataset, block.protocol, block.network, method, ipc,
+             cell.mean, cell.std, cell.n, cell.rank)
+            for block in table.blocks for method in block.methods for ipc in block.ipcs
+            if (cell := block.cells.get((method, ipc))) is not None]
+    return pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+
+
+def write_accuracy_tables(runs: pd.DataFrame, out_dir: Path, metric: str, stem: str,
+                          method_order: Sequence[str] | None = None,
+                          footnotes: Sequence[str] = ()) -> list[Path]:
+    """Write ``<stem>.md``, ``<stem>.tex`` and ``<stem>.csv`` into ``out_dir``, each atomically;
+    footnotes go to the Markdown and LaTeX only. Returns the written paths."""
+    table = accuracy_table(runs, metric, method_order)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {".md": to_markdown(table, footnotes), ".tex": to_latex(table, footnotes),
+             ".csv": to_csv(table)}
+    paths = []
+    for suffix, text in texts.items():
+        path = out_dir / f"{stem}{suffix}"
+        write_text_atomic(path, text)
+        paths.append(path)
+    return paths

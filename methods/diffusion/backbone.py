@@ -1,0 +1,144 @@
+"""The diffusion backbone: a VAE, a class-conditional DiT with learned sigma, and its noise schedule.
+
+One loader serves every source: a Hugging Face hub id (``facebook/DiT-XL-2-256``), a local
+directory in the diffusers layout (``transformer/``, ``vae/``, optional ``scheduler/``), or the
+tiny embedded backbone that the DAG trains and saves in that same layout.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
+from diffusers.models.embeddings import LabelEmbedding
+
+LAYOUT = "a local directory holding transformer/, vae/ and scheduler/ (diffusers layout)"
+
+
+class BackboneError(RuntimeError):
+    """The backbone cannot be loaded; the message names the source and how to provide it."""
+
+
+def dit_scheduler(config: dict | None = None) -> DDPMScheduler:
+    """DiT's diffusion: linear betas over 1000 steps, learned-range variance, linspace respacing.
+
+    With these settings ``set_timesteps(50)`` yields DiT's ``create_diffusion("50")`` timesteps
+    (index i -> round(i*999/49)), see methods_and_protocols.md §1.
+    """
+    base = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+    base.update({k: v for k, v in (config or {}).items() if k in base})
+    return DDPMScheduler(**base, variance_type="learned_range", timestep_spacing="linspace",
+                         clip_sample=False, prediction_type="epsilon")
+
+
+@dataclass
+class Backbone:
+    transformer: DiTTransformer2DModel
+    vae: AutoencoderKL
+    scheduler: DDPMScheduler
+
+    @property
+    def num_classes(self) -> int:
+        return self.transformer.config.num_embeds_ada_norm
+
+    @property
+    def null_label(self) -> int:
+        """Row of the label table used for the unconditional branch of CFG (DiT: 1000)."""
+        return self.num_classes
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        cfg = self.transformer.config
+        return (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+
+    @property
+    def learns_sigma(self) -> bool:
+        return self.transformer.config.out_channels == 2 * self.transformer.config.in_channels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def to(self, device: str | torch.device) -> "Backbone":
+        self.transformer.to(device)
+        self.vae.to(device)
+        return self
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 images -> scaled latents (posterior mean, or a posterior sample when ``sample``)."""
+        x = images.to(self.device, torch.float32) / 127.5 - 1.0
+        dist = self.vae.encode(x).latent_dist
+        if sample:
+            noise = torch.randn(dist.mean.shape, generator=generator).to(self.device)
+            z = dist.mean + dist.std * noise
+        else:
+            z = dist.mean
+        return z * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> uint8 images (DiT's ``vae.decode(z / 0.18215)``, then [-1,1] -> [0,255])."""
+        x = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.transformer.save_pretrained(directory / "transformer")
+        self.vae.save_pretrained(directory / "vae")
+        self.scheduler.save_pretrained(directory / "scheduler")
+
+
+def _load(cls, source: str, subfolder: str | None, what: str):
+    local = Path(source)
+    if local.is_dir():
+        path = local / subfolder if subfolder else local
+        if not path.is_dir():
+            raise BackboneError(f"{what}: {path} does not exist; backbone.source must be {LAYOUT}")
+        return cls.from_pretrained(path, low_cpu_mem_usage=False)
+    try:
+        return cls.from_pretrained(source, subfolder=subfolder, low_cpu_mem_usage=False)
+    except (OSError, ValueError) as err:
+        raise BackboneError(
+            f"{what}: cannot load hub id '{source}' (offline or not cached: {type(err).__name__}); "
+            f"run `huggingface-cli download {source}` on a machine with internet, or set "
+            f"backbone.source to {LAYOUT}") from err
+
+
+def load_backbone(source: str, vae: str | None = None, device: str = "cpu") -> Backbone:
+    """Load DiT + VAE + scheduler from a hub id or a local directory (``vae`` overrides ``vae/``).
+
+    Label dropout inside diffusers' per-block label embedders is disabled: each DiT block of
+    diffusers holds its own table and would drop labels independently; the suite applies the
+    null label itself (training) or explicitly (CFG).
+    """
+    transformer = _load(DiTTransformer2DModel, source, "transformer", "DiT transformer")
+    autoencoder = _load(AutoencoderKL, vae, None, "VAE") if vae else _load(AutoencoderKL, source, "vae", "VAE")
+    scheduler_dir = Path(source) / "scheduler"
+    scheduler = dit_scheduler(DDPMScheduler.load_config(scheduler_dir) if scheduler_dir.is_dir() else None)
+    disable_label_dropout(transformer)
+    transformer.eval().requires_grad_(False)
+    autoencoder.eval().requires_grad_(False)
+    return Backbone(transformer, autoencoder, scheduler).to(device)
+
+
+def open_backbone(artifact_dir: str | Path, device: str = "cpu") -> Backbone:
+    """Load the backbone artifact of a profile: trained weights, or a manifest naming a source.
+
+    ``backbones/<name>/`` holds either the diffusers layout (tiny, Minimax) or only a
+    ``manifest.json`` whose ``source``/``vae`` point at a hub id or local directory (DiT-XL/2).
+    """
+    artifact_dir = Path(artifact_dir)
+    if (artifact_dir / "transformer").is_dir():
+        return load_backbone(str(artifact_dir), device=device)
+    record = json.loads((artifact_dir / "manifest.json").read_text())
+    return load_backbone(record["source"], record.get("vae"), device=device)
+
+
+def disable_label_dropout(transformer: DiTTransformer2DModel) -> None:
+    for module in transformer.modules():
+        if isinstance(module, LabelEmbedding):
+            module.dropout_prob = 0.0

@@ -1,0 +1,36 @@
+"""Entry point of the ``load_backbone`` rule: check that a hub or local backbone loads, and record it.
+
+Writes ``backbones/<name>/manifest.json`` naming the source and VAE (``open_backbone`` follows it),
+so that a missing or offline backbone fails here, once, before any distillation job.
+
+Usage: ``python -m methods.diffusion.link --source HUB_ID_OR_DIR [--vae HUB_ID_OR_DIR] --out DIR``
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from evaluation.artifacts import atomic_path, manifest, write_json_atomic
+
+from .backbone import load_backbone
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--vae", default="")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    started = time.time()
+    backbone = load_backbone(args.source, args.vae or None)
+    with atomic_path(args.out) as tmp:
+        tmp.mkdir()
+        write_json_atomic(tmp / "manifest.json", manifest(
+            {"source": args.source, "vae": args.vae or None}, seed=None, device="cpu", started=started,
+            source=args.source, vae=args.vae or None, num_classes=backbone.num_classes,
+            latent_shape=list(backbone.latent_shape)))
+
+
+if __name__ == "__main__":
+    main()

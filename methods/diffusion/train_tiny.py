@@ -1,0 +1,177 @@
+"""Train the tiny embedded backbone: an ``AutoencoderKL`` and a class-conditional learned-sigma
+``DiTTransformer2DModel`` (the classes of DiT-XL/2 and its VAE, scaled down) on a prepared split.
+
+The VAE is trained first (reconstruction MSE + a small KL), its scaling factor set to 1 / std of the
+training latents (the recipe behind SD's 0.18215), then the DiT is trained on posterior samples of
+those latents with DiT's hybrid loss, label dropout to the null id for CFG, and an EMA of its
+weights that is what gets saved. Saved in the diffusers layout, so ``load_backbone`` reads it like
+any local DiT.
+
+Usage: ``python -m methods.diffusion.train_tiny --spec JSON --data DIR --out DIR --loss-log CSV``
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import time
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DiTTransformer2DModel
+from tqdm import tqdm
+
+from evaluation.artifacts import atomic_path, manifest, write_json_atomic
+from evaluation.datasets import load_split
+from evaluation.seeding import generator
+
+from .backbone import Backbone, dit_scheduler, disable_label_dropout
+from .losses import DiffusionLoss
+
+LOG_EVERY = 25
+
+
+def build_vae(cfg: dict, image_size: int) -> AutoencoderKL:
+    channels = tuple(cfg["vae_channels"])
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=cfg["latent_channels"],
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
+        block_out_channels=channels, layers_per_block=1, norm_num_groups=min(8, min(channels)),
+        sample_size=image_size, mid_block_add_attention=False)
+
+
+def build_dit(cfg: dict, latent_size: int, num_classes: int) -> DiTTransformer2DModel:
+    dit = DiTTransformer2DModel(
+        num_attention_heads=cfg["dit_heads"], attention_head_dim=cfg["dit_head_dim"],
+        in_channels=cfg["latent_channels"], out_channels=2 * cfg["latent_channels"],
+        num_layers=cfg["dit_layers"], sample_size=latent_size, patch_size=cfg["dit_patch_size"],
+        num_embeds_ada_norm=num_classes)
+    disable_label_dropout(dit)
+    return dit
+
+
+class LossLog:
+    """Running mean of the loss, written every LOG_EVERY steps to a CSV and the progress bar."""
+
+    def __init__(self, path: Path):
+        self.fh = open(path, "w", newline="")
+        self.writer = csv.writer(self.fh)
+        self.writer.writerow(["phase", "step", "loss"])
+        self.total, self.count = 0.0, 0
+
+    def add(self, phase: str, step: int, loss: float, bar: tqdm) -> None:
+        self.total, self.count = self.total + loss, self.count + 1
+        if self.count == LOG_EVERY:
+            mean = self.total / self.count
+            self.writer.writerow([phase, step, f"{mean:.6f}"])
+            self.fh.flush()
+            bar.set_postfix(loss=f"{mean:.4f}")
+            self.total, self.count = 0.0, 0
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
+    for _ in range(steps):
+        yield torch.randint(0, n, (batch_size,), generator=gen)
+
+
+def train_vae(images: torch.Tensor, cfg: dict, log: LossLog, device: str) -> AutoencoderKL:
+    vae = build_vae(cfg, images.shape[-1]).to(device)
+    opt = torch.optim.Adam(vae.parameters(), lr=cfg["vae_lr"])
+    gen = generator(cfg["seed"], 1)
+    x_all = images.float().div(127.5).sub(1.0)
+    bar = tqdm(_batches(len(x_all), cfg["vae_batch_size"], cfg["vae_steps"], gen),
+               total=cfg["vae_steps"], desc="vae", mininterval=5)
+    for step, idx in enumerate(bar):
+        x = x_all[idx].to(device)
+        dist = vae.encode(x).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(device)
+        loss = ((vae.decode(z).sample - x) ** 2).mean() + cfg["vae_kl_weight"] * dist.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        log.add("vae", step, loss.item(), bar)
+    vae.eval().requires_grad_(False)
+    return vae
+
+
+@torch.no_grad()
+def latent_posteriors(vae: AutoencoderKL, images: torch.Tensor, device: str, batch: int = 256):
+    means, stds = [], []
+    for i in range(0, len(images), batch):
+        dist = vae.encode(images[i:i + batch].to(device).float() / 127.5 - 1.0).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def train_dit(backbone: Backbone, mean: torch.Tensor, std: torch.Tensor, labels: torch.Tensor,
+              cfg: dict, log: LossLog) -> None:
+    """DiT training loop; leaves the EMA weights in ``backbone.transformer``."""
+    device = mean.device
+    dit = backbone.transformer.train().requires_grad_(True)
+    ema = copy.deepcopy(dit).requires_grad_(False)
+    opt = torch.optim.AdamW(dit.parameters(), lr=cfg["dit_lr"], weight_decay=0.0)
+    loss_fn = DiffusionLoss(backbone)
+    gen = generator(cfg["seed"], 2)
+    scale = backbone.vae.config.scaling_factor
+    bar = tqdm(_batches(len(mean), cfg["dit_batch_size"], cfg["dit_steps"], gen),
+               total=cfg["dit_steps"], desc="dit", mininterval=5)
+    for step, idx in enumerate(bar):
+        idx = idx.to(device)
+        z = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen).to(device)) * scale
+        drop = torch.rand(len(idx), generator=gen).to(device) < cfg["class_dropout"]
+        y = torch.where(drop, backbone.null_label, labels[idx])
+        loss = loss_fn(z, y, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), dit.parameters()):
+                p_ema.lerp_(p, 1.0 - cfg["ema_decay"])
+        log.add("dit", step, loss.item(), bar)
+    backbone.transformer = ema.eval()
+
+
+def train_tiny_backbone(data_dir: Path, cfg: dict, num_classes: int, out_dir: Path,
+                        loss_log: Path, device: str = "cpu") -> Backbone:
+    """Train VAE then DiT on the train split of ``data_dir`` and save the backbone to ``out_dir``."""
+    started = time.time()
+    torch.manual_seed(cfg["seed"])  # parameter initialisation of the diffusers modules
+    images, labels = load_split(data_dir, "train")
+    log = LossLog(loss_log)
+    vae = train_vae(images, cfg, log, device)
+    mean, std = latent_posteriors(vae, images, device)
+    vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
+    dit = build_dit(cfg, mean.shape[-1], num_classes).to(device)
+    backbone = Backbone(dit, vae, dit_scheduler())
+    train_dit(backbone, mean, std, labels.to(device), cfg, log)
+    log.close()
+    with atomic_path(out_dir) as tmp:
+        backbone.save(tmp)
+        write_json_atomic(tmp / "manifest.json", manifest(
+            cfg, seed=cfg["seed"], device=device, started=started,
+            scaling_factor=vae.config.scaling_factor, num_classes=num_classes))
+    return backbone
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="JSON: backbone.train config slice + num_classes")
+    parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
+    parser.add_argument("--out", required=True, type=Path, help="backbone output directory")
+    parser.add_argument("--loss-log", required=True, type=Path, help="CSV of the running loss")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    spec = json.loads(args.spec)
+    train_tiny_backbone(args.data, spec["train"], spec["num_classes"], args.out, args.loss_log, args.device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The method registry: name -> how a method turns a dataset (and a backbone) into a synthetic set.
+
+A method is a function ``distill(ctx: DistillContext) -> SyntheticSet`` registered with
+``@register_method(name, needs_backbone=...)``. The DAG, the schema test and the contract tests
+(tests/test_methods_contract.py) walk this registry, so a new method needs one module, one entry
+here (its import at the bottom) and one config block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from evaluation.datasets import DatasetInfo
+
+
+@dataclass
+class DistillContext:
+    dataset: DatasetInfo
+    data_dir: Path                 # prepared dataset (evaluation.datasets)
+    ipc: int
+    seed: int
+    params: dict = field(default_factory=dict)   # the method's own config block
+    sampler: dict = field(default_factory=dict)  # shared sampler settings (config 'sampler')
+    data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
+    backbone_dir: Path | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class SyntheticSet:
+    """Images (uint8 Nx3xSxS) and dataset labels, grouped by class in generation order."""
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    distill: Callable[[DistillContext], SyntheticSet]
+    needs_backbone: bool
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, *, needs_backbone: bool):
+    def decorator(fn: Callable[[DistillContext], SyntheticSet]):
+        if name in METHODS:
+            raise ValueError(f"method '{name}' is registered twice")
+        METHODS[name] = MethodSpec(name, fn, needs_backbone)
+        return fn
+    return decorator
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise ValueError(f"unknown method '{name}'; valid: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def list_methods() -> list[str]:
+    return sorted(METHODS)
+
+
+from . import dit, random_real  # noqa: E402,F401  (registration side effects)

@@ -1,0 +1,198 @@
+"""Tests for evaluation.tables: statistics, ranking marks, missing cells, renderers, I/O."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.tables import (accuracy_table, load_runs, to_csv, to_latex, to_markdown,
+                               write_accuracy_tables)
+
+
+def make_runs(cells: dict[tuple[str, int], list[float]], dataset: str = "CIFAR10",
+              protocol: str = "test", network: str = "ConvNet") -> pd.DataFrame:
+    """One row per value; ``cells`` maps (method, ipc) to that cell's best_top1 values."""
+    rows = []
+    for (method, ipc), values in cells.items():
+        for index, value in enumerate(values):
+            rows.append({"dataset": dataset, "method": method, "ipc": ipc, "seed": index // 2,
+                         "protocol": protocol, "network": network, "repeat": index % 2,
+                         "best_top1": value, "last_top1": value - 1.0})
+    return pd.DataFrame(rows)
+
+
+def markdown_row(markdown: str, method: str) -> list[str]:
+    """Entries (after the method name) of the pipe-table row for ``method``."""
+    [line] = [line for line in markdown.splitlines() if line.startswith(f"| {method} |")]
+    return [entry.strip() for entry in line.strip("|").split("|")][1:]
+
+
+def test_mean_and_std_match_numpy():
+    values = [50.1, 52.3, 49.8, 51.0]
+    table = accuracy_table(make_runs({("dmgd", 10): values, ("random", 10): [40.0]}))
+    [block] = table.blocks
+    cell = block.cells[("dmgd", 10)]
+    assert cell.mean == pytest.approx(np.mean(values))
+    assert cell.std == pytest.approx(np.std(values, ddof=1))
+    assert cell.n == 4
+    single = block.cells[("random", 10)]
+    assert (single.std, single.n) == (0.0, 1)
+
+
+def test_last_top1_metric_uses_its_column():
+    table = accuracy_table(make_runs({("dmgd", 1): [30.0, 32.0]}), metric="last_top1")
+    assert table.blocks[0].cells[("dmgd", 1)].mean == pytest.approx(30.0)
+
+
+def test_best_bold_second_underlined_per_column():
+    runs = make_runs({("a", 1): [30.0], ("b", 1): [35.0], ("c", 1): [20.0],
+                      ("a", 10): [60.0], ("b", 10): [50.0], ("c", 10): [55.0]})
+    markdown = to_markdown(accuracy_table(runs))
+    assert markdown_row(markdown, "a") == ["<u>30.0 ± 0.0</u>", "**60.0 ± 0.0**"]
+    assert markdown_row(markdown, "b") == ["**35.0 ± 0.0**", "50.0 ± 0.0"]
+    assert markdown_row(markdown, "c") == ["20.0 ± 0.0", "<u>55.0 ± 0.0</u>"]
+    latex = to_latex(accuracy_table(runs))
+    assert r"a & \underline{30.0 $\pm$ 0.0} & \textbf{60.0 $\pm$ 0.0} \\" in latex
+    assert r"b & \textbf{35.0 $\pm$ 0.0} & 50.0 $\pm$ 0.0 \\" in latex
+
+
+def test_ties_share_rank():
+    runs = make_runs({("a", 1): [40.0], ("b", 1): [40.0], ("c", 1): [30.0], ("d", 1): [30.0],
+                      ("e", 1): [10.0]})
+    table = accuracy_table(runs)
+    ranks = {method: cell.rank for (method, _), cell in table.blocks[0].cells.items()}
+    assert ranks == {"a": 1, "b": 1, "c": 2, "d": 2, "e": 3}
+    markdown = to_markdown(table)
+    assert markdown_row(markdown, "a") == markdown_row(markdown, "b") == ["**40.0 ± 0.0**"]
+    assert markdown_row(markdown, "c") == markdown_row(markdown, "d") == ["<u>30.0 ± 0.0</u>"]
+    assert markdown_row(markdown, "e") == ["10.0 ± 0.0"]
+
+
+def test_means_equal_at_displayed_precision_tie():
+    table = accuracy_table(make_runs({("a", 1): [40.01], ("b", 1): [39.99]}))
+    assert {cell.rank for cell in table.blocks[0].cells.values()} == {1}
+
+
+def test_single_method_column_is_only_bold():
+    runs = make_runs({("a", 1): [40.0], ("b", 1): [30.0], ("a", 50): [70.0]})
+    markdown = to_markdown(accuracy_table(runs))
+    assert markdown_row(markdown, "a") == ["**40.0 ± 0.0**", "**70.0 ± 0.0**"]
+    assert markdown_row(markdown, "b") == ["<u>30.0 ± 0.0</u>", "–"]
+
+
+def test_missing_cell_shows_dash():
+    runs = make_runs({("a", 1): [40.0], ("a", 10): [60.0], ("b", 10): [55.0]})
+    table = accuracy_table(runs)
+    assert ("b", 1) not in table.blocks[0].cells
+    assert markdown_row(to_markdown(table), "b") == ["–", "<u>55.0 ± 0.0</u>"]
+    assert r"b & -- & \underline{55.0 $\pm$ 0.0} \\" in to_latex(table)
+    csv = pd.read_csv(io.StringIO(to_csv(table)))
+    assert len(csv) == 3
+
+
+def test_method_order_respected_and_ipcs_ascending():
+    runs = make_runs({("zeta", 50): [1.0], ("alpha", 1): [2.0], ("mid", 10): [3.0]})
+    table = accuracy_table(runs, method_order=["mid", "zeta", "alpha", "unused"])
+    assert table.blocks[0].methods == ("mid", "zeta", "alpha")
+    assert table.blocks[0].ipcs == (1, 10, 50)
+    markdown = to_markdown(table)
+    assert "| Method | IPC 1 | IPC 10 | IPC 50 |" in markdown
+    assert markdown.index("| mid |") < markdown.index("| zeta |") < markdown.index("| alpha |")
+    assert accuracy_table(runs).blocks[0].methods == ("zeta", "alpha", "mid")
+
+
+def test_method_order_missing_a_method_is_an_error():
+    runs = make_runs({("a", 1): [1.0], ("b", 1): [2.0]})
+    with pytest.raises(ValueError, match=r"method_order lacks methods \['b'\]"):
+        accuracy_table(runs, method_order=["a"])
+
+
+def test_unknown_metric_is_an_error():
+    with pytest.raises(ValueError, match="unknown metric 'top5'"):
+        accuracy_table(make_runs({("a", 1): [1.0]}), metric="top5")
+
+
+def test_blocks_per_dataset_protocol_network():
+    runs = pd.concat([make_runs({("a", 1): [1.0]}, dataset="SVHN", network="ResNet18"),
+                      make_runs({("a", 1): [2.0]}, dataset="CIFAR10", network="ConvNet")])
+    table = accuracy_table(runs)
+    assert [(b.dataset, b.network) for b in table.blocks] == [("CIFAR10", "ConvNet"),
+                                                              ("SVHN", "ResNet18")]
+    markdown = to_markdown(table)
+    assert "### CIFAR10 · test · ConvNet" in markdown
+    assert markdown.index("### CIFAR10") < markdown.index("### SVHN · test · ResNet18")
+
+
+def test_csv_round_trips_with_full_precision():
+    values = [50.123456789, 52.987654321, 49.5]
+    runs = make_runs({("dmgd", 10): values, ("random_first_k", 10): [40.0], ("dmgd", 1): [20.0]})
+    csv = pd.read_csv(io.StringIO(to_csv(accuracy_table(runs))))
+    assert list(csv.columns) == ["dataset", "protocol", "network", "method", "ipc", "mean", "std",
+                                 "n", "rank"]
+    row = csv[(csv.method == "dmgd") & (csv.ipc == 10)].iloc[0]
+    assert row["mean"] == np.mean(values)
+    assert row["std"] == np.std(values, ddof=1)
+    assert (row["n"], row["rank"]) == (3, 1)
+    assert csv[csv.method == "random_first_k"].iloc[0]["rank"] == 2
+
+
+def test_latex_escapes_and_booktabs():
+    runs = make_runs({("random_first_k", 1): [10.0], ("a&b", 1): [9.0]}, dataset="Tiny_IN#1%")
+    latex = to_latex(accuracy_table(runs), footnotes=["50% of runs used seed_0"])
+    assert r"random\_first\_k & \textbf{10.0 $\pm$ 0.0} \\" in latex
+    assert r"a\&b &" in latex
+    assert r"Tiny\_IN\#1\%" in latex
+    assert "random_first_k" not in latex
+    assert all(command in latex for command in (r"\toprule", r"\midrule", r"\bottomrule",
+                                                r"\multicolumn{2}{l}"))
+    assert r"50\% of runs used seed\_0" in latex
+
+
+def test_load_runs_reads_and_sorts(tmp_path):
+    base = {"dataset": "CIFAR10", "protocol": "test", "network": "ConvNet", "best_top1": 50.0,
+            "last_top1": 49.0, "notes": [1, 2], "wall_s": 12.5}
+    for name, method, seed in [("1.json", "b", 0), ("2.json", "a", 1), ("3.json", "a", 0)]:
+        (tmp_path / name).write_text(json.dumps({**base, "method": method, "ipc": 10,
+                                                 "seed": seed, "repeat": 0}))
+    runs = load_runs(sorted(tmp_path.glob("*.json")))
+    assert list(runs[["method", "seed"]].itertuples(index=False, name=None)) == [
+        ("a", 0), ("a", 1), ("b", 0)]
+    assert "wall_s" in runs.columns and "notes" not in runs.columns
+    assert list(runs.columns[:9]) == ["dataset", "method", "ipc", "seed", "protocol", "network",
+                                      "repeat", "best_top1", "last_top1"]
+    assert runs["ipc"].tolist() == [10, 10, 10]
+
+
+def test_load_runs_missing_key_names_file_and_key(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"dataset": "CIFAR10", "method": "a", "ipc": 1, "seed": 0,
+                                "protocol": "test", "network": "ConvNet", "repeat": 0,
+                                "best_top1": 50.0}))
+    with pytest.raises(ValueError, match=r"run\.json: missing required key 'last_top1'"):
+        load_runs([path])
+
+
+def test_write_accuracy_tables_is_atomic_and_complete(tmp_path):
+    runs = make_runs({("dmgd", 1): [40.0, 42.0], ("random", 1): [30.0, 31.0]})
+    out = tmp_path / "tables"
+    write_accuracy_tables(runs, out, "last_top1", "table1", footnotes=["Seeds 0 and 1."])
+    assert sorted(p.name for p in out.iterdir()) == ["table1.csv", "table1.md", "table1.tex"]
+    markdown = (out / "table1.md").read_text(encoding="utf-8")
+    assert markdown.splitlines()[0].startswith("Top-1 accuracy (%), at the last epoch")
+    assert "over 2 runs" in markdown.splitlines()[0]
+    assert markdown.rstrip().endswith("Notes:\n\n- Seeds 0 and 1.")
+    assert "Seeds 0 and 1." in (out / "table1.tex").read_text(encoding="utf-8")
+    assert "Seeds" not in (out / "table1.csv").read_text(encoding="utf-8")
+    assert pd.read_csv(out / "table1.csv")["mean"].tolist() == [40.0, 29.5]
+
+
+def test_output_is_deterministic():
+    runs = make_runs({("a", 1): [40.0, 41.0], ("b", 10): [30.0]})
+    shuffled = runs.sample(frac=1.0, random_state=0)
+    first, second = accuracy_table(runs), accuracy_table(shuffled, method_order=["a", "b"])
+    assert to_markdown(first) == to_markdown(second)
+    assert to_latex(first) == to_latex(second)
+    assert to_csv(first) == to_csv(second)

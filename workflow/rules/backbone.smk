@@ -1,0 +1,67 @@
+if config["backbone"]["source"] == "train":
+
+    rule train_backbone:
+        input:
+            data=f"{RESULTS}/data/{config['backbone']['train']['dataset']}",
+        output:
+            directory(BACKBONE),
+        params:
+            spec=as_json({"train": config["backbone"]["train"],
+                          "num_classes": len(dataset_info(config["backbone"]["train"]["dataset"]).backbone_labels)}),
+        threads: 2
+        log:
+            log=f"{LOGS}/train_backbone.log",
+            losses=f"{LOGS}/train_backbone_loss.csv",
+        benchmark:
+            f"{BENCH}/train_backbone.tsv"
+        resources:
+            gpu=GPU,
+            mem_mb=4000,
+            runtime=60,
+        shell:
+            "python -m methods.diffusion.train_tiny --spec {params.spec:q} --data {input.data}"
+            " --out {output} --loss-log {log.losses} --device {DEVICE} --threads {threads} > {log.log} 2>&1"
+
+else:
+
+    rule load_backbone:
+        output:
+            directory(BACKBONE),
+        params:
+            source=config["backbone"]["source"],
+            vae=config["backbone"]["vae"] or "",
+        log:
+            f"{LOGS}/load_backbone.log",
+        benchmark:
+            f"{BENCH}/load_backbone.tsv"
+        resources:
+            mem_mb=16000,
+            runtime=30,
+        shell:
+            "python -m methods.diffusion.link --source {params.source:q} --vae {params.vae:q}"
+            " --out {output} > {log} 2>&1"
+
+
+rule check_backbone:
+    input:
+        backbone=BACKBONE,
+        teacher=f"{RESULTS}/teachers/{{dataset}}",
+    output:
+        f"{RESULTS}/backbone_checks/{{dataset}}.json",
+    params:
+        spec=lambda w: as_json({"dataset": w.dataset, "sampler": config["sampler"],
+                                "samples_per_class": config["backbone"]["check_samples_per_class"],
+                                "seed": config["seeds"][0],
+                                "min_recognisability": config["backbone"]["min_recognisability"]}),
+    threads: 2
+    log:
+        f"{LOGS}/check_backbone/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/check_backbone/{{dataset}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
+        " --teacher {input.teacher} --out {output} --device {DEVICE} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,69 @@
+# Config validation (before any job) and the helpers that turn config into targets and specs.
+import json
+
+from snakemake.utils import validate
+
+validate(config, "../schemas/config.schema.yaml")
+
+from evaluation.config import check_config  # noqa: E402  (after schema defaults are filled)
+from evaluation.datasets import dataset_info  # noqa: E402
+from methods.registry import get_method  # noqa: E402
+
+check_config(config)
+
+RESULTS = f"results/{config['profile']}"
+LOGS = f"logs/{config['profile']}"
+BENCH = f"{RESULTS}/benchmarks"
+DEVICE = config["device"]
+GPU = 0 if DEVICE == "cpu" else 1
+BACKBONE = f"{RESULTS}/backbones/{config['backbone']['name']}"
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_.-]+",
+    method="[A-Za-z0-9_.-]+",
+    network="[A-Za-z0-9_.-]+",
+    protocol="[A-Za-z0-9_]+",
+    ipc=r"\d+",
+    seed=r"\d+",
+    repeat=r"\d+",
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def method_spec(wildcards):
+    variant = config["methods"][wildcards.method]
+    return as_json({"method": variant["method"], "params": variant.get("params", {}),
+                    "dataset": wildcards.dataset, "sampler": config["sampler"], "data": config["data"]})
+
+
+def distill_inputs(wildcards):
+    inputs = {"data": f"{RESULTS}/data/{wildcards.dataset}"}
+    if get_method(config["methods"][wildcards.method]["method"]).needs_backbone:
+        inputs["backbone"] = BACKBONE
+    return inputs
+
+
+def eval_spec(wildcards):
+    return as_json({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": int(wildcards.ipc),
+                    "seed": int(wildcards.seed), "protocol": wildcards.protocol,
+                    "repeat": int(wildcards.repeat), "network_name": wildcards.network,
+                    "network": config["evaluation"]["networks"][wildcards.network],
+                    "protocol_params": config["protocols"][wildcards.protocol]})
+
+
+def eval_targets():
+    ev = config["evaluation"]
+    return expand(
+        f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
+        dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
+        seed=config["seeds"], protocol=ev["protocols"], network=list(ev["networks"]),
+        repeat=range(ev["repeats"]))
+
+
+def backbone_check_targets():
+    if not config["backbone"]["check"]:
+        return []
+    return expand(f"{RESULTS}/backbone_checks/{{dataset}}.json", dataset=config["datasets"])

@@ -1,0 +1,37 @@
+rule prepare_data:
+    output:
+        directory(f"{RESULTS}/data/{{dataset}}"),
+    params:
+        spec=as_json(config["data"]),
+    log:
+        f"{LOGS}/prepare_data/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/prepare_data/{{dataset}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m evaluation.prepare --dataset {wildcards.dataset} --spec {params.spec:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule train_teacher:
+    input:
+        data=f"{RESULTS}/data/{{dataset}}",
+    output:
+        directory(f"{RESULTS}/teachers/{{dataset}}"),
+    params:
+        spec=lambda w: as_json({"dataset": w.dataset, "teacher": config["teacher"],
+                                "protocol_params": config["protocols"]["hard_label"]}),
+    threads: 2
+    log:
+        f"{LOGS}/train_teacher/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/train_teacher/{{dataset}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m evaluation.train teacher --spec {params.spec:q} --data {input.data}"
+        " --out {output} --device {DEVICE} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,21 @@
+rule distill:
+    input:
+        unpack(distill_inputs),
+    output:
+        directory(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}"),
+    params:
+        spec=method_spec,
+        backbone=lambda w, input: f"--backbone {input.backbone}" if "backbone" in input.keys() else "",
+    threads: 2
+    log:
+        f"{LOGS}/distill/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/distill/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python -m methods.distill --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
+        " --seed {wildcards.seed} --out {output} {params.backbone} --device {DEVICE}"
+        " --threads {threads} > {log} 2>&1"

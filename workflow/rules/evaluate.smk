@@ -1,0 +1,20 @@
+rule evaluate:
+    input:
+        synset=f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}",
+        data=f"{RESULTS}/data/{{dataset}}",
+    output:
+        f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
+    params:
+        spec=eval_spec,
+    threads: 1
+    log:
+        f"{LOGS}/evaluate/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}-{{protocol}}-{{network}}-rep{{repeat}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}-{{protocol}}-{{network}}-rep{{repeat}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=240,
+    shell:
+        "python -m evaluation.train synset --spec {params.spec:q} --synset {input.synset}"
+        " --data {input.data} --out {output} --device {DEVICE} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,16 @@
+rule tables:
+    input:
+        runs=eval_targets(),
+        checks=backbone_check_targets(),
+    output:
+        accuracy=f"{RESULTS}/tables/accuracy.md",
+        accuracy_last=f"{RESULTS}/tables/accuracy_last.md",
+        runs=f"{RESULTS}/tables/runs.csv",
+    params:
+        order=",".join(config["methods"]),
+        out=f"{RESULTS}/tables",
+    log:
+        f"{LOGS}/tables.log",
+    shell:
+        "python -m evaluation.report --runs {input.runs} --backbone-checks {input.checks}"
+        " --out {params.out} --method-order {params.order:q} > {log} 2>&1"
