@@ -6,14 +6,48 @@ any job with one line naming the value and the valid choices.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import jsonschema
+import yaml
+
 from methods.registry import get_method
 
-from .datasets import dataset_info
+from .datasets import dataset_info, imagenet_class_folders
 from .networks import list_networks
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key, the value and the fix."""
+
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_FILE.read_text())
+
+
+def schema_error(config: dict) -> str | None:
+    """The most relevant schema violation as one line (``key.path: message``), or None."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path) or "config"
+    return f"{where}: {error.message}"
+
+
+def validate_config(config: dict) -> dict:
+    """Schema check (one-line error), schema defaults filled in place, then :func:`check_config`."""
+    from snakemake.utils import validate
+
+    message = schema_error(config)
+    if message:
+        raise ConfigError(f"{message} (see workflow/schemas/config.schema.yaml)")
+    validate(config, str(SCHEMA_FILE))  # fills the schema's defaults
+    check_config(config)
+    return config
 
 
 def check_config(config: dict) -> None:
@@ -26,6 +60,10 @@ def check_config(config: dict) -> None:
         if network["arch"] not in list_networks():
             raise ConfigError(f"evaluation.networks.{name}: unknown arch '{network['arch']}'; "
                               f"valid: {', '.join(list_networks())}")
+    for name in config["datasets"]:
+        info = dataset_info(name)
+        if info.source == "imagenet":
+            imagenet_class_folders(config["imagenet_root"], info)
     backbone = config["backbone"]
     if backbone["source"] == "train":
         trained_on = dataset_info(backbone["train"]["dataset"])

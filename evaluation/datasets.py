@@ -101,8 +101,8 @@ def prepare_digits(out_dir: Path, image_size: int, test_fraction: float, split_s
 def imagenet_class_folders(root: str | Path | None, info: DatasetInfo) -> list[str]:
     """The wnid folders of a subset, validated against the root's train/ and val/ layout."""
     if root is None:
-        raise DatasetError(f"dataset {info.name} needs data.imagenet_root (config) or "
-                           f"--config data='{{imagenet_root: DIR}}'; {IMAGENET_LAYOUT}")
+        raise DatasetError(f"dataset {info.name} needs imagenet_root: set it in the config or pass "
+                           f"--config imagenet_root=DIR; {IMAGENET_LAYOUT}")
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"ImageNet root {root} does not exist; {IMAGENET_LAYOUT}")

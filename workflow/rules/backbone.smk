@@ -6,9 +6,12 @@ if config["backbone"]["source"] == "train":
         output:
             directory(BACKBONE),
         params:
+            device=DEVICE,
             spec=as_json({"train": config["backbone"]["train"],
                           "num_classes": len(dataset_info(config["backbone"]["train"]["dataset"]).backbone_labels)}),
         threads: 2
+        conda:
+            ENV
         log:
             log=f"{LOGS}/train_backbone.log",
             losses=f"{LOGS}/train_backbone_loss.csv",
@@ -20,7 +23,7 @@ if config["backbone"]["source"] == "train":
             runtime=60,
         shell:
             "python -m methods.diffusion.train_tiny --spec {params.spec:q} --data {input.data}"
-            " --out {output} --loss-log {log.losses} --device {DEVICE} --threads {threads} > {log.log} 2>&1"
+            " --out {output} --loss-log {log.losses} --device {params.device} --threads {threads} > {log.log} 2>&1"
 
 else:
 
@@ -30,6 +33,8 @@ else:
         params:
             source=config["backbone"]["source"],
             vae=config["backbone"]["vae"] or "",
+        conda:
+            ENV
         log:
             f"{LOGS}/load_backbone.log",
         benchmark:
@@ -49,11 +54,14 @@ rule check_backbone:
     output:
         f"{RESULTS}/backbone_checks/{{dataset}}.json",
     params:
+        device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "sampler": config["sampler"],
                                 "samples_per_class": config["backbone"]["check_samples_per_class"],
                                 "seed": config["seeds"][0],
                                 "min_recognisability": config["backbone"]["min_recognisability"]}),
     threads: 2
+    conda:
+        ENV
     log:
         f"{LOGS}/check_backbone/{{dataset}}.log",
     benchmark:
@@ -64,4 +72,4 @@ rule check_backbone:
         runtime=60,
     shell:
         "python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
-        " --teacher {input.teacher} --out {output} --device {DEVICE} --threads {threads} > {log} 2>&1"
+        " --teacher {input.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

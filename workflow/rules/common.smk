@@ -1,15 +1,16 @@
 # Config validation (before any job) and the helpers that turn config into targets and specs.
 import json
+import os
+import sys
 
-from snakemake.utils import validate
+from evaluation.config import validate_config
+from evaluation.datasets import DatasetError, dataset_info
+from methods.registry import get_method
 
-validate(config, "../schemas/config.schema.yaml")
-
-from evaluation.config import check_config  # noqa: E402  (after schema defaults are filled)
-from evaluation.datasets import dataset_info  # noqa: E402
-from methods.registry import get_method  # noqa: E402
-
-check_config(config)
+try:
+    validate_config(config)
+except (ValueError, DatasetError) as err:  # one line naming the value and the fix, before any job
+    sys.exit(f"config error: {err}")
 
 RESULTS = f"results/{config['profile']}"
 LOGS = f"logs/{config['profile']}"
@@ -17,6 +18,7 @@ BENCH = f"{RESULTS}/benchmarks"
 DEVICE = config["device"]
 GPU = 0 if DEVICE == "cpu" else 1
 BACKBONE = f"{RESULTS}/backbones/{config['backbone']['name']}"
+ENV = "../../environment.yml"  # conda env of every rule (relative to this folder)
 
 
 wildcard_constraints:

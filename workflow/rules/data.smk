@@ -2,7 +2,9 @@ rule prepare_data:
     output:
         directory(f"{RESULTS}/data/{{dataset}}"),
     params:
-        spec=as_json(config["data"]),
+        spec=as_json({"imagenet_root": config["imagenet_root"], **config["data"]}),
+    conda:
+        ENV
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
     benchmark:
@@ -21,9 +23,12 @@ rule train_teacher:
     output:
         directory(f"{RESULTS}/teachers/{{dataset}}"),
     params:
+        device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "teacher": config["teacher"],
                                 "protocol_params": config["protocols"]["hard_label"]}),
     threads: 2
+    conda:
+        ENV
     log:
         f"{LOGS}/train_teacher/{{dataset}}.log",
     benchmark:
@@ -34,4 +39,4 @@ rule train_teacher:
         runtime=60,
     shell:
         "python -m evaluation.train teacher --spec {params.spec:q} --data {input.data}"
-        " --out {output} --device {DEVICE} --threads {threads} > {log} 2>&1"
+        " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -4,9 +4,12 @@ rule distill:
     output:
         directory(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}"),
     params:
+        device=DEVICE,
         spec=method_spec,
         backbone=lambda w, input: f"--backbone {input.backbone}" if "backbone" in input.keys() else "",
     threads: 2
+    conda:
+        ENV
     log:
         f"{LOGS}/distill/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.log",
     benchmark:
@@ -17,5 +20,5 @@ rule distill:
         runtime=120,
     shell:
         "python -m methods.distill --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
-        " --seed {wildcards.seed} --out {output} {params.backbone} --device {DEVICE}"
+        " --seed {wildcards.seed} --out {output} {params.backbone} --device {params.device}"
         " --threads {threads} > {log} 2>&1"

@@ -5,8 +5,11 @@ rule evaluate:
     output:
         f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
     params:
+        device=DEVICE,
         spec=eval_spec,
     threads: 1
+    conda:
+        ENV
     log:
         f"{LOGS}/evaluate/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}-{{protocol}}-{{network}}-rep{{repeat}}.log",
     benchmark:
@@ -17,4 +20,4 @@ rule evaluate:
         runtime=240,
     shell:
         "python -m evaluation.train synset --spec {params.spec:q} --synset {input.synset}"
-        " --data {input.data} --out {output} --device {DEVICE} --threads {threads} > {log} 2>&1"
+        " --data {input.data} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

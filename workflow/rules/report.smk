@@ -8,7 +8,9 @@ rule tables:
         runs=f"{RESULTS}/tables/runs.csv",
     params:
         order=",".join(config["methods"]),
-        out=f"{RESULTS}/tables",
+        out=lambda w, output: os.path.dirname(output.accuracy),
+    conda:
+        ENV
     log:
         f"{LOGS}/tables.log",
     shell:
