@@ -11,6 +11,7 @@ import math
 import torch
 
 from .backbone import Backbone
+from .sampler import alphas_cumprod_float64
 
 
 def normal_kl(mean1, logvar1, mean2, logvar2):
@@ -40,7 +41,7 @@ class DiffusionLoss:
     """Hybrid loss over the full 1000-step chain of the backbone's scheduler."""
 
     def __init__(self, backbone: Backbone):
-        ac = backbone.scheduler.alphas_cumprod.double()
+        ac = alphas_cumprod_float64(backbone.scheduler)
         ac_prev = torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
         betas = 1.0 - ac / ac_prev
         post_var = betas * (1.0 - ac_prev) / (1.0 - ac)

@@ -55,11 +55,16 @@ class StepCoefficients:
     log_posterior_variance: float
 
 
+def alphas_cumprod_float64(scheduler) -> torch.Tensor:
+    """ᾱ in float64 from the scheduler's betas, as DiT's numpy tables (diffusers keeps float32)."""
+    return torch.cumprod(1.0 - scheduler.betas.double(), dim=0)
+
+
 def step_coefficients(scheduler, steps: int) -> list[StepCoefficients]:
     """Per-step coefficients of the respaced chain, in sampling order (first = noisiest)."""
     scheduler.set_timesteps(steps)
     timesteps = [int(t) for t in scheduler.timesteps]
-    alphas_cumprod = scheduler.alphas_cumprod.double()
+    alphas_cumprod = alphas_cumprod_float64(scheduler)
     coefs, posterior_vars = [], []
     for k, t in enumerate(timesteps):
         a_t = float(alphas_cumprod[t])
