@@ -6,6 +6,7 @@ any job with one line naming the value and the valid choices.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import jsonschema
@@ -38,14 +39,31 @@ def schema_error(config: dict) -> str | None:
     return f"{where}: {error.message}"
 
 
+def _default_filling_validator():
+    """Draft 2020-12 validator that fills each missing property with a *copy* of its default.
+
+    snakemake.utils.validate fills defaults by reference, so one ``params: {}`` default object is
+    shared by every method variant and a default set for one (``selection``) leaks into the others.
+    """
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+
+
 def validate_config(config: dict) -> dict:
     """Schema check (one-line error), schema defaults filled in place, then :func:`check_config`."""
-    from snakemake.utils import validate
-
     message = schema_error(config)
     if message:
         raise ConfigError(f"{message} (see workflow/schemas/config.schema.yaml)")
-    validate(config, str(SCHEMA_FILE))  # fills the schema's defaults
+    _default_filling_validator()(load_schema()).validate(config)
     check_config(config)
     return config
 

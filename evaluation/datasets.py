@@ -131,11 +131,12 @@ def _image_files(class_dir: Path) -> list[Path]:
 def prepare_imagenet(out_dir: Path, root: str | Path | None, info: DatasetInfo) -> dict:
     """Write ``train.csv``/``test.csv`` (path, label) indexing the subset's folders, in list order."""
     wnids = imagenet_class_folders(root, info)
+    root = Path(root).resolve()  # the index must stay valid from any working directory
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, folder in IMAGENET_FOLDER.items():
         rows = [(str(path), label) for label, wnid in enumerate(wnids)
-                for path in _image_files(Path(root) / folder / wnid)]
+                for path in _image_files(root / folder / wnid)]
         with open(out_dir / f"{split}.csv", "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["path", "label"])

@@ -69,6 +69,10 @@ def read_synset(directory: Path, num_classes: int) -> tuple[torch.Tensor, torch.
         with Image.open(directory / r["path"]) as img:
             images.append(torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1))
         labels.append(label)
+    stray = sorted(set(labels) - set(range(num_classes)))
+    if stray:
+        raise SynsetError(f"{directory}: class folder {class_folder(stray[0])} is beyond the dataset's "
+                          f"{num_classes} classes; remove it or evaluate on the right dataset")
     missing = sorted(set(range(num_classes)) - set(labels))
     if missing:
         raise SynsetError(f"{directory}: no images of class {class_folder(missing[0])} "

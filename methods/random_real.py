@@ -14,11 +14,11 @@ from evaluation.seeding import generator
 from .registry import DistillContext, SyntheticSet, register_method
 
 
-def select_indices(labels: torch.Tensor, ipc: int, seed: int, selection: str,
+def select_indices(labels: torch.Tensor, num_classes: int, ipc: int, seed: int, selection: str,
                    paths: list[str] | None = None) -> list[int]:
     """Indices into the train split: ipc per class, classes in label order."""
     chosen = []
-    for c in range(int(labels.max()) + 1):
+    for c in range(num_classes):
         members = torch.nonzero(labels == c).flatten()
         if ipc > len(members):
             raise ValueError(f"ipc {ipc} exceeds the {len(members)} training images of class {c}; "
@@ -35,7 +35,7 @@ def select_indices(labels: torch.Tensor, ipc: int, seed: int, selection: str,
 @register_method("random", needs_backbone=False)
 def distill(ctx: DistillContext) -> SyntheticSet:
     labels = split_labels(ctx.data_dir, "train")
-    indices = select_indices(labels, ctx.ipc, ctx.seed, ctx.params.get("selection", "seeded"),
+    indices = select_indices(labels, ctx.dataset.num_classes, ctx.ipc, ctx.seed, ctx.params.get("selection", "seeded"),
                              split_paths(ctx.data_dir, "train"))
     size = None if ctx.dataset.source == "digits" else ctx.data["imagenet_image_size"]
     images, picked = load_split(ctx.data_dir, "train", image_size=size, indices=indices)

@@ -14,7 +14,7 @@ import yaml
 from evaluation.datasets import (DATASETS, SUBSETS_FILE, DatasetError, dataset_info,
                                  imagenet_class_folders, load_split, prepare_digits, prepare_imagenet,
                                  read_image, split_labels, split_paths)
-from fake_imagenet import BAND_COLOUR, class_colour, fake_wnids, make_fake_imagenet
+from tests.fake_imagenet import BAND_COLOUR, class_colour, fake_wnids, make_fake_imagenet
 from methods.random_real import select_indices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -372,6 +372,16 @@ def test_unknown_dataset_lists_valid_names():
 
 # ----------------------------------------------------------------------------- select_indices
 
+def count_classes(labels: torch.Tensor) -> int:
+    return int(labels.max()) + 1
+
+
+def test_select_indices_refuses_a_class_without_images():
+    labels = class_labels([3, 3])
+    with pytest.raises(ValueError, match="ipc 1 exceeds the 0 training images of class 2"):
+        select_indices(labels, 3, 1, seed=0, selection="seeded")
+
+
 def class_labels(sizes: list[int], seed: int = 0) -> torch.Tensor:
     labels = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
     return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
@@ -379,13 +389,13 @@ def class_labels(sizes: list[int], seed: int = 0) -> torch.Tensor:
 
 def test_select_indices_seeded():
     labels = class_labels([7, 5, 9, 12])
-    chosen = select_indices(labels, 3, seed=0, selection="seeded")
+    chosen = select_indices(labels, count_classes(labels), 3, seed=0, selection="seeded")
     assert len(chosen) == 12 and len(set(chosen)) == 12
     assert labels[chosen].tolist() == [c for c in range(4) for _ in range(3)]
-    assert select_indices(labels, 3, seed=0, selection="seeded") == chosen
-    assert select_indices(labels, 3, seed=1, selection="seeded") != chosen
+    assert select_indices(labels, count_classes(labels), 3, seed=0, selection="seeded") == chosen
+    assert select_indices(labels, count_classes(labels), 3, seed=1, selection="seeded") != chosen
     # all of a class: a permutation of its members
-    everything = select_indices(labels, 5, seed=2, selection="seeded")
+    everything = select_indices(labels, count_classes(labels), 5, seed=2, selection="seeded")
     assert sorted(everything[5:10]) == torch.nonzero(labels == 1).flatten().tolist()
 
 
@@ -396,21 +406,21 @@ def test_select_indices_seeded_per_class_independent():
     rest = labels != 0
     other[rest] = labels[rest].flip(0)  # classes 1 and 2 move around; class 0 keeps its positions
     assert not torch.equal(other, labels)
-    assert (select_indices(labels, 2, seed=3, selection="seeded")[:2]
-            == select_indices(other, 2, seed=3, selection="seeded")[:2])
+    assert (select_indices(labels, count_classes(labels), 2, seed=3, selection="seeded")[:2]
+            == select_indices(other, count_classes(other), 2, seed=3, selection="seeded")[:2])
 
 
 def test_select_indices_first_k_sorted_paths():
     labels = torch.tensor([0, 1, 0, 1, 0, 1, 0])
     paths = ["c0/f.JPEG", "c1/b.JPEG", "c0/a.JPEG", "c1/c.JPEG", "c0/d.JPEG", "c1/a.JPEG", "c0/b.JPEG"]
-    assert select_indices(labels, 2, seed=0, selection="first_k", paths=paths) == [2, 6, 5, 1]
-    assert select_indices(labels, 2, seed=99, selection="first_k", paths=paths) == [2, 6, 5, 1]
-    assert select_indices(labels, 2, seed=0, selection="first_k") == [0, 2, 1, 3]
+    assert select_indices(labels, count_classes(labels), 2, seed=0, selection="first_k", paths=paths) == [2, 6, 5, 1]
+    assert select_indices(labels, count_classes(labels), 2, seed=99, selection="first_k", paths=paths) == [2, 6, 5, 1]
+    assert select_indices(labels, count_classes(labels), 2, seed=0, selection="first_k") == [0, 2, 1, 3]
 
 
 def test_select_indices_first_k_on_prepared_imagenet(woof_dir):
     labels, paths = split_labels(woof_dir, "train"), split_paths(woof_dir, "train")
-    chosen = select_indices(labels, 2, seed=0, selection="first_k", paths=paths)
+    chosen = select_indices(labels, count_classes(labels), 2, seed=0, selection="first_k", paths=paths)
     assert [Path(paths[i]).name for i in chosen[:2]] == [f"{WOOF_WNIDS[0]}_0.JPEG", f"{WOOF_WNIDS[0]}_1.JPEG"]
 
 
@@ -418,4 +428,4 @@ def test_select_indices_first_k_on_prepared_imagenet(woof_dir):
 def test_select_indices_ipc_too_large(selection):
     labels = class_labels([7, 5, 9])
     with pytest.raises(ValueError, match="ipc 6 exceeds the 5 training images of class 1"):
-        select_indices(labels, 6, seed=0, selection=selection)
+        select_indices(labels, count_classes(labels), 6, seed=0, selection=selection)

@@ -36,9 +36,13 @@ def as_json(obj):
 
 
 def method_spec(wildcards):
+    """The config slice a distillation job depends on (a change re-runs exactly these jobs)."""
     variant = config["methods"][wildcards.method]
-    return as_json({"method": variant["method"], "params": variant.get("params", {}),
-                    "dataset": wildcards.dataset, "sampler": config["sampler"], "data": config["data"]})
+    spec = {"method": variant["method"], "params": variant["params"], "dataset": wildcards.dataset,
+            "data": config["data"]}
+    if get_method(variant["method"]).needs_backbone:
+        spec["sampler"] = config["sampler"]
+    return as_json(spec)
 
 
 def distill_inputs(wildcards):

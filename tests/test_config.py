@@ -1,0 +1,107 @@
+"""The config schema: profiles validate, enums match the registries, bad values fail in one line."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evaluation.config import ConfigError, load_schema, schema_error, validate_config
+from evaluation.datasets import DATASETS
+from evaluation.networks import list_networks
+from methods.registry import list_methods
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = sorted((ROOT / "config").glob("**/*.yaml"))
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_profile_satisfies_the_schema(path):
+    assert schema_error(yaml.safe_load(path.read_text())) is None
+
+
+def test_schema_enums_are_the_registries():
+    props = load_schema()["properties"]
+    method_enum = props["methods"]["additionalProperties"]["properties"]["method"]["enum"]
+    arch_enum = props["evaluation"]["properties"]["networks"]["additionalProperties"]["properties"]["arch"]["enum"]
+    assert sorted(method_enum) == list_methods()
+    assert sorted(arch_enum) == sorted(list_networks())
+    assert props["datasets"]["items"]["enum"] == list(DATASETS)
+
+
+def test_defaults_are_filled_in():
+    config = validate_config(default_config())
+    assert config["sampler"]["steps"] == 50 and config["sampler"]["cfg_channels"] is None
+    assert config["protocols"]["hard_label"]["lr"] == 0.01
+    assert config["methods"]["dit"]["params"] == {}
+    assert config["backbone"]["train"]["ema_decay"] == 0.995
+
+
+def test_readme_documents_every_top_level_key():
+    readme = (ROOT / "README.md").read_text()
+    missing = [k for k in load_schema()["properties"] if f"`{k}`" not in readme]
+    assert not missing, f"README configuration section lacks {missing}"
+
+
+BAD = {
+    "unknown method": (lambda c: c["methods"].update(x={"method": "foo"}), r"methods\.x\.method: 'foo' is not one of \['random', 'dit'\]"),
+    "unknown dataset": (lambda c: c.update(datasets=["cifar"]), r"'cifar' is not one of \['digits'"),
+    "ipc zero": (lambda c: c.update(ipcs=[0]), r"ipcs\.0: 0 is less than the minimum of 1"),
+    "negative ipc": (lambda c: c.update(ipcs=[-3]), r"ipcs\.0: -3 is less than the minimum"),
+    "wrong type": (lambda c: c["sampler"].update(steps="fifty"), r"sampler\.steps: 'fifty' is not of type 'integer'"),
+    "unknown protocol": (lambda c: c["evaluation"].update(protocols=["soft"]), r"'soft' is not one of \['hard_label'\]"),
+    "unknown network": (lambda c: c["evaluation"].update(networks={"v": {"arch": "vgg"}}), r"'vgg' is not one of"),
+    "unknown method parameter": (lambda c: c["methods"]["random"].update(params={"k": 1}), r"'k' was unexpected"),
+    "unknown top-level key": (lambda c: c.update(bogus=1), r"'bogus' was unexpected"),
+    "missing imagenet root": (lambda c: c.update(datasets=["imagenet_woof"], imagenet_root="/nonexistent"),
+                                  r"ImageNet root /nonexistent does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_values_fail_in_one_line(case):
+    mutate, pattern = BAD[case]
+    config = copy.deepcopy(default_config())
+    mutate(config)
+    with pytest.raises(ValueError, match=pattern) as err:
+        validate_config(config)
+    assert "\n" not in str(err.value)
+
+
+def test_backbone_trained_on_digits_refuses_other_classes(tmp_path):
+    from tests.fake_imagenet import make_fake_imagenet
+    root = make_fake_imagenet(tmp_path / "imagenet", ["imagenet_woof"])
+    config = default_config()
+    config.update(datasets=["imagenet_woof"], imagenet_root=str(root))
+    with pytest.raises(ConfigError, match="needs a backbone with its classes"):
+        validate_config(config)
+
+
+def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work"),
+         "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "1",
+         "--config", 'methods={"x": {"method": "foo"}}'],
+        capture_output=True, text=True, env=env)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert lines[-1].startswith("config error: methods.x.method: 'foo' is not one of ['random', 'dit']")
+    assert not (tmp_path / "work" / "results").exists()
+
+
+def test_defaults_are_copies_not_shared_between_variants():
+    config = default_config()
+    config["methods"] = {"r": {"method": "random"}, "d": {"method": "dit"}, "r2": {"method": "random"}}
+    validate_config(config)
+    assert config["methods"]["r"]["params"] == {"selection": "seeded"}
+    assert config["methods"]["d"]["params"] == {}
+    assert config["methods"]["r"]["params"] is not config["methods"]["r2"]["params"]

@@ -1,0 +1,100 @@
+"""The DAG end to end on the smallest profile, a second run that does nothing, and dry runs of the
+paper profile over a fake ImageNet tree."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.fake_imagenet import make_fake_imagenet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(workdir / ".cache")}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                           "-d", str(workdir), *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def test_profile_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    proc = snakemake(workdir, "--cores", "2", "--configfile", str(ROOT / "config" / "test.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir / "results" / "test", workdir
+
+
+def test_tables_hold_every_method_and_ipc(test_profile_run):
+    results, _ = test_profile_run
+    runs = pd.read_csv(results / "tables" / "runs.csv")
+    assert set(runs.method) == {"random", "random-first-k", "dit"} and set(runs.ipc) == {1, 2}
+    assert len(runs) == 3 * 2 and runs.best_top1.ge(runs.last_top1).all()
+    accuracy = (results / "tables" / "accuracy.md").read_text()
+    assert "### digits · hard_label · convnet-2" in accuracy and "| random-first-k |" in accuracy
+    for suffix in ("csv", "tex"):
+        assert (results / "tables" / f"accuracy.{suffix}").exists()
+    assert "Backbone recognisability" in (results / "tables" / "backbone.md").read_text()
+
+
+def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
+    results, workdir = test_profile_run
+    synsets = sorted((results / "synsets" / "digits").glob("*/ipc*/seed*"))
+    assert len(synsets) == 6
+    for synset in synsets:
+        record = json.loads((synset / "manifest.json").read_text())
+        assert {"config", "seed", "code_version", "packages", "device", "wall_time_s"} <= set(record)
+    assert (results / "backbones" / "tiny" / "transformer").is_dir()
+    assert (results / "teachers" / "digits" / "model.pt").exists()
+    logged = " ".join(str(p.relative_to(workdir / "logs" / "test")) for p in (workdir / "logs" / "test").rglob("*.log"))
+    for rule in ("prepare_data", "train_backbone", "train_teacher", "check_backbone", "distill", "evaluate", "tables"):
+        assert rule in logged
+    assert (workdir / "logs" / "test" / "train_backbone_loss.csv").read_text().startswith("phase,step,loss")
+
+
+def test_second_run_does_nothing(test_profile_run):
+    _, workdir = test_profile_run
+    proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"))
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_a_sampler_parameter_reruns_exactly_the_sampling_jobs(test_profile_run):
+    _, workdir = test_profile_run
+    overlay = workdir / "overlay.yaml"
+    overlay.write_text("sampler: {steps: 12}\n")  # nested overrides go in a later --configfile
+    proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
+    jobs = dict(line.split()[:2] for line in (proc.stdout + proc.stderr).splitlines()
+                if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "check_backbone",
+                                                             "train_backbone", "train_teacher", "prepare_data"})
+    assert proc.returncode == 0
+    # dit's synsets (2 IPCs) and the check resample; random's do not; their evaluations follow
+    assert jobs == {"distill": "2", "check_backbone": "1", "evaluate": "2"}
+
+
+def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
+    root = make_fake_imagenet(tmp_path / "imagenet", ["imagenet_woof"])
+    proc = snakemake(tmp_path / "work", "-n", "--cores", "1", "--configfile",
+                     str(ROOT / "config" / "paper" / "woof.yaml"), "--config", f"imagenet_root={root}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    counts = dict(line.split()[:2] for line in out.splitlines()
+                  if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "load_backbone"})
+    # 3 methods x 4 IPCs; x 2 networks x 5 repeats
+    assert counts == {"load_backbone": "1", "distill": "12", "evaluate": "120"}
+
+
+def test_paper_profile_missing_class_folder_fails_in_one_line(tmp_path):
+    root = make_fake_imagenet(tmp_path / "imagenet", ["imagenet_woof"])
+    missing = sorted((root / "val").iterdir())[0]
+    for image in missing.iterdir():
+        image.unlink()
+    missing.rmdir()
+    proc = snakemake(tmp_path / "work", "-n", "--cores", "1", "--configfile",
+                     str(ROOT / "config" / "paper" / "woof.yaml"), "--config", f"imagenet_root={root}")
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith("config error: missing class folder") and missing.name in last
