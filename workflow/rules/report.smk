@@ -13,6 +13,8 @@ rule tables:
         ENV
     log:
         f"{LOGS}/tables.log",
+    benchmark:
+        f"{BENCH}/tables.tsv"
     shell:
         "python -m evaluation.report --runs {input.runs} --backbone-checks {input.checks}"
         " --out {params.out} --method-order {params.order:q} > {log} 2>&1"
