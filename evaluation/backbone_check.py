@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from methods.dit import sample_synthetic_set
+from methods.dit import distill as sample_with_dit
 from methods.registry import DistillContext
 
 from .artifacts import manifest, resolve_device, write_json_atomic
@@ -26,7 +26,7 @@ def recognisability(spec: dict, backbone_dir: Path, teacher_dir: Path, device: s
     ctx = DistillContext(dataset=info, data_dir=Path("."), ipc=spec["samples_per_class"],
                          seed=spec["seed"], sampler=spec["sampler"], backbone_dir=backbone_dir,
                          device=device)
-    synset = sample_synthetic_set(ctx)
+    synset = sample_with_dit(ctx)
     teacher, record = load_teacher(teacher_dir, device)
     images = synset.images
     if images.shape[-1] != record["image_size"]:

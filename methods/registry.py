@@ -26,14 +26,17 @@ class DistillContext:
     sampler: dict = field(default_factory=dict)  # shared sampler settings (config 'sampler')
     data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
     backbone_dir: Path | None = None
+    latents_path: Path | None = None             # real training latents (methods/diffusion/latents.py)
     device: str = "cpu"
 
 
 @dataclass
 class SyntheticSet:
-    """Images (uint8 Nx3xSxS) and dataset labels, grouped by class in generation order."""
+    """Images (uint8 Nx3xSxS) and dataset labels, grouped by class in generation order, and any
+    per-sample records the method keeps (written to the set's manifest)."""
     images: torch.Tensor
     labels: torch.Tensor
+    records: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,16 +44,17 @@ class MethodSpec:
     name: str
     distill: Callable[[DistillContext], SyntheticSet]
     needs_backbone: bool
+    needs_latents: bool
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, *, needs_backbone: bool):
+def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
-        METHODS[name] = MethodSpec(name, fn, needs_backbone)
+        METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents)
         return fn
     return decorator
 
@@ -65,4 +69,4 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-from . import dit, random_real  # noqa: E402,F401  (registration side effects)
+from . import dit, dmgd, random_real  # noqa: E402,F401  (registration side effects)

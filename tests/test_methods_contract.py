@@ -8,7 +8,10 @@ import json
 import pytest
 import torch
 
+from evaluation.config import validate_config
 from evaluation.synsets import read_synset
+from methods.diffusion.backbone import open_backbone
+from methods.diffusion.latents import encode_split
 from methods.distill import distill
 from methods.registry import get_method, list_methods
 
@@ -17,30 +20,46 @@ SAMPLER = {"steps": 4, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 7}
 MANIFEST_KEYS = {"config", "seed", "code_version", "packages", "device", "wall_time_s"}
 
 
-def run(method, seed, out, digits_dir, tiny_backbone_dir):
-    spec = {"method": method, "params": {}, "dataset": "digits", "sampler": SAMPLER, "data": {}}
-    backbone = tiny_backbone_dir if get_method(method).needs_backbone else None
-    distill(spec, digits_dir, IPC, seed, out, backbone)
+@pytest.fixture(scope="module")
+def latents_path(tmp_path_factory, digits_dir, tiny_backbone_dir):
+    path = tmp_path_factory.mktemp("latents") / "tiny.pt"
+    torch.save(encode_split(open_backbone(tiny_backbone_dir), digits_dir, None), path)
+    return path
+
+
+def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path):
+    """Distil with the method's schema defaults (as the DAG would after validation)."""
+    spec = {"method": method, "params": method_defaults(method), "dataset": "digits", "sampler": SAMPLER,
+            "data": {}}
+    spec_method = get_method(method)
+    distill(spec, digits_dir, IPC, seed, out, tiny_backbone_dir if spec_method.needs_backbone else None,
+            latents_path if spec_method.needs_latents else None)
     return read_synset(out, 10)
 
 
+def method_defaults(method: str) -> dict:
+    config = {"profile": "t", "datasets": ["digits"], "ipcs": [IPC], "methods": {"m": {"method": method}}}
+    return validate_config(config)["methods"]["m"]["params"]
+
+
 @pytest.mark.parametrize("method", list_methods())
-def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir):
-    images, labels = run(method, 0, tmp_path / "a", digits_dir, tiny_backbone_dir)
+def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latents_path):
+    args = (digits_dir, tiny_backbone_dir, latents_path)
+    images, labels = run(method, 0, tmp_path / "a", *args)
     assert images.dtype == torch.uint8 and images.shape == (10 * IPC, 3, 16, 16)
     assert labels.tolist() == [c for c in range(10) for _ in range(IPC)]
     record = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert MANIFEST_KEYS <= set(record) and record["seed"] == 0 and record["config"]["method"] == method
-    again, _ = run(method, 0, tmp_path / "b", digits_dir, tiny_backbone_dir)
+    again, _ = run(method, 0, tmp_path / "b", *args)
     assert torch.equal(images, again)
     assert all((tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes()
                for p in ["00000/0000.png", "00009/0001.png", "labels.csv"])
-    other, _ = run(method, 1, tmp_path / "c", digits_dir, tiny_backbone_dir)
+    other, _ = run(method, 1, tmp_path / "c", *args)
     assert not torch.equal(images, other)
 
 
 def test_unknown_method_lists_the_registry():
-    with pytest.raises(ValueError, match="unknown method 'nope'; valid: dit, random"):
+    with pytest.raises(ValueError, match="unknown method 'nope'; valid: dit, dmgd, random"):
         get_method("nope")
 
 

@@ -19,8 +19,9 @@ branch (step index, t, x_t, ε, x̂0, μ, σ_t) and may return a shifted mean (D
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Sequence
 
 import torch
 
@@ -40,9 +41,11 @@ class StepState:
     sigma: torch.Tensor    # std exp(½ log Σ), per element
     alpha_bar: float       # ᾱ_t (x̂0 = (x_t - sqrt(1-ᾱ) ε)/sqrt(ᾱ); ∂x̂0/∂x_t = 1/sqrt(ᾱ) at fixed ε)
     labels: torch.Tensor   # backbone class ids of the batch
+    denoise: Callable[[torch.Tensor], torch.Tensor]  # x_t -> guided x̂0 through the network (autograd)
 
 
 Hook = Callable[[StepState], "torch.Tensor | None"]
+Conditioning = Callable[[int, int], ContextManager]  # (step index, t) -> context around the forward
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,12 @@ class Sampler:
         return self.backbone.transformer(x_t, timestep=timestep, class_labels=labels).sample
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, noise_seeds: Sequence[int],
-               hooks: Sequence[Hook] = ()) -> torch.Tensor:
-        """Latents for ``labels`` (backbone class ids); sample i draws all its noise from seed i."""
+    def sample(self, labels: torch.Tensor, noise_seeds: Sequence[int], hooks: Sequence[Hook] = (),
+               conditioning: Conditioning | None = None) -> torch.Tensor:
+        """Latents for ``labels`` (backbone class ids); sample i draws all its noise from seed i.
+
+        ``conditioning(index, t)`` wraps each forward (DMGD's dynamic label embeddings).
+        """
         device = self.backbone.device
         channels = self.backbone.latent_shape[0]
         streams = [derived_generator(s) for s in noise_seeds]
@@ -143,11 +149,20 @@ class Sampler:
         labels = labels.to(device)
         last = len(self.coefficients) - 1
         for k, c in enumerate(self.coefficients):
-            eps, var_values = guided_output(self.model_output(x, c.t, labels), channels,
-                                            self.cfg_scale, self.cfg_channels)
+            context = (lambda: conditioning(last - k, c.t)) if conditioning else contextlib.nullcontext
+
+            def denoise(x_t: torch.Tensor, c=c, context=context) -> torch.Tensor:
+                with context():
+                    eps_t, _ = guided_output(self.model_output(x_t, c.t, labels), channels,
+                                             self.cfg_scale, self.cfg_channels)
+                return (x_t - (1.0 - c.alpha_bar) ** 0.5 * eps_t) / c.alpha_bar ** 0.5
+
+            with context():
+                model_out = self.model_output(x, c.t, labels)
+            eps, var_values = guided_output(model_out, channels, self.cfg_scale, self.cfg_channels)
             x0, mean, sigma = posterior(c, x, eps, var_values)
             for hook in hooks:
-                state = StepState(last - k, c.t, x, eps, x0, mean, sigma, c.alpha_bar, labels)
+                state = StepState(last - k, c.t, x, eps, x0, mean, sigma, c.alpha_bar, labels, denoise)
                 shifted = hook(state)
                 if shifted is not None:
                     mean = shifted

@@ -73,3 +73,29 @@ rule check_backbone:
     shell:
         "python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
         " --teacher {input.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule encode_latents:
+    input:
+        data=f"{RESULTS}/data/{{dataset}}",
+        backbone=BACKBONE,
+    output:
+        f"{RESULTS}/latents/{{dataset}}/{config['backbone']['name']}.pt",
+    params:
+        device=DEVICE,
+        size=lambda w: (f"--image-size {config['data']['imagenet_image_size']}"
+                       if dataset_info(w.dataset).source == "imagenet" else ""),
+    threads: 2
+    conda:
+        ENV
+    log:
+        f"{LOGS}/encode_latents/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/encode_latents/{{dataset}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "python -m methods.diffusion.latents --data {input.data} --backbone {input.backbone} --out {output}"
+        " {params.size} --device {params.device} --threads {threads} > {log} 2>&1"

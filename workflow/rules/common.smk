@@ -41,14 +41,17 @@ def method_spec(wildcards):
     spec = {"method": variant["method"], "params": variant["params"], "dataset": wildcards.dataset,
             "data": config["data"]}
     if get_method(variant["method"]).needs_backbone:
-        spec["sampler"] = config["sampler"]
+        spec["sampler"] = {**config["sampler"], **variant.get("sampler", {})}
     return as_json(spec)
 
 
 def distill_inputs(wildcards):
     inputs = {"data": f"{RESULTS}/data/{wildcards.dataset}"}
-    if get_method(config["methods"][wildcards.method]["method"]).needs_backbone:
+    method = get_method(config["methods"][wildcards.method]["method"])
+    if method.needs_backbone:
         inputs["backbone"] = BACKBONE
+    if method.needs_latents:
+        inputs["latents"] = f"{RESULTS}/latents/{wildcards.dataset}/{config['backbone']['name']}.pt"
     return inputs
 
 

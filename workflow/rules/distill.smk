@@ -7,6 +7,7 @@ rule distill:
         device=DEVICE,
         spec=method_spec,
         backbone=lambda w, input: f"--backbone {input.backbone}" if "backbone" in input.keys() else "",
+        latents=lambda w, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
     threads: 2
     conda:
         ENV
@@ -20,5 +21,5 @@ rule distill:
         runtime=120,
     shell:
         "python -m methods.distill --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
-        " --seed {wildcards.seed} --out {output} {params.backbone} --device {params.device}"
+        " --seed {wildcards.seed} --out {output} {params.backbone} {params.latents} --device {params.device}"
         " --threads {threads} > {log} 2>&1"

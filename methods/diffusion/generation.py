@@ -1,0 +1,65 @@
+"""Generation of a synthetic set with the shared sampler: order, batching, seeds, decoding.
+
+Sample i of class c draws all its noise from a seed derived from (seed, c, i), so a set does not
+depend on how samples are batched. Samples are ordered round-major (the i-th sample of every class,
+then the (i+1)-th): all classes of a dataset advance together in one batch, which is also the order
+that greedy progressive matching needs (round i sees the finished rounds < i of its class).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evaluation.seeding import derive_seed
+
+from .backbone import Backbone, open_backbone
+from .sampler import Conditioning, Hook, Sampler
+
+
+@dataclass
+class Generation:
+    backbone: Backbone
+    sampler: Sampler
+    backbone_labels: torch.Tensor   # backbone class id of each dataset label
+    seed: int
+    ipc: int
+    batch_size: int
+
+    @classmethod
+    def from_context(cls, ctx, sampler_cfg: dict | None = None) -> "Generation":
+        cfg = sampler_cfg or ctx.sampler
+        backbone = open_backbone(ctx.backbone_dir, device=ctx.device)
+        sampler = Sampler(backbone, cfg["steps"], cfg["cfg_scale"], cfg["cfg_channels"])
+        return cls(backbone, sampler, torch.tensor(ctx.dataset.backbone_labels), ctx.seed, ctx.ipc,
+                   cfg["batch_size"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.backbone_labels)
+
+    def batches(self, by_round: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(dataset labels, sample indices) per batch; ``by_round`` keeps each batch inside a round."""
+        classes = torch.arange(self.num_classes)
+        if by_round:
+            return [(classes[s:s + self.batch_size], torch.full_like(classes[s:s + self.batch_size], i))
+                    for i in range(self.ipc) for s in range(0, self.num_classes, self.batch_size)]
+        labels, index = classes.repeat(self.ipc), torch.arange(self.ipc).repeat_interleave(self.num_classes)
+        return [(labels[s:s + self.batch_size], index[s:s + self.batch_size])
+                for s in range(0, len(labels), self.batch_size)]
+
+    def sample(self, labels: torch.Tensor, index: torch.Tensor, hooks: list[Hook] = (),
+               conditioning: Conditioning | None = None) -> torch.Tensor:
+        return self.sampler.sample(self.backbone_labels[labels], self.noise_seeds(labels, index), hooks,
+                                   conditioning)
+
+    def noise_seeds(self, labels: torch.Tensor, index: torch.Tensor) -> list[int]:
+        return [derive_seed(self.seed, int(c), int(i)) for c, i in zip(labels, index)]
+
+    def decode(self, latents: dict[tuple[int, int], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode {(class, index): latent} into uint8 images and labels, grouped by class."""
+        keys = [(c, i) for c in range(self.num_classes) for i in range(self.ipc)]
+        stacked = torch.stack([latents[k] for k in keys])
+        images = torch.cat([self.backbone.decode(stacked[s:s + self.batch_size])
+                            for s in range(0, len(keys), self.batch_size)])
+        return images, torch.tensor([c for c, _ in keys])

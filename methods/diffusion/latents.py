@@ -1,0 +1,60 @@
+"""Entry point of the ``encode_latents`` rule: VAE latents of a dataset's real training images.
+
+One artifact per (dataset, backbone), shared by every method that matches real data in latent
+space (DMGD's distribution approximation; MGD³, D⁴M and Minimax later): the posterior mean and
+std of each image (scaled by the VAE's scaling factor), so that a method takes either the mean
+(MGD³'s ``latent_dist.mean``) or a seeded posterior sample (DMGD's ``latent_dist.sample()``).
+
+Usage: ``python -m methods.diffusion.latents --data DIR --backbone DIR --out FILE [--image-size S]``
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from evaluation.artifacts import atomic_path, manifest, resolve_device
+from evaluation.datasets import load_split, split_labels
+
+from .backbone import Backbone, open_backbone
+
+BATCH = 64
+
+
+@torch.no_grad()
+def encode_split(backbone: Backbone, data_dir: Path, image_size: int | None) -> dict:
+    labels = split_labels(data_dir, "train")
+    means, stds = [], []
+    for start in tqdm(range(0, len(labels), BATCH), desc="encode", mininterval=5):
+        indices = list(range(start, min(start + BATCH, len(labels))))
+        images, _ = load_split(data_dir, "train", image_size=image_size, indices=indices)
+        dist = backbone.vae.encode(images.to(backbone.device).float() / 127.5 - 1.0).latent_dist
+        scale = backbone.vae.config.scaling_factor
+        means.append((dist.mean * scale).cpu())
+        stds.append((dist.std * scale).cpu())
+    return {"mean": torch.cat(means), "std": torch.cat(stds), "labels": labels}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--backbone", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--image-size", type=int, default=None, help="ImageNet crop side (None: as stored)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started, device = time.time(), resolve_device(args.device)
+    latents = encode_split(open_backbone(args.backbone, device), args.data, args.image_size)
+    latents["manifest"] = manifest({"data": str(args.data), "backbone": str(args.backbone),
+                                    "image_size": args.image_size}, seed=None, device=device, started=started)
+    with atomic_path(args.out) as tmp:
+        torch.save(latents, tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""DMGD's semantic matching: dynamic label embeddings over three stages of the sampling loop.
+
+Supplementary eqs. 40–42 (``paper``) and ``SemanticMatching.random_label_conditioning`` of the
+official code (``official``, methods_and_protocols.md §2 "DMGD"). With step index i (49 … 0) and
+the stage window [t2, t1] (default [25, 45]):
+
+paper (eq. 40, σ = (t1 − i)/(t1 − t2), eq. 41)::
+
+    ỹ = n                                       i ≥ t1   (stochastic exploration)
+    ỹ = √σ·y + (1 − √σ)(β_s·y* + β_n·n)         t2 < i < t1  (dynamic soft label)
+    ỹ = y                                       i ≤ t2   (semantic refinement)
+
+    n ~ N(0, I) drawn at every step; y* one random other class of the dataset per sample
+    (Algorithm 1, line 6); each vector rescaled to its own label's mean and std (eq. 42).
+
+official (original timestep t; thresholds T1 = t1·1000/S, T2 = t2·1000/S, i.e. 900 and 500)::
+
+    λ = 0 for t > T1,  (T1 − t)/(T1 − T2) for T2 ≤ t ≤ T1,  1 for t < T2
+    ỹ = √λ·y + β_n·√(1−λ)·n + 1[t ≤ T1]·β_s·√(1−λ)·y*
+
+    n ~ U[0, 1) (``torch.rand_like``) and y* a fresh random other class at every step; ỹ
+    rescaled to the scalar mean and std pooled over the sample's [cond; null] pair.
+
+Both apply the construction to the null label of classifier-free guidance too (the official code
+blends the whole CFG batch; the paper "suggests imposing a dynamic process on it as well").
+A window with t1 ≥ S has no exploration stage and one with t2 < 0 no refinement stage (Table 7's
+variants; Table 8's tw = [25, 50] equals Table 7's "w/ Semantic Refinement"). With
+β_n = β_s = 0 semantic matching is off and sampling is plain DiT.
+
+The embedding is injected into every DiT block's label embedder (diffusers gives each block its
+own table; the original DiT shares one), each block using its own table, by a context manager that
+always restores the model.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from diffusers.models.embeddings import LabelEmbedding
+
+from evaluation.seeding import derive_seed
+
+
+@dataclass(frozen=True)
+class SemanticSchedule:
+    fidelity: str            # "official" | "paper"
+    t2: int                  # lower stage boundary (step index)
+    t1: int                  # upper stage boundary (step index)
+    beta_n: float
+    beta_s: float
+    steps: int
+    num_train_timesteps: int = 1000
+
+    @property
+    def active(self) -> bool:
+        return self.beta_n != 0.0 or self.beta_s != 0.0
+
+    def weights(self, index: int, t: int) -> tuple[float, float, float] | None:
+        """(w_label, w_noise, w_other) of eq. 40 / the official blend, None for the plain label."""
+        if self.fidelity == "paper":
+            if index >= self.t1:
+                return 0.0, 1.0, 0.0
+            if index <= self.t2:
+                return None
+            root = ((self.t1 - index) / (self.t1 - self.t2)) ** 0.5
+            return root, (1.0 - root) * self.beta_n, (1.0 - root) * self.beta_s
+        per_step = self.num_train_timesteps / self.steps
+        upper, lower = self.t1 * per_step, self.t2 * per_step
+        if t < lower:
+            return None
+        lam = 0.0 if t > upper else (upper - t) / (upper - lower)
+        rest = (1.0 - lam) ** 0.5
+        return lam ** 0.5, self.beta_n * rest, (self.beta_s * rest if t <= upper else 0.0)
+
+
+def other_classes(labels: torch.Tensor, dataset_labels: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """For each label, a uniformly drawn *other* class of the same dataset (y* ≠ y)."""
+    picks = []
+    for label in labels.tolist():
+        choices = dataset_labels[dataset_labels != label]
+        picks.append(choices[torch.randint(len(choices), (1,), generator=generator)])
+    return torch.cat(picks)
+
+
+def rescale(vectors: torch.Tensor, target: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Eq. 42: give ``vectors`` the mean and std of ``target`` (statistics over ``dims``)."""
+    mean, std = vectors.mean(dim=dims, keepdim=True), vectors.std(dim=dims, keepdim=True)
+    return (vectors - mean) / std * target.std(dim=dims, keepdim=True) + target.mean(dim=dims, keepdim=True)
+
+
+class DynamicLabels:
+    """Per-step randomness of semantic matching for one batch, drawn from per-sample streams.
+
+    Sample b draws its noise and y* from seeds derived from its noise seed, so the images do not
+    depend on batch composition, and the sampler's own noise stream is untouched.
+    """
+
+    def __init__(self, schedule: SemanticSchedule, labels: torch.Tensor, null_label: int,
+                 dataset_labels: torch.Tensor, noise_seeds: list[int], embed_dim: int):
+        self.schedule, self.null_label, self.embed_dim = schedule, null_label, embed_dim
+        self.labels = labels.cpu()
+        self.dataset_labels = dataset_labels.cpu()
+        self.streams = [torch.Generator().manual_seed(derive_seed(s, 7)) for s in noise_seeds]
+        # paper: one y* per sample (Algorithm 1, line 6); official: a fresh y* at every step
+        self.fixed_other = self._draw_other() if schedule.fidelity == "paper" else None
+
+    def _draw_other(self) -> torch.Tensor:
+        return torch.cat([other_classes(self.labels[b:b + 1], self.dataset_labels, g)
+                          for b, g in enumerate(self.streams)])
+
+    def for_step(self, index: int, t: int) -> "StepLabels | None":
+        weights = self.schedule.weights(index, t) if self.schedule.active else None
+        if weights is None:
+            return None
+        draw = torch.randn if self.schedule.fidelity == "paper" else torch.rand
+        # rows: [cond_0 … cond_{B-1}, null_0 … null_{B-1}], as the sampler's CFG batch
+        noise = torch.stack([draw(2, self.embed_dim, generator=g) for g in self.streams])
+        noise = torch.cat([noise[:, 0], noise[:, 1]])
+        other = self.fixed_other if self.fixed_other is not None else self._draw_other()
+        return StepLabels(self.schedule.fidelity, weights, noise, torch.cat([other, other]))
+
+
+@dataclass
+class StepLabels:
+    """The dynamic embedding of one step, applied by every block with its own label table."""
+    fidelity: str
+    weights: tuple[float, float, float]
+    noise: torch.Tensor    # [2B, D]
+    other: torch.Tensor    # [2B] class ids y*
+
+    def embed(self, table: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        w_label, w_noise, w_other = self.weights
+        y = table[labels]
+        mixed = w_label * y + w_noise * self.noise.to(y) + w_other * table[self.other.to(labels.device)]
+        if self.fidelity == "paper":
+            return rescale(mixed, y, dims=(1,))
+        half = len(labels) // 2  # official: statistics pooled over the sample's [cond; null] pair
+        pair = lambda v: torch.stack([v[:half], v[half:]], dim=1)  # noqa: E731  [B, 2, D]
+        out = rescale(pair(mixed), pair(y), dims=(1, 2))
+        return torch.cat([out[:, 0], out[:, 1]])
+
+
+@contextlib.contextmanager
+def dynamic_label_embedding(transformer: torch.nn.Module, step: StepLabels | None) -> Iterator[None]:
+    """Make every label embedder of ``transformer`` return ``step.embed`` of its own table."""
+    if step is None:
+        yield
+        return
+    embedders = [m for m in transformer.modules() if isinstance(m, LabelEmbedding)]
+    try:
+        for module in embedders:
+            module.forward = (lambda labels, force_drop_ids=None, _m=module:
+                              step.embed(_m.embedding_table.weight, labels))
+        yield
+    finally:
+        for module in embedders:
+            module.__dict__.pop("forward", None)

@@ -1,0 +1,203 @@
+"""``dmgd``: Dual Matching Guided Diffusion (DMGD, CVPR 2026), training-free.
+
+The supplementary's Algorithm 1 on the shared sampler, in the order of the paper:
+
+1. **Semantic matching** (eqs. 40–43): dynamic label embeddings over three stages, applied to both
+   branches of CFG (``methods/diffusion/semantic.py``).
+2. **Distribution approximation** (Algorithm 2, eqs. 44–46; Table 6): per class, support points
+   and masses from the real training latents: ``kmeans`` (K clusters, masses = cluster
+   fractions), ``mean`` (one point, mass 1) or ``dbs`` (K points drawn with probability
+   proportional to local density, masses = normalised densities).
+3. **Distribution matching** (eqs. 47–51): inside the guidance window, the OT loss between the
+   class's finished samples plus the current x̂0 (uniform masses) and the support points
+   (Euclidean cost on the unit sphere, Sinkhorn), and a step of the posterior mean down its
+   gradient with respect to x_t.
+4. **Greedy progressive matching**: sample n of a class matches against the n samples of that
+   class finished before it; classes are independent, so the n-th samples of all classes advance
+   together in one batch, with one batched Sinkhorn per step.
+
+``fidelity`` chooses where the paper and the official code (solomonWQC/DMGD) differ
+(methods_and_protocols.md §2); ``official`` is the default:
+
+=========================  ===================================  ======================================
+                           paper                                official
+=========================  ===================================  ======================================
+label noise n              N(0, I)                              U[0, 1) (``torch.rand_like``)
+blend weights              √σ, (1 − √σ) on step index            √λ, √(1 − λ), λ linear in original t
+exploration stage          ỹ = n                                ỹ = β_n·n
+other class y*             one per sample                       a new one at every step
+rescaling (eq. 42)         each vector to its own label         pooled over the [cond; null] pair
+clustering                 on the unit-sphere projections       on raw latents, centres projected
+OT loss                    new sample's row of ⟨γ, C⟩ (eq. 49)  Σ γ∘C over all rows
+guidance step ρ_t          ρ·|log Σ_t| (eq. 51; the sign is     ρ·σ_t, σ_t = exp(½ log Σ_t)
+                           taken so that the step descends)
+=========================  ===================================  ======================================
+
+In both, the gradient reaches x_t through x̂0 only (∂x̂0/∂x_t = 1/√ᾱ_t at fixed ε, as the
+official code, which computes ε before enabling gradients) unless ``through_network`` asks for
+backpropagation through the DiT, which the paper's wording allows. Real latents are posterior
+samples (official: ``latent_dist.sample()``) or means (``latent_posterior: mean``); the official
+random horizontal flip at encoding is not reproduced.
+"""
+from __future__ import annotations
+
+import torch
+
+from evaluation.seeding import generator
+
+from .diffusion.generation import Generation
+from .diffusion.kmeans import kmeans
+from .diffusion.ot import sinkhorn, sphere_cost, transport_loss, unit_sphere
+from .diffusion.sampler import StepState
+from .diffusion.semantic import DynamicLabels, SemanticSchedule, dynamic_label_embedding
+from .registry import DistillContext, SyntheticSet, register_method
+
+
+class GuidanceError(FloatingPointError):
+    """Non-finite OT guidance; the message names the step, the class and the fix."""
+
+
+# ----------------------------------------------------------------------------- approximation
+
+def support_points(latents: torch.Tensor, params: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support points on the unit sphere [K, D] and masses [K] of one class (Algorithm 2, Table 6)."""
+    flat = latents.flatten(1).double()
+    method, k = params["approximation"], min(params["support_points"], len(flat))
+    if method == "mean":
+        return unit_sphere(flat.mean(0, keepdim=True)), torch.ones(1, dtype=flat.dtype)
+    if method == "dbs":
+        density = local_density(flat, params["dbs_neighbours"])
+        chosen = torch.multinomial(density, k, replacement=False, generator=gen)
+        return unit_sphere(flat[chosen]), density[chosen] / density[chosen].sum()
+    data = unit_sphere(flat) if params["fidelity"] == "paper" else flat
+    result = kmeans(data, k, generator=gen, iters=params["kmeans_iters"], restarts=params["kmeans_restarts"],
+                    init="k-means++" if params["fidelity"] == "paper" else "random")
+    return unit_sphere(result.centers), result.masses
+
+
+def local_density(points: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """Density of each point: inverse mean distance to its nearest neighbours (DBS, Table 6)."""
+    distances = torch.cdist(points, points)
+    k = min(neighbours, len(points) - 1)
+    nearest = distances.topk(k + 1, largest=False).values[:, 1:]
+    return 1.0 / nearest.mean(1).clamp_min(1e-12)
+
+
+# ----------------------------------------------------------------------------- distribution matching
+
+class DistributionMatching:
+    """The OT guidance hook with the per-class memory of finished samples (greedy progressive)."""
+
+    def __init__(self, supports: torch.Tensor, masses: torch.Tensor, params: dict):
+        self.supports, self.masses, self.params = supports, masses, params   # [C, K, D], [C, K]
+        self.memory: list[list[torch.Tensor]] = [[] for _ in range(len(supports))]
+        self.classes = torch.empty(0, dtype=torch.long)
+        self.rows = "last" if params["fidelity"] == "paper" else "all"
+        lo, hi = params["guidance_window"]
+        self.window = range(lo, hi + 1)
+
+    def start_batch(self, classes: torch.Tensor) -> None:
+        """Classes of the next batch; all share one round, so their memories have equal size."""
+        sizes = {len(self.memory[c]) for c in classes.tolist()}
+        if len(sizes) != 1:
+            raise ValueError("a guided batch must hold samples of one round (equal memory sizes)")
+        self.classes = classes
+
+    def loss(self, x0: torch.Tensor, rows: str) -> torch.Tensor:
+        """Per-sample OT loss [B] of x̂0 joined to its class's finished samples (eqs. 48–49)."""
+        classes = self.classes.tolist()
+        new = x0.flatten(1).to(self.supports.dtype)[:, None]                  # [B, 1, D]
+        if self.memory[classes[0]]:
+            finished = torch.stack([torch.stack(self.memory[c]) for c in classes]).to(new)
+            new = torch.cat([finished, new], dim=1)                           # [B, n+1, D]
+        sources = new
+        targets = self.supports[self.classes].to(new)                         # [B, K, D]
+        a = torch.full(sources.shape[:2], 1.0 / sources.shape[1], dtype=new.dtype, device=new.device)
+        cost = sphere_cost(sources, targets)
+        plan = sinkhorn(a, self.masses[self.classes].to(new), cost, epsilon=self.params["sinkhorn_epsilon"],
+                        iters=self.params["sinkhorn_iters"], log_domain=self.params["log_domain"])
+        return transport_loss(plan, cost, rows)
+
+    def __call__(self, state: StepState) -> torch.Tensor | None:
+        if state.index not in self.window:
+            return None
+        with torch.enable_grad():
+            if self.params["through_network"]:
+                x_t = state.x_t.detach().requires_grad_(True)
+                grad, = torch.autograd.grad(self.loss(state.denoise(x_t), self.rows).sum(), x_t)
+            else:
+                x0 = state.x0.detach().requires_grad_(True)
+                grad, = torch.autograd.grad(self.loss(x0, self.rows).sum(), x0)
+                grad = grad / state.alpha_bar ** 0.5
+        grad = grad.to(state.mean.dtype)
+        finite = torch.isfinite(grad).flatten(1).all(1)
+        if not finite.all():
+            bad = int(self.classes[~finite.cpu()][0])
+            raise GuidanceError(f"non-finite OT guidance at step index {state.index} (t={state.t}) for class "
+                                f"{bad}; lower rho, raise sinkhorn_epsilon or set log_domain: true")
+        if self.params["fidelity"] == "paper":
+            step = self.params["rho"] * (2.0 * state.sigma.log()).abs()
+        else:
+            step = self.params["rho"] * state.sigma
+        return state.mean - step * grad
+
+    @torch.no_grad()
+    def finish(self, z0: torch.Tensor) -> list[float]:
+        """Final OT loss (eq. 49, its own row) of each finished sample (Figure 4), then add the
+        sample to its class's memory."""
+        losses = self.loss(z0, "last").tolist()
+        for c, z in zip(self.classes.tolist(), z0.flatten(1).to(self.supports.dtype)):
+            self.memory[c].append(z)
+        return losses
+
+
+# ----------------------------------------------------------------------------- the method
+
+def class_supports(ctx: DistillContext, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support points and masses of every class, from the real latents artifact."""
+    real = torch.load(ctx.latents_path)
+    supports, masses = [], []
+    for c in range(ctx.dataset.num_classes):
+        members = real["labels"] == c
+        latents = real["mean"][members]
+        if params["latent_posterior"] == "sample":
+            noise = torch.randn(latents.shape, generator=generator(ctx.seed, c, 1))
+            latents = latents + real["std"][members] * noise
+        points, mass = support_points(latents, params, generator(ctx.seed, c, 2))
+        supports.append(points)
+        masses.append(mass)
+    k = max(len(m) for m in masses)  # dbs/kmeans on a tiny class may give fewer points: pad with zero mass
+    pad = lambda t, n: torch.cat([t, t.new_zeros(n - len(t), *t.shape[1:])])  # noqa: E731
+    return torch.stack([pad(p, k) for p in supports]), torch.stack([pad(m, k) for m in masses])
+
+
+@register_method("dmgd", needs_backbone=True, needs_latents=True)
+def distill(ctx: DistillContext) -> SyntheticSet:
+    params = ctx.params
+    generation = Generation.from_context(ctx)
+    steps = generation.sampler.steps
+    t2, t1 = params["semantic_window"]
+    schedule = SemanticSchedule(params["fidelity"], t2, t1, params["beta_n"], params["beta_s"], steps,
+                                generation.backbone.scheduler.config.num_train_timesteps)
+    matching = None
+    if params["distribution_matching"]:
+        matching = DistributionMatching(*class_supports(ctx, params), params)
+    embed_dim = generation.backbone.transformer.inner_dim
+    latents, final_losses = {}, {}
+    for labels, index in generation.batches(by_round=matching is not None):
+        conditioning = None
+        if params["semantic_matching"] and schedule.active:
+            dynamic = DynamicLabels(schedule, generation.backbone_labels[labels], generation.backbone.null_label,
+                                    generation.backbone_labels, generation.noise_seeds(labels, index), embed_dim)
+            conditioning = (lambda i, t, d=dynamic:
+                            dynamic_label_embedding(generation.backbone.transformer, d.for_step(i, t)))
+        if matching is not None:
+            matching.start_batch(labels)
+        z0 = generation.sample(labels, index, [matching] if matching else [], conditioning)
+        losses = matching.finish(z0) if matching else [None] * len(labels)
+        for c, i, z, loss in zip(labels.tolist(), index.tolist(), z0, losses):
+            latents[(c, i)], final_losses[(c, i)] = z, loss
+    images, out_labels = generation.decode(latents)
+    records = {"final_ot_loss": [[final_losses[(c, i)] for i in range(ctx.ipc)]
+                                 for c in range(ctx.dataset.num_classes)]} if matching else {}
+    return SyntheticSet(images, out_labels, records)

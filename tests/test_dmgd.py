@@ -1,0 +1,94 @@
+"""DMGD end to end on the tiny backbone: reduction to DiT, OT guidance, errors, approximations."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from evaluation.config import validate_config
+from evaluation.seeding import generator
+from evaluation.synsets import read_synset
+from methods.diffusion.backbone import open_backbone
+from methods.diffusion.latents import encode_split
+from methods.distill import distill
+from methods.dmgd import GuidanceError, local_density, support_points
+
+SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
+
+
+def dmgd_params(**overrides) -> dict:
+    config = {"profile": "t", "datasets": ["digits"], "ipcs": [1], "methods": {"m": {"method": "dmgd", "params": overrides}}}
+    return validate_config(config)["methods"]["m"]["params"]
+
+
+@pytest.fixture(scope="module")
+def latents_path(tmp_path_factory, digits_dir, tiny_backbone_dir):
+    path = tmp_path_factory.mktemp("latents") / "tiny.pt"
+    torch.save(encode_split(open_backbone(tiny_backbone_dir), digits_dir, None), path)
+    return path
+
+
+@pytest.fixture
+def run(tmp_path, digits_dir, tiny_backbone_dir, latents_path):
+    def go(method="dmgd", ipc=2, name="s", sampler=SAMPLER, **params):
+        out = tmp_path / name
+        spec = {"method": method, "params": dmgd_params(**params) if method == "dmgd" else {},
+                "dataset": "digits", "sampler": sampler, "data": {}}
+        distill(spec, digits_dir, ipc, 0, out, tiny_backbone_dir, latents_path)
+        return read_synset(out, 10)[0], json.loads((out / "manifest.json").read_text())["records"]
+    return go
+
+
+def test_without_blend_weights_and_window_dmgd_is_dit_bit_for_bit(run):
+    dit, _ = run("dit", name="dit")
+    plain, _ = run(name="dmgd", beta_n=0.0, beta_s=0.0, guidance_window=[1, 0])
+    assert torch.equal(plain, dit)
+
+
+def test_semantic_matching_alone_changes_the_images(run):
+    dit, _ = run("dit", name="dit")
+    semantic, _ = run(name="dmgd", distribution_matching=False, semantic_window=[3, 8])  # of 10 steps
+    assert not torch.equal(semantic, dit)
+
+
+def test_guidance_lowers_the_final_ot_loss(run):
+    free, records_free = run(name="free", semantic_matching=False, rho=0.0, guidance_window=[0, 9])
+    guided, records = run(name="guided", semantic_matching=False, rho=20.0, guidance_window=[0, 9])
+    total = lambda r: sum(map(sum, r["final_ot_loss"]))  # noqa: E731
+    assert len(records["final_ot_loss"]) == 10 and all(len(row) == 2 for row in records["final_ot_loss"])
+    assert total(records) < total(records_free)
+    assert not torch.equal(free, guided)
+
+
+@pytest.mark.parametrize("fidelity", ["official", "paper"])
+@pytest.mark.parametrize("through_network", [False, True])
+def test_fidelities_and_gradient_paths_run(run, fidelity, through_network):
+    images, records = run(fidelity=fidelity, through_network=through_network, guidance_window=[5, 8])
+    assert images.shape == (20, 3, 16, 16)
+    assert all(torch.isfinite(torch.tensor(row)).all() for row in records["final_ot_loss"])
+
+
+def test_non_finite_guidance_names_the_step_and_class(run):
+    with pytest.raises(GuidanceError, match=r"non-finite OT guidance at step index 8 \(t=\d+\) for class 0; "):
+        run(sinkhorn_epsilon=1e-9, guidance_window=[0, 8])
+
+
+def test_support_point_approximations():
+    gen_data = torch.Generator().manual_seed(0)
+    latents = torch.cat([torch.randn(30, 4, 2, 2, generator=gen_data) + 4 * k for k in range(3)])
+    for method, k in [("kmeans", 3), ("mean", 1), ("dbs", 3)]:
+        params = dmgd_params(approximation=method, support_points=3)
+        points, masses = support_points(latents, params, generator(0))
+        assert points.shape == (k, 16) and masses.shape == (k,)
+        torch.testing.assert_close(points.norm(dim=1), torch.ones(k, dtype=points.dtype))
+        assert masses.sum().item() == pytest.approx(1.0)
+    kmeans_masses = support_points(latents, dmgd_params(), generator(0))[1]
+    assert sorted(kmeans_masses[kmeans_masses > 0].tolist()) != []
+
+
+def test_dbs_density_is_higher_in_dense_regions():
+    dense = torch.zeros(10, 2) + 0.01 * torch.arange(10.0)[:, None]
+    sparse = torch.tensor([[5.0, 5.0], [9.0, -3.0]])
+    density = local_density(torch.cat([dense, sparse]), neighbours=3)
+    assert density[:10].min() > density[10:].max()
