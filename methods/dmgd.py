@@ -49,7 +49,7 @@ from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans
 from .diffusion.ot import sinkhorn, sphere_cost, transport_loss, unit_sphere
 from .diffusion.sampler import StepState
-from .diffusion.semantic import DynamicLabels, SemanticSchedule, dynamic_label_embedding
+from .diffusion.semantic import DynamicLabels, SemanticSchedule, dynamic_label_embedding, label_embedders
 from .registry import DistillContext, SyntheticSet, register_method
 
 
@@ -92,6 +92,7 @@ class DistributionMatching:
         self.supports, self.masses, self.params = supports, masses, params   # [C, K, D], [C, K]
         self.memory: list[list[torch.Tensor]] = [[] for _ in range(len(supports))]
         self.classes = torch.empty(0, dtype=torch.long)
+        self.finished: torch.Tensor | None = None
         self.rows = "last" if params["fidelity"] == "paper" else "all"
         lo, hi = params["guidance_window"]
         self.window = range(lo, hi + 1)
@@ -102,19 +103,18 @@ class DistributionMatching:
         if len(sizes) != 1:
             raise ValueError("a guided batch must hold samples of one round (equal memory sizes)")
         self.classes = classes
+        self.finished = (torch.stack([torch.stack(self.memory[c]) for c in classes.tolist()])
+                         if sizes != {0} else None)                            # [B, n, D]
 
     def loss(self, x0: torch.Tensor, rows: str) -> torch.Tensor:
         """Per-sample OT loss [B] of x̂0 joined to its class's finished samples (eqs. 48–49)."""
-        classes = self.classes.tolist()
-        new = x0.flatten(1).to(self.supports.dtype)[:, None]                  # [B, 1, D]
-        if self.memory[classes[0]]:
-            finished = torch.stack([torch.stack(self.memory[c]) for c in classes]).to(new)
-            new = torch.cat([finished, new], dim=1)                           # [B, n+1, D]
-        sources = new
-        targets = self.supports[self.classes].to(new)                         # [B, K, D]
-        a = torch.full(sources.shape[:2], 1.0 / sources.shape[1], dtype=new.dtype, device=new.device)
+        sources = x0.flatten(1).to(self.supports.dtype)[:, None]              # [B, 1, D]
+        if self.finished is not None:
+            sources = torch.cat([self.finished.to(sources), sources], dim=1)  # [B, n+1, D]
+        targets = self.supports[self.classes].to(sources)                     # [B, K, D]
+        a = torch.full(sources.shape[:2], 1.0 / sources.shape[1], dtype=sources.dtype, device=sources.device)
         cost = sphere_cost(sources, targets)
-        plan = sinkhorn(a, self.masses[self.classes].to(new), cost, epsilon=self.params["sinkhorn_epsilon"],
+        plan = sinkhorn(a, self.masses[self.classes].to(sources), cost, epsilon=self.params["sinkhorn_epsilon"],
                         iters=self.params["sinkhorn_iters"], log_domain=self.params["log_domain"])
         return transport_loss(plan, cost, rows)
 
@@ -183,14 +183,16 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     if params["distribution_matching"]:
         matching = DistributionMatching(*class_supports(ctx, params), params)
     embed_dim = generation.backbone.transformer.inner_dim
+    embedders = label_embedders(generation.backbone.transformer)
+    timesteps = [(steps - 1 - k, c.t) for k, c in enumerate(generation.sampler.coefficients)]
     latents, final_losses = {}, {}
     for labels, index in generation.batches(by_round=matching is not None):
         conditioning = None
         if params["semantic_matching"] and schedule.active:
             dynamic = DynamicLabels(schedule, generation.backbone_labels[labels], generation.backbone.null_label,
-                                    generation.backbone_labels, generation.noise_seeds(labels, index), embed_dim)
-            conditioning = (lambda i, t, d=dynamic:
-                            dynamic_label_embedding(generation.backbone.transformer, d.for_step(i, t)))
+                                    generation.backbone_labels, generation.noise_seeds(labels, index), embed_dim,
+                                    timesteps)
+            conditioning = lambda i, t, d=dynamic: dynamic_label_embedding(embedders, d.for_step(i, t))  # noqa: E731
         if matching is not None:
             matching.start_batch(labels)
         z0 = generation.sample(labels, index, [matching] if matching else [], conditioning)

@@ -9,7 +9,7 @@ from diffusers.models.embeddings import LabelEmbedding
 
 from methods.diffusion.backbone import load_backbone
 from methods.diffusion.semantic import (DynamicLabels, SemanticSchedule, StepLabels, dynamic_label_embedding,
-                                        other_classes, rescale)
+                                        label_embedders, rescale)
 
 T = {i: round(i * 999 / 49) for i in range(50)}  # DiT's respaced timesteps
 
@@ -57,16 +57,28 @@ def test_rescale_matches_target_statistics():
     torch.testing.assert_close(rescale(3 * target - 1, target, dims=(1,)), target, atol=1e-5, rtol=1e-5)
 
 
-def test_other_class_is_never_the_class_itself():
-    dataset = torch.tensor([193, 182, 258, 162])
-    picks = other_classes(dataset.repeat(50), dataset, torch.Generator().manual_seed(0))
-    assert (picks != dataset.repeat(50)).all() and set(picks.tolist()) == set(dataset.tolist())
+TIMESTEPS = [(i, T[i]) for i in range(49, -1, -1)]
+
+
+def dynamic(fidelity, labels=(1, 2), seeds=(11, 12), dataset=tuple(range(10))):
+    return DynamicLabels(schedule(fidelity), torch.tensor(labels), 10, torch.tensor(dataset), list(seeds),
+                         embed_dim=16, timesteps=TIMESTEPS)
+
+
+@pytest.mark.parametrize("fidelity", ["official", "paper"])
+def test_other_class_is_another_class_of_the_dataset(fidelity):
+    dataset = (193, 182, 258, 162)
+    labels = dataset * 5
+    d = dynamic(fidelity, labels=labels, seeds=range(20), dataset=dataset)
+    steps = [d.for_step(i, T[i]).other[:20] for i in range(26, 50)]
+    for other in steps:
+        assert (other != torch.tensor(labels)).all() and set(other.tolist()) <= set(dataset)
+    varies = any(not torch.equal(steps[0], o) for o in steps[1:])
+    assert varies == (fidelity == "official")  # official redraws y* every step; paper once per sample
 
 
 def embed_step(fidelity):
-    labels = torch.tensor([1, 2])
-    dynamic = DynamicLabels(schedule(fidelity), labels, 10, torch.arange(10), [11, 12], embed_dim=16)
-    return dynamic.for_step(35, T[35])
+    return dynamic(fidelity).for_step(35, T[35])
 
 
 def test_official_embedding_pools_statistics_over_the_cfg_pair():
@@ -91,8 +103,7 @@ def test_paper_embedding_rescales_each_vector_to_its_label():
 
 
 def test_dynamic_labels_are_per_sample_streams():
-    a = DynamicLabels(schedule("official"), torch.tensor([1, 2]), 10, torch.arange(10), [11, 12], 16)
-    b = DynamicLabels(schedule("official"), torch.tensor([2]), 10, torch.arange(10), [12], 16)
+    a, b = dynamic("official"), dynamic("official", labels=(2,), seeds=(12,))
     step_a, step_b = a.for_step(40, T[40]), b.for_step(40, T[40])
     torch.testing.assert_close(step_a.noise[[1, 3]], step_b.noise)  # sample 2's noise, alone or batched
     assert a.for_step(10, T[10]) is None
@@ -106,12 +117,12 @@ def test_context_manager_patches_every_block_and_always_restores(tiny_backbone_d
     x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([500, 500]), torch.tensor([1, 10])
     plain = dit(x, timestep=t, class_labels=y).sample
     step = StepLabels("paper", (0.0, 1.0, 0.0), torch.randn(2, dit.inner_dim), torch.tensor([3, 3]))
-    with dynamic_label_embedding(dit, step):
+    with dynamic_label_embedding(label_embedders(dit), step):
         patched = dit(x, timestep=t, class_labels=y).sample
         assert all("forward" in m.__dict__ for m in embedders)
     assert not torch.allclose(plain, patched)
     with pytest.raises(RuntimeError):
-        with dynamic_label_embedding(dit, step):
+        with dynamic_label_embedding(label_embedders(dit), step):
             raise RuntimeError("interrupted sampling")
     assert all("forward" not in m.__dict__ for m in embedders)
     torch.testing.assert_close(dit(x, timestep=t, class_labels=y).sample, plain)
@@ -123,6 +134,6 @@ def test_a_shared_table_gets_the_same_embedding_in_every_block(tiny_backbone_dir
     for m in embedders[1:]:
         m.embedding_table = embedders[0].embedding_table  # the original DiT's single shared table
     step = StepLabels("official", (0.5, 0.06, 0.01), torch.rand(2, backbone.transformer.inner_dim), torch.tensor([2, 2]))
-    with dynamic_label_embedding(backbone.transformer, step):
+    with dynamic_label_embedding(embedders, step):
         outs = [m(torch.tensor([1, 10])) for m in embedders]
     assert all(torch.equal(outs[0], o) for o in outs[1:])

@@ -75,16 +75,6 @@ class SemanticSchedule:
         return lam ** 0.5, self.beta_n * rest, (self.beta_s * rest if t <= upper else 0.0)
 
 
-def other_classes(labels: torch.Tensor, dataset_labels: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
-    """For each label, a uniformly drawn *other* class of the same dataset (y* ≠ y)."""
-    picks = []
-    for label in labels.tolist():
-        choices = dataset_labels[dataset_labels != label]
-        picks.append(choices[torch.randint(len(choices), (1,), generator=generator)])
-    return torch.cat(picks)
-
-
 def rescale(vectors: torch.Tensor, target: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """Eq. 42: give ``vectors`` the mean and std of ``target`` (statistics over ``dims``)."""
     mean, std = vectors.mean(dim=dims, keepdim=True), vectors.std(dim=dims, keepdim=True)
@@ -95,32 +85,37 @@ class DynamicLabels:
     """Per-step randomness of semantic matching for one batch, drawn from per-sample streams.
 
     Sample b draws its noise and y* from seeds derived from its noise seed, so the images do not
-    depend on batch composition, and the sampler's own noise stream is untouched.
+    depend on batch composition, and the sampler's own noise stream is untouched. Each sample
+    draws everything it needs for the whole trajectory at once (one call per sample, not per step).
     """
 
     def __init__(self, schedule: SemanticSchedule, labels: torch.Tensor, null_label: int,
-                 dataset_labels: torch.Tensor, noise_seeds: list[int], embed_dim: int):
-        self.schedule, self.null_label, self.embed_dim = schedule, null_label, embed_dim
-        self.labels = labels.cpu()
-        self.dataset_labels = dataset_labels.cpu()
-        self.streams = [torch.Generator().manual_seed(derive_seed(s, 7)) for s in noise_seeds]
-        # paper: one y* per sample (Algorithm 1, line 6); official: a fresh y* at every step
-        self.fixed_other = self._draw_other() if schedule.fidelity == "paper" else None
-
-    def _draw_other(self) -> torch.Tensor:
-        return torch.cat([other_classes(self.labels[b:b + 1], self.dataset_labels, g)
-                          for b, g in enumerate(self.streams)])
+                 dataset_labels: torch.Tensor, noise_seeds: list[int], embed_dim: int,
+                 timesteps: list[tuple[int, int]]):
+        self.schedule, self.null_label = schedule, null_label
+        self.weights = {index: schedule.weights(index, t) for index, t in timesteps} if schedule.active else {}
+        active = [index for index, w in self.weights.items() if w is not None]
+        self.slot = {index: k for k, index in enumerate(active)}
+        draw = torch.randn if schedule.fidelity == "paper" else torch.rand
+        # paper: one y* per sample (Algorithm 1, line 6); official: a new y* at every step
+        picks = 1 if schedule.fidelity == "paper" else len(active)
+        noise, other = [], []
+        for label, seed in zip(labels.cpu().tolist(), noise_seeds):
+            stream = torch.Generator().manual_seed(derive_seed(seed, 7))
+            noise.append(draw(len(active), 2, embed_dim, generator=stream))
+            choices = dataset_labels.cpu()[dataset_labels.cpu() != label]
+            other.append(choices[torch.randint(len(choices), (picks,), generator=stream)].expand(len(active)))
+        self.noise = torch.stack(noise, dim=1) if active else None   # [steps, B, 2, D]
+        self.other = torch.stack(other, dim=1) if active else None   # [steps, B]
 
     def for_step(self, index: int, t: int) -> "StepLabels | None":
-        weights = self.schedule.weights(index, t) if self.schedule.active else None
+        weights = self.weights.get(index)
         if weights is None:
             return None
-        draw = torch.randn if self.schedule.fidelity == "paper" else torch.rand
+        k = self.slot[index]
         # rows: [cond_0 … cond_{B-1}, null_0 … null_{B-1}], as the sampler's CFG batch
-        noise = torch.stack([draw(2, self.embed_dim, generator=g) for g in self.streams])
-        noise = torch.cat([noise[:, 0], noise[:, 1]])
-        other = self.fixed_other if self.fixed_other is not None else self._draw_other()
-        return StepLabels(self.schedule.fidelity, weights, noise, torch.cat([other, other]))
+        noise = torch.cat([self.noise[k, :, 0], self.noise[k, :, 1]])
+        return StepLabels(self.schedule.fidelity, weights, noise, self.other[k].repeat(2))
 
 
 @dataclass
@@ -143,13 +138,17 @@ class StepLabels:
         return torch.cat([out[:, 0], out[:, 1]])
 
 
+def label_embedders(transformer: torch.nn.Module) -> list[LabelEmbedding]:
+    """Every label embedder of a DiT (one per block in diffusers, one shared in the original)."""
+    return [m for m in transformer.modules() if isinstance(m, LabelEmbedding)]
+
+
 @contextlib.contextmanager
-def dynamic_label_embedding(transformer: torch.nn.Module, step: StepLabels | None) -> Iterator[None]:
-    """Make every label embedder of ``transformer`` return ``step.embed`` of its own table."""
+def dynamic_label_embedding(embedders: list[LabelEmbedding], step: StepLabels | None) -> Iterator[None]:
+    """Make every label embedder return ``step.embed`` of its own table, and always restore them."""
     if step is None:
         yield
         return
-    embedders = [m for m in transformer.modules() if isinstance(m, LabelEmbedding)]
     try:
         for module in embedders:
             module.forward = (lambda labels, force_drop_ids=None, _m=module:
