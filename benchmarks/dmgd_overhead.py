@@ -5,7 +5,7 @@ of every class per batch: the batch greedy progressive matching allows), each ti
 (backbone load, k-means for DMGD, sampling, decoding) as the best of ``--repeats`` interleaved runs. DMGD's
 cost must stay within 1.2x of DiT's (issue #3).
 
-Usage: python benchmarks/dmgd_overhead.py [--backbone DIR] [--ipc 10] [--steps 50] [--repeats 3]
+Usage: python benchmarks/dmgd_overhead.py [--backbone DIR] [--ipc 10] [--steps 50] [--repeats 5]
 Without --backbone it uses results/digits/backbones/tiny if present, else builds an untrained
 backbone of the default profile's architecture (timing does not depend on the weights).
 """
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--backbone", type=Path, default=None)
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

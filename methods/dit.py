@@ -13,9 +13,4 @@ from .registry import DistillContext, SyntheticSet, register_method
 
 @register_method("dit", needs_backbone=True)
 def distill(ctx: DistillContext) -> SyntheticSet:
-    generation = Generation.from_context(ctx)
-    latents = {}
-    for labels, index in generation.batches(by_round=False):
-        for c, i, z in zip(labels.tolist(), index.tolist(), generation.sample(labels, index)):
-            latents[(c, i)] = z
-    return SyntheticSet(*generation.decode(latents))
+    return SyntheticSet(*Generation.from_context(ctx).generate())

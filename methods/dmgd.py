@@ -168,7 +168,9 @@ def class_supports(ctx: DistillContext, params: dict) -> tuple[torch.Tensor, tor
         masses.append(mass)
     k = max(len(m) for m in masses)  # dbs/kmeans on a tiny class may give fewer points: pad with zero mass
     pad = lambda t, n: torch.cat([t, t.new_zeros(n - len(t), *t.shape[1:])])  # noqa: E731
-    return torch.stack([pad(p, k) for p in supports]), torch.stack([pad(m, k) for m in masses])
+    # clustered in float64; the guidance runs in the latents' dtype
+    return (torch.stack([pad(p, k) for p in supports]).to(real["mean"].dtype),
+            torch.stack([pad(m, k) for m in masses]).to(real["mean"].dtype))
 
 
 @register_method("dmgd", needs_backbone=True, needs_latents=True)
@@ -189,9 +191,8 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     for labels, index in generation.batches(by_round=matching is not None):
         conditioning = None
         if params["semantic_matching"] and schedule.active:
-            dynamic = DynamicLabels(schedule, generation.backbone_labels[labels], generation.backbone.null_label,
-                                    generation.backbone_labels, generation.noise_seeds(labels, index), embed_dim,
-                                    timesteps)
+            dynamic = DynamicLabels(schedule, generation.backbone_labels[labels], generation.backbone_labels,
+                                    generation.noise_seeds(labels, index), embed_dim, timesteps)
             conditioning = lambda i, t, d=dynamic: dynamic_label_embedding(embedders, d.for_step(i, t))  # noqa: E731
         if matching is not None:
             matching.start_batch(labels)

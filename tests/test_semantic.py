@@ -61,7 +61,7 @@ TIMESTEPS = [(i, T[i]) for i in range(49, -1, -1)]
 
 
 def dynamic(fidelity, labels=(1, 2), seeds=(11, 12), dataset=tuple(range(10))):
-    return DynamicLabels(schedule(fidelity), torch.tensor(labels), 10, torch.tensor(dataset), list(seeds),
+    return DynamicLabels(schedule(fidelity), torch.tensor(labels), torch.tensor(dataset), list(seeds),
                          embed_dim=16, timesteps=TIMESTEPS)
 
 

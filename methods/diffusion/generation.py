@@ -56,6 +56,14 @@ class Generation:
     def noise_seeds(self, labels: torch.Tensor, index: torch.Tensor) -> list[int]:
         return [derive_seed(self.seed, int(c), int(i)) for c, i in zip(labels, index)]
 
+    def generate(self, hooks: list[Hook] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every sample of the set with the same hooks; images and labels grouped by class."""
+        latents = {}
+        for labels, index in self.batches(by_round=False):
+            for c, i, z in zip(labels.tolist(), index.tolist(), self.sample(labels, index, hooks)):
+                latents[(c, i)] = z
+        return self.decode(latents)
+
     def decode(self, latents: dict[tuple[int, int], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode {(class, index): latent} into uint8 images and labels, grouped by class."""
         keys = [(c, i) for c in range(self.num_classes) for i in range(self.ipc)]

@@ -89,10 +89,9 @@ class DynamicLabels:
     draws everything it needs for the whole trajectory at once (one call per sample, not per step).
     """
 
-    def __init__(self, schedule: SemanticSchedule, labels: torch.Tensor, null_label: int,
-                 dataset_labels: torch.Tensor, noise_seeds: list[int], embed_dim: int,
-                 timesteps: list[tuple[int, int]]):
-        self.schedule, self.null_label = schedule, null_label
+    def __init__(self, schedule: SemanticSchedule, labels: torch.Tensor, dataset_labels: torch.Tensor,
+                 noise_seeds: list[int], embed_dim: int, timesteps: list[tuple[int, int]]):
+        self.schedule = schedule
         self.weights = {index: schedule.weights(index, t) for index, t in timesteps} if schedule.active else {}
         active = [index for index, w in self.weights.items() if w is not None]
         self.slot = {index: k for k, index in enumerate(active)}
@@ -105,17 +104,16 @@ class DynamicLabels:
             noise.append(draw(len(active), 2, embed_dim, generator=stream))
             choices = dataset_labels.cpu()[dataset_labels.cpu() != label]
             other.append(choices[torch.randint(len(choices), (picks,), generator=stream)].expand(len(active)))
-        self.noise = torch.stack(noise, dim=1) if active else None   # [steps, B, 2, D]
-        self.other = torch.stack(other, dim=1) if active else None   # [steps, B]
+        # rows as the sampler's CFG batch: [cond_0 … cond_{B-1}, null_0 … null_{B-1}]
+        self.noise = torch.cat(torch.stack(noise, 1).unbind(2), 1) if active else None   # [steps, 2B, D]
+        self.other = torch.stack(other, 1).repeat(1, 2) if active else None               # [steps, 2B]
 
     def for_step(self, index: int, t: int) -> "StepLabels | None":
         weights = self.weights.get(index)
         if weights is None:
             return None
         k = self.slot[index]
-        # rows: [cond_0 … cond_{B-1}, null_0 … null_{B-1}], as the sampler's CFG batch
-        noise = torch.cat([self.noise[k, :, 0], self.noise[k, :, 1]])
-        return StepLabels(self.schedule.fidelity, weights, noise, self.other[k].repeat(2))
+        return StepLabels(self.schedule.fidelity, weights, self.noise[k], self.other[k])
 
 
 @dataclass
@@ -132,10 +130,9 @@ class StepLabels:
         mixed = w_label * y + w_noise * self.noise.to(y) + w_other * table[self.other.to(labels.device)]
         if self.fidelity == "paper":
             return rescale(mixed, y, dims=(1,))
-        half = len(labels) // 2  # official: statistics pooled over the sample's [cond; null] pair
-        pair = lambda v: torch.stack([v[:half], v[half:]], dim=1)  # noqa: E731  [B, 2, D]
-        out = rescale(pair(mixed), pair(y), dims=(1, 2))
-        return torch.cat([out[:, 0], out[:, 1]])
+        # official: statistics pooled over each sample's [cond; null] pair (rows b and B + b)
+        pairs = lambda v: v.view(2, len(labels) // 2, -1)  # noqa: E731
+        return rescale(pairs(mixed), pairs(y), dims=(0, 2)).view_as(y)
 
 
 def label_embedders(transformer: torch.nn.Module) -> list[LabelEmbedding]:
