@@ -69,4 +69,4 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-from . import dit, dmgd, random_real  # noqa: E402,F401  (registration side effects)
+from . import dit, dmgd, mgd3, random_real  # noqa: E402,F401  (registration side effects)

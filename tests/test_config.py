@@ -52,7 +52,7 @@ def test_readme_documents_every_top_level_key():
 
 
 BAD = {
-    "unknown method": (lambda c: c["methods"].update(x={"method": "foo"}), r"methods\.x\.method: 'foo' is not one of \['random', 'dit', 'dmgd'\]"),
+    "unknown method": (lambda c: c["methods"].update(x={"method": "foo"}), r"methods\.x\.method: 'foo' is not one of \['random', 'dit', 'dmgd', 'mgd3'\]"),
     "unknown dataset": (lambda c: c.update(datasets=["cifar"]), r"'cifar' is not one of \['digits'"),
     "ipc zero": (lambda c: c.update(ipcs=[0]), r"ipcs\.0: 0 is less than the minimum of 1"),
     "negative ipc": (lambda c: c.update(ipcs=[-3]), r"ipcs\.0: -3 is less than the minimum"),
@@ -60,6 +60,8 @@ BAD = {
     "unknown protocol": (lambda c: c["evaluation"].update(protocols=["soft"]), r"'soft' is not one of \['hard_label'\]"),
     "unknown network": (lambda c: c["evaluation"].update(networks={"v": {"arch": "vgg"}}), r"'vgg' is not one of"),
     "unknown method parameter": (lambda c: c["methods"]["random"].update(params={"k": 1}), r"'k' was unexpected"),
+    "negative mode guidance": (lambda c: c["methods"].update(m={"method": "mgd3", "params": {"strength": -0.1}}),
+                               r"methods\.m\.params\.strength: -0\.1 is less than the minimum of 0"),
     "unknown top-level key": (lambda c: c.update(bogus=1), r"'bogus' was unexpected"),
     "missing imagenet root": (lambda c: c.update(datasets=["imagenet_woof"], imagenet_root="/nonexistent"),
                                   r"ImageNet root /nonexistent does not exist"),
@@ -94,7 +96,7 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
         capture_output=True, text=True, env=env)
     assert proc.returncode != 0
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert lines[-1].startswith("config error: methods.x.method: 'foo' is not one of ['random', 'dit', 'dmgd']")
+    assert lines[-1].startswith("config error: methods.x.method: 'foo' is not one of ['random', 'dit', 'dmgd', 'mgd3']")
     assert not (tmp_path / "work" / "results").exists()
 
 

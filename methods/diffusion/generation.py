@@ -8,6 +8,7 @@ that greedy progressive matching needs (round i sees the finished rounds < i of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -56,10 +57,13 @@ class Generation:
     def noise_seeds(self, labels: torch.Tensor, index: torch.Tensor) -> list[int]:
         return [derive_seed(self.seed, int(c), int(i)) for c, i in zip(labels, index)]
 
-    def generate(self, hooks: list[Hook] = ()) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every sample of the set with the same hooks; images and labels grouped by class."""
+    def generate(self, batch_hooks: Callable[[torch.Tensor, torch.Tensor], list[Hook]] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every sample of the set; ``batch_hooks(labels, index)`` gives the hooks of each batch.
+        Returns images and labels grouped by class."""
         latents = {}
         for labels, index in self.batches(by_round=False):
+            hooks = batch_hooks(labels, index) if batch_hooks else []
             for c, i, z in zip(labels.tolist(), index.tolist(), self.sample(labels, index, hooks)):
                 latents[(c, i)] = z
         return self.decode(latents)
