@@ -8,8 +8,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # hub lookups fail at once instead of retryi
 import pytest
 import torch
 
+from evaluation.config import validate_config
 from evaluation.datasets import prepare_digits
-from methods.diffusion.backbone import Backbone, dit_scheduler
+from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
+from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
 
 TINY = dict(vae_channels=[8, 16], latent_channels=4, dit_layers=2, dit_heads=2, dit_head_dim=8,
@@ -36,3 +38,18 @@ def digits_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "digits"
     prepare_digits(path, image_size=16, test_fraction=0.2, split_seed=0)
     return path
+
+
+@pytest.fixture(scope="session")
+def latents_path(tmp_path_factory, digits_dir, tiny_backbone_dir):
+    """The real-latents artifact of the digits under the tiny backbone."""
+    path = tmp_path_factory.mktemp("latents") / "tiny.pt"
+    torch.save(encode_split(open_backbone(tiny_backbone_dir), digits_dir, None), path)
+    return path
+
+
+def method_params(method: str, **overrides) -> dict:
+    """A method's parameters with the schema's defaults filled in, as the DAG passes them."""
+    config = {"profile": "t", "datasets": ["digits"], "ipcs": [1],
+              "methods": {"m": {"method": method, "params": overrides}}}
+    return validate_config(config)["methods"]["m"]["params"]

@@ -6,27 +6,17 @@ import json
 import pytest
 import torch
 
-from evaluation.config import validate_config
 from evaluation.seeding import generator
 from evaluation.synsets import read_synset
-from methods.diffusion.backbone import open_backbone
-from methods.diffusion.latents import encode_split
 from methods.distill import distill
 from methods.dmgd import GuidanceError, local_density, support_points
+from tests.conftest import method_params
 
 SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
 
 
 def dmgd_params(**overrides) -> dict:
-    config = {"profile": "t", "datasets": ["digits"], "ipcs": [1], "methods": {"m": {"method": "dmgd", "params": overrides}}}
-    return validate_config(config)["methods"]["m"]["params"]
-
-
-@pytest.fixture(scope="module")
-def latents_path(tmp_path_factory, digits_dir, tiny_backbone_dir):
-    path = tmp_path_factory.mktemp("latents") / "tiny.pt"
-    torch.save(encode_split(open_backbone(tiny_backbone_dir), digits_dir, None), path)
-    return path
+    return method_params("dmgd", **overrides)
 
 
 @pytest.fixture

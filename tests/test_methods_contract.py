@@ -8,38 +8,24 @@ import json
 import pytest
 import torch
 
-from evaluation.config import validate_config
 from evaluation.synsets import read_synset
-from methods.diffusion.backbone import open_backbone
-from methods.diffusion.latents import encode_split
 from methods.distill import distill
 from methods.registry import get_method, list_methods
+from tests.conftest import method_params
 
 IPC = 2
 SAMPLER = {"steps": 4, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 7}
 MANIFEST_KEYS = {"config", "seed", "code_version", "packages", "device", "wall_time_s"}
 
 
-@pytest.fixture(scope="module")
-def latents_path(tmp_path_factory, digits_dir, tiny_backbone_dir):
-    path = tmp_path_factory.mktemp("latents") / "tiny.pt"
-    torch.save(encode_split(open_backbone(tiny_backbone_dir), digits_dir, None), path)
-    return path
-
-
 def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path):
     """Distil with the method's schema defaults (as the DAG would after validation)."""
-    spec = {"method": method, "params": method_defaults(method), "dataset": "digits", "sampler": SAMPLER,
+    spec = {"method": method, "params": method_params(method), "dataset": "digits", "sampler": SAMPLER,
             "data": {}}
     spec_method = get_method(method)
     distill(spec, digits_dir, IPC, seed, out, tiny_backbone_dir if spec_method.needs_backbone else None,
             latents_path if spec_method.needs_latents else None)
     return read_synset(out, 10)
-
-
-def method_defaults(method: str) -> dict:
-    config = {"profile": "t", "datasets": ["digits"], "ipcs": [IPC], "methods": {"m": {"method": method}}}
-    return validate_config(config)["methods"]["m"]["params"]
 
 
 @pytest.mark.parametrize("method", list_methods())

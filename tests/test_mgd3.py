@@ -4,30 +4,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.config import validate_config
 from evaluation.datasets import dataset_info
-from methods.diffusion.backbone import open_backbone
 from methods.diffusion.generation import Generation
-from methods.diffusion.latents import encode_split
 from methods.mgd3 import ModeGuidance, class_modes
 from methods.registry import DistillContext, get_method
+from tests.conftest import method_params
 
 SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
 
 
-def mgd3_params(**overrides) -> dict:
-    config = {"profile": "t", "datasets": ["digits"], "ipcs": [1], "methods": {"m": {"method": "mgd3", "params": overrides}}}
-    return validate_config(config)["methods"]["m"]["params"]
-
-
 @pytest.fixture(scope="module")
-def context(tmp_path_factory, digits_dir, tiny_backbone_dir):
-    latents = tmp_path_factory.mktemp("latents") / "tiny.pt"
-    torch.save(encode_split(open_backbone(tiny_backbone_dir), digits_dir, None), latents)
-
+def context(digits_dir, tiny_backbone_dir, latents_path):
     def make(ipc=2, **params):
-        return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, mgd3_params(**params), SAMPLER, {},
-                              tiny_backbone_dir, latents)
+        return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, method_params("mgd3", **params), SAMPLER,
+                              {}, tiny_backbone_dir, latents_path)
     return make
 
 

@@ -4,12 +4,12 @@ import os
 import sys
 
 from evaluation.config import validate_config
-from evaluation.datasets import DatasetError, dataset_info
+from evaluation.datasets import dataset_info
 from methods.registry import get_method
 
 try:
     validate_config(config)
-except (ValueError, DatasetError) as err:  # one line naming the value and the fix, before any job
+except ValueError as err:  # one line naming the value and the fix, before any job
     sys.exit(f"config error: {err}")
 
 RESULTS = f"results/{config['profile']}"
