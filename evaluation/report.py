@@ -48,10 +48,10 @@ def backbone_table(paths: list[Path]) -> str:
 
 
 def write_report(runs: list[Path], backbone_checks: list[Path], out_dir: Path,
-                 method_order: list[str] | None) -> None:
+                 method_order: list[str] | None, method_notes: list[str] = ()) -> None:
     frame = load_runs(runs)
     write_text_atomic(out_dir / "runs.csv", frame[RUN_COLUMNS].to_csv(index=False, lineterminator="\n"))
-    notes = protocol_footnotes(runs)
+    notes = protocol_footnotes(runs) + list(method_notes)
     write_accuracy_tables(frame, out_dir, "best_top1", "accuracy", method_order, notes)
     write_accuracy_tables(frame, out_dir, "last_top1", "accuracy_last", method_order, notes)
     if backbone_checks:
@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbone-checks", nargs="*", default=[], type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--method-order", default=None, help="comma-separated method variant names")
+    parser.add_argument("--note", action="append", default=[], help="a footnote of every table (repeatable)")
     args = parser.parse_args(argv)
     order = args.method_order.split(",") if args.method_order else None
-    write_report(args.runs, args.backbone_checks, args.out, order)
+    write_report(args.runs, args.backbone_checks, args.out, order, args.note)
 
 
 if __name__ == "__main__":

@@ -45,16 +45,18 @@ class MethodSpec:
     distill: Callable[[DistillContext], SyntheticSet]
     needs_backbone: bool
     needs_latents: bool
+    table_note: str | None    # footnote of every table that shows the method
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False):
+def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
+                    table_note: str | None = None):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
-        METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents)
+        METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note)
         return fn
     return decorator
 
@@ -69,4 +71,4 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-from . import dit, dmgd, mgd3, random_real  # noqa: E402,F401  (registration side effects)
+from . import d4m, dit, dmgd, mgd3, random_real  # noqa: E402,F401  (registration side effects)

@@ -33,10 +33,11 @@ def test_profile_run(tmp_path_factory):
 def test_tables_hold_every_method_and_ipc(test_profile_run):
     results, _ = test_profile_run
     runs = pd.read_csv(results / "tables" / "runs.csv")
-    assert set(runs.method) == {"random", "random-first-k", "dit", "mgd3", "dmgd"} and set(runs.ipc) == {1, 2}
-    assert len(runs) == 5 * 2 and runs.best_top1.ge(runs.last_top1).all()
+    assert set(runs.method) == {"random", "random-first-k", "dit", "mgd3", "d4m", "dmgd"} and set(runs.ipc) == {1, 2}
+    assert len(runs) == 6 * 2 and runs.best_top1.ge(runs.last_top1).all()
     accuracy = (results / "tables" / "accuracy.md").read_text()
     assert "### digits · hard_label · convnet-2" in accuracy and "| random-first-k |" in accuracy
+    assert "d4m is a port of D4M to the shared DiT backbone" in accuracy  # the registry's table note
     for suffix in ("csv", "tex"):
         assert (results / "tables" / f"accuracy.{suffix}").exists()
     assert "Backbone recognisability" in (results / "tables" / "backbone.md").read_text()
@@ -45,7 +46,7 @@ def test_tables_hold_every_method_and_ipc(test_profile_run):
 def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
     results, workdir = test_profile_run
     synsets = sorted((results / "synsets" / "digits").glob("*/ipc*/seed*"))
-    assert len(synsets) == 10
+    assert len(synsets) == 12
     ot = json.loads((results / "synsets" / "digits" / "dmgd" / "ipc2" / "seed0" / "manifest.json").read_text())
     assert len(ot["records"]["final_ot_loss"]) == 10 and len(ot["records"]["final_ot_loss"][0]) == 2
     for synset in synsets:
@@ -74,8 +75,8 @@ def test_changing_a_sampler_parameter_reruns_exactly_the_sampling_jobs(test_prof
                 if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "check_backbone",
                                                              "train_backbone", "train_teacher", "prepare_data"})
     assert proc.returncode == 0
-    # dit's, mgd3's and dmgd's synsets (2 IPCs each) and the check resample; random's do not
-    assert jobs == {"distill": "6", "check_backbone": "1", "evaluate": "6"}
+    # the sampling methods' synsets (dit, mgd3, d4m, dmgd; 2 IPCs each) and the check; random's do not
+    assert jobs == {"distill": "8", "check_backbone": "1", "evaluate": "8"}
 
 
 def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
@@ -86,8 +87,8 @@ def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
     assert proc.returncode == 0, out[-2000:]
     counts = dict(line.split()[:2] for line in out.splitlines()
                   if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "load_backbone", "encode_latents"})
-    # 5 methods x 4 IPCs; x 2 networks x 5 repeats
-    assert counts == {"load_backbone": "1", "encode_latents": "1", "distill": "20", "evaluate": "200"}
+    # 6 methods x 4 IPCs; x 2 networks x 5 repeats
+    assert counts == {"load_backbone": "1", "encode_latents": "1", "distill": "24", "evaluate": "240"}
 
 
 def test_paper_profile_missing_class_folder_fails_in_one_line(tmp_path):

@@ -17,6 +17,8 @@ from evaluation.seeding import derive_seed
 from .backbone import Backbone, open_backbone
 from .sampler import Conditioning, Hook, Sampler
 
+BatchFn = Callable[[torch.Tensor, torch.Tensor], object]  # (dataset labels, sample indices) -> per-batch value
+
 
 @dataclass
 class Generation:
@@ -50,21 +52,25 @@ class Generation:
                 for s in range(0, len(labels), self.batch_size)]
 
     def sample(self, labels: torch.Tensor, index: torch.Tensor, hooks: list[Hook] = (),
-               conditioning: Conditioning | None = None) -> torch.Tensor:
+               conditioning: Conditioning | None = None, init: torch.Tensor | None = None,
+               start: int = 0) -> torch.Tensor:
         return self.sampler.sample(self.backbone_labels[labels], self.noise_seeds(labels, index), hooks,
-                                   conditioning)
+                                   conditioning, init, start)
 
     def noise_seeds(self, labels: torch.Tensor, index: torch.Tensor) -> list[int]:
         return [derive_seed(self.seed, int(c), int(i)) for c, i in zip(labels, index)]
 
-    def generate(self, batch_hooks: Callable[[torch.Tensor, torch.Tensor], list[Hook]] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every sample of the set; ``batch_hooks(labels, index)`` gives the hooks of each batch.
-        Returns images and labels grouped by class."""
+    def generate(self, batch_hooks: BatchFn | None = None, batch_init: BatchFn | None = None,
+                 start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every sample of the set; ``batch_hooks(labels, index)`` gives the hooks of each batch and
+        ``batch_init(labels, index)`` its clean starting latents (with ``start``, see
+        ``Sampler.sample``). Returns images and labels grouped by class."""
         latents = {}
         for labels, index in self.batches(by_round=False):
             hooks = batch_hooks(labels, index) if batch_hooks else []
-            for c, i, z in zip(labels.tolist(), index.tolist(), self.sample(labels, index, hooks)):
+            init = batch_init(labels, index) if batch_init else None
+            z0 = self.sample(labels, index, hooks, init=init, start=start)
+            for c, i, z in zip(labels.tolist(), index.tolist(), z0):
                 latents[(c, i)] = z
         return self.decode(latents)
 

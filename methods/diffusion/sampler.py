@@ -137,18 +137,26 @@ class Sampler:
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, noise_seeds: Sequence[int], hooks: Sequence[Hook] = (),
-               conditioning: Conditioning | None = None) -> torch.Tensor:
+               conditioning: Conditioning | None = None, init: torch.Tensor | None = None,
+               start: int = 0) -> torch.Tensor:
         """Latents for ``labels`` (backbone class ids); sample i draws all its noise from seed i.
 
         ``conditioning(index, t)`` wraps each forward (DMGD's dynamic label embeddings).
+        ``init`` (clean latents) with ``start`` > 0 begins at the start-th step from
+        sqrt(ᾱ_t)·init + sqrt(1 − ᾱ_t)·z, as an image-to-image pipeline (D⁴M); otherwise from z.
         """
         device = self.backbone.device
         channels = self.backbone.latent_shape[0]
         streams = [derived_generator(s) for s in noise_seeds]
         x = self._noise(streams).to(device)
+        if init is not None and start > 0:
+            a = self.coefficients[start].alpha_bar
+            x = a ** 0.5 * init.to(x) + (1.0 - a) ** 0.5 * x
         labels = labels.to(device)
         last = len(self.coefficients) - 1
         for k, c in enumerate(self.coefficients):
+            if k < start:
+                continue
             context = (lambda: conditioning(last - k, c.t)) if conditioning else contextlib.nullcontext
 
             def denoise(x_t: torch.Tensor, c=c, context=context) -> torch.Tensor:

@@ -1,6 +1,7 @@
 # Config validation (before any job) and the helpers that turn config into targets and specs.
 import json
 import os
+import shlex
 import sys
 
 from evaluation.config import validate_config
@@ -76,3 +77,9 @@ def backbone_check_targets():
     if not config["backbone"]["check"]:
         return []
     return expand(f"{RESULTS}/backbone_checks/{{dataset}}.json", dataset=config["datasets"])
+
+
+def method_table_notes():
+    """Footnotes that the registry attaches to methods of this profile (e.g. d4m is a port)."""
+    notes = {get_method(v["method"]).table_note for v in config["methods"].values()}
+    return sorted(n for n in notes if n)

@@ -8,6 +8,7 @@ rule tables:
         runs=f"{RESULTS}/tables/runs.csv",
     params:
         order=",".join(config["methods"]),
+        notes=" ".join(f"--note {shlex.quote(note)}" for note in method_table_notes()),
         out=lambda w, output: os.path.dirname(output.accuracy),
     conda:
         ENV
@@ -17,4 +18,4 @@ rule tables:
         f"{BENCH}/tables.tsv"
     shell:
         "python -m evaluation.report --runs {input.runs} --backbone-checks {input.checks}"
-        " --out {params.out} --method-order {params.order:q} > {log} 2>&1"
+        " --out {params.out} --method-order {params.order:q} {params.notes} > {log} 2>&1"
