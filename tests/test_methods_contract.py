@@ -45,7 +45,7 @@ def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latent
 
 
 def test_unknown_method_lists_the_registry():
-    with pytest.raises(ValueError, match="unknown method 'nope'; valid: d4m, dit, dmgd, mgd3, random"):
+    with pytest.raises(ValueError, match="unknown method 'nope'; valid: d4m, dit, dmgd, mgd3, minimax, random"):
         get_method("nope")
 
 

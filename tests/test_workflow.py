@@ -33,8 +33,9 @@ def test_profile_run(tmp_path_factory):
 def test_tables_hold_every_method_and_ipc(test_profile_run):
     results, _ = test_profile_run
     runs = pd.read_csv(results / "tables" / "runs.csv")
-    assert set(runs.method) == {"random", "random-first-k", "dit", "mgd3", "d4m", "dmgd"} and set(runs.ipc) == {1, 2}
-    assert len(runs) == 6 * 2 and runs.best_top1.ge(runs.last_top1).all()
+    methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd"}
+    assert set(runs.method) == methods and set(runs.ipc) == {1, 2}
+    assert len(runs) == len(methods) * 2 and runs.best_top1.ge(runs.last_top1).all()
     accuracy = (results / "tables" / "accuracy.md").read_text()
     assert "### digits · hard_label · convnet-2" in accuracy and "| random-first-k |" in accuracy
     assert "d4m is a port of D4M to the shared DiT backbone" in accuracy  # the registry's table note
@@ -46,7 +47,8 @@ def test_tables_hold_every_method_and_ipc(test_profile_run):
 def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
     results, workdir = test_profile_run
     synsets = sorted((results / "synsets" / "digits").glob("*/ipc*/seed*"))
-    assert len(synsets) == 12
+    assert len(synsets) == 14
+    assert (results / "backbones" / "tiny-finetuned" / "minimax" / "digits" / "transformer").is_dir()
     ot = json.loads((results / "synsets" / "digits" / "dmgd" / "ipc2" / "seed0" / "manifest.json").read_text())
     assert len(ot["records"]["final_ot_loss"]) == 10 and len(ot["records"]["final_ot_loss"][0]) == 2
     for synset in synsets:
@@ -75,8 +77,9 @@ def test_changing_a_sampler_parameter_reruns_exactly_the_sampling_jobs(test_prof
                 if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "check_backbone",
                                                              "train_backbone", "train_teacher", "prepare_data"})
     assert proc.returncode == 0
-    # the sampling methods' synsets (dit, mgd3, d4m, dmgd; 2 IPCs each) and the check; random's do not
-    assert jobs == {"distill": "8", "check_backbone": "1", "evaluate": "8"}
+    # the sampling methods' synsets (dit, mgd3, d4m, minimax, dmgd; 2 IPCs each) and the check; not
+    # random's, and not Minimax's fine-tuning, which does not depend on the sampler
+    assert jobs == {"distill": "10", "check_backbone": "1", "evaluate": "10"}
 
 
 def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
@@ -86,9 +89,11 @@ def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     counts = dict(line.split()[:2] for line in out.splitlines()
-                  if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "load_backbone", "encode_latents"})
-    # 6 methods x 4 IPCs; x 2 networks x 5 repeats
-    assert counts == {"load_backbone": "1", "encode_latents": "1", "distill": "24", "evaluate": "240"}
+                  if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "load_backbone", "encode_latents",
+                                                              "finetune_backbone"})
+    # 7 methods x 4 IPCs; x 2 networks x 5 repeats; Minimax fine-tunes once per dataset
+    assert counts == {"load_backbone": "1", "encode_latents": "1", "finetune_backbone": "1", "distill": "28",
+                      "evaluate": "280"}
 
 
 def test_paper_profile_missing_class_folder_fails_in_one_line(tmp_path):

@@ -60,6 +60,10 @@ class DiffusionLoss:
 
     def __call__(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Mean over the batch of mse(ε) + vb for uniformly drawn t (labels may hold the null id)."""
+        return self.with_prediction(x0, labels, generator)[0]
+
+    def with_prediction(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+        """The loss and the model's prediction of x0 at the drawn t (with gradient; Minimax's terms)."""
         t = torch.randint(0, self.num_timesteps, (x0.shape[0],), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         x_t = self._at("sqrt_ac", t, x0) * x0 + self._at("sqrt_1m_ac", t, x0) * noise
@@ -67,7 +71,8 @@ class DiffusionLoss:
         channels = x0.shape[1]
         eps, var_values = out[:, :channels], out[:, channels:]
         mse = ((noise - eps) ** 2).mean(dim=(1, 2, 3))
-        return (mse + self.vb_term(x0, x_t, t, eps.detach(), var_values)).mean()
+        loss = (mse + self.vb_term(x0, x_t, t, eps.detach(), var_values)).mean()
+        return loss, (x_t - self._at("sqrt_1m_ac", t, x0) * eps) / self._at("sqrt_ac", t, x0)
 
     def vb_term(self, x0, x_t, t, eps, var_values) -> torch.Tensor:
         """L_vlb in bits/dim: KL to the true posterior for t > 0, decoder NLL at t = 0."""

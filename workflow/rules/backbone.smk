@@ -99,3 +99,29 @@ rule encode_latents:
     shell:
         "python -m methods.diffusion.latents --data {input.data} --backbone {input.backbone} --out {output}"
         " {params.size} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule finetune_backbone:
+    input:
+        backbone=BACKBONE,
+        latents=f"{RESULTS}/latents/{{dataset}}/{config['backbone']['name']}.pt",
+    output:
+        directory(f"{BACKBONE}-finetuned/{{method}}/{{dataset}}"),
+    params:
+        module=finetune_module,
+        spec=lambda w: as_json(config["methods"][w.method]["params"]),
+        device=DEVICE,
+    threads: 2
+    conda:
+        ENV
+    log:
+        f"{LOGS}/finetune_backbone/{{method}}-{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/finetune_backbone/{{method}}-{{dataset}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=600,
+    shell:
+        "python -m {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
+        " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -49,11 +49,17 @@ def method_spec(wildcards):
 def distill_inputs(wildcards):
     inputs = {"data": f"{RESULTS}/data/{wildcards.dataset}"}
     method = get_method(config["methods"][wildcards.method]["method"])
-    if method.needs_backbone:
+    if method.finetune:
+        inputs["backbone"] = f"{BACKBONE}-finetuned/{wildcards.method}/{wildcards.dataset}"
+    elif method.needs_backbone:
         inputs["backbone"] = BACKBONE
     if method.needs_latents:
         inputs["latents"] = f"{RESULTS}/latents/{wildcards.dataset}/{config['backbone']['name']}.pt"
     return inputs
+
+
+def finetune_module(wildcards):
+    return get_method(config["methods"][wildcards.method]["method"]).finetune
 
 
 def eval_spec(wildcards):
