@@ -47,17 +47,18 @@ class MethodSpec:
     needs_latents: bool
     table_note: str | None    # footnote of every table that shows the method
     finetune: str | None      # entry point of a rule that fine-tunes the backbone for the method
+    uses_seed: bool           # False for methods whose output does not depend on the seed (external)
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
-                    table_note: str | None = None, finetune: str | None = None):
+                    table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
-        METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune)
+        METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed)
         return fn
     return decorator
 
@@ -72,4 +73,4 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-from . import d4m, dit, dmgd, mgd3, minimax, random_real  # noqa: E402,F401  (registration side effects)
+from . import d4m, dit, dmgd, external, mgd3, minimax, random_real  # noqa: E402,F401  (registration side effects)

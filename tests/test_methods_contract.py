@@ -8,6 +8,9 @@ import json
 import pytest
 import torch
 
+from PIL import Image
+
+from evaluation.datasets import load_split
 from evaluation.synsets import read_synset
 from methods.distill import distill
 from methods.registry import get_method, list_methods
@@ -15,13 +18,26 @@ from tests.conftest import method_params
 
 IPC = 2
 SAMPLER = {"steps": 4, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 7}
+DATA = {"digits_image_size": 16, "imagenet_image_size": 256}
 MANIFEST_KEYS = {"config", "seed", "code_version", "packages", "device", "wall_time_s"}
 
 
-def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path):
+@pytest.fixture(scope="module")
+def external_set(tmp_path_factory, digits_dir):
+    """An ImageFolder set made 'elsewhere': 3 real test images per class, folders named 0 … 9."""
+    root = tmp_path_factory.mktemp("external")
+    images, labels = load_split(digits_dir, "test")
+    for c in range(10):
+        (root / str(c)).mkdir()
+        for i, image in enumerate(images[labels == c][:3]):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / str(c) / f"img{i}.png")
+    return root
+
+
+def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path, required):
     """Distil with the method's schema defaults (as the DAG would after validation)."""
-    spec = {"method": method, "params": method_params(method), "dataset": "digits", "sampler": SAMPLER,
-            "data": {}}
+    spec = {"method": method, "params": method_params(method, **required.get(method, {})), "dataset": "digits",
+            "sampler": SAMPLER, "data": DATA}
     spec_method = get_method(method)
     distill(spec, digits_dir, IPC, seed, out, tiny_backbone_dir if spec_method.needs_backbone else None,
             latents_path if spec_method.needs_latents else None)
@@ -29,8 +45,9 @@ def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path):
 
 
 @pytest.mark.parametrize("method", list_methods())
-def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latents_path):
-    args = (digits_dir, tiny_backbone_dir, latents_path)
+def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latents_path, external_set):
+    required = {"external": {"path": str(external_set)}}  # parameters without defaults
+    args = (digits_dir, tiny_backbone_dir, latents_path, required)
     images, labels = run(method, 0, tmp_path / "a", *args)
     assert images.dtype == torch.uint8 and images.shape == (10 * IPC, 3, 16, 16)
     assert labels.tolist() == [c for c in range(10) for _ in range(IPC)]
@@ -41,16 +58,15 @@ def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latent
     assert all((tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes()
                for p in ["00000/0000.png", "00009/0001.png", "labels.csv"])
     other, _ = run(method, 1, tmp_path / "c", *args)
-    assert not torch.equal(images, other)
+    assert torch.equal(images, other) != get_method(method).uses_seed
 
 
 def test_unknown_method_lists_the_registry():
-    with pytest.raises(ValueError, match="unknown method 'nope'; valid: d4m, dit, dmgd, mgd3, minimax, random"):
+    with pytest.raises(ValueError, match="unknown method 'nope'; valid: d4m, dit, dmgd, external, mgd3, minimax, random"):
         get_method("nope")
 
 
 def test_random_first_k_takes_the_first_files_of_each_class(tmp_path, digits_dir):
-    from evaluation.datasets import load_split
     spec = {"method": "random", "params": {"selection": "first_k"}, "dataset": "digits", "data": {}}
     distill(spec, digits_dir, IPC, 0, tmp_path / "s")
     images, _ = read_synset(tmp_path / "s", 10)
