@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from PIL import Image
 
 from evaluation.datasets import dataset_info
