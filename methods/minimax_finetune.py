@@ -39,18 +39,23 @@ from .diffusion.losses import DiffusionLoss
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm)
 
 
+def gamma_sites(transformer: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Linear]]:
+    """(branch, its output projection) of the attention and MLP of the first half of the blocks."""
+    blocks = transformer.transformer_blocks[: len(transformer.transformer_blocks) // 2]
+    return [(block.attn1, block.attn1.to_out[0]) for block in blocks] + \
+           [(block.ff, block.ff.net[2]) for block in blocks]
+
+
 class Gammas(torch.nn.Module):
-    """DiffFit's per-channel scales on the attention and MLP outputs of the first half of the blocks."""
+    """DiffFit's per-channel scales γ on the branch outputs of :func:`gamma_sites`."""
 
     def __init__(self, transformer: torch.nn.Module):
         super().__init__()
-        blocks = transformer.transformer_blocks[: len(transformer.transformer_blocks) // 2]
-        self.targets = [(block.attn1, block.attn1.to_out[0]) for block in blocks] + \
-                       [(block.ff, block.ff.net[2]) for block in blocks]
+        sites = gamma_sites(transformer)
         self.scales = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(out.out_features))
-                                              for _, out in self.targets])
-        self.handles = [module.register_forward_hook(lambda m, i, o, s=s: o * s)
-                        for (module, _), s in zip(self.targets, self.scales)]
+                                              for _, out in sites])
+        self.handles = [branch.register_forward_hook(lambda m, i, o, s=s: o * s)
+                        for (branch, _), s in zip(sites, self.scales)]
 
     def remove(self) -> None:
         """Detach the hooks (the scales are folded into a model's weights by :func:`fold`)."""
@@ -60,10 +65,8 @@ class Gammas(torch.nn.Module):
 
 def fold(transformer: torch.nn.Module, scales: list[torch.Tensor]) -> None:
     """γ·(W x + b) = (diag(γ) W) x + γ b: fold the scales into the output projections."""
-    blocks = transformer.transformer_blocks[: len(transformer.transformer_blocks) // 2]
-    outputs = [block.attn1.to_out[0] for block in blocks] + [block.ff.net[2] for block in blocks]
     with torch.no_grad():
-        for layer, scale in zip(outputs, scales):
+        for (_, layer), scale in zip(gamma_sites(transformer), scales):
             layer.weight.mul_(scale[:, None])
             if layer.bias is not None:
                 layer.bias.mul_(scale)
