@@ -82,3 +82,11 @@ def test_dbs_density_is_higher_in_dense_regions():
     sparse = torch.tensor([[5.0, 5.0], [9.0, -3.0]])
     density = local_density(torch.cat([dense, sparse]), neighbours=3)
     assert density[:10].min() > density[10:].max()
+
+
+@pytest.mark.parametrize("fidelity", ["official", "paper"])
+def test_semantic_matching_without_cfg(run, fidelity):
+    """At 1 + w = 1 (Table 8) the sampler runs only the conditional rows; the embedding follows."""
+    no_cfg = {**SAMPLER, "cfg_scale": 1.0}
+    images, _ = run(sampler=no_cfg, fidelity=fidelity, semantic_window=[3, 8], guidance_window=[5, 8])
+    assert images.shape == (20, 3, 16, 16)

@@ -125,14 +125,16 @@ class StepLabels:
     other: torch.Tensor    # [2B] class ids y*
 
     def embed(self, table: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the forward's rows: [cond; null] under CFG, the cond rows alone at scale 1."""
         w_label, w_noise, w_other = self.weights
+        rows, batch = len(labels), len(self.noise) // 2
         y = table[labels]
-        mixed = w_label * y + w_noise * self.noise.to(y) + w_other * table[self.other.to(labels.device)]
+        mixed = w_label * y + w_noise * self.noise[:rows].to(y) + w_other * table[self.other[:rows].to(labels.device)]
         if self.fidelity == "paper":
             return rescale(mixed, y, dims=(1,))
-        # official: statistics pooled over each sample's [cond; null] pair (rows b and B + b)
-        pairs = lambda v: v.view(2, len(labels) // 2, -1)  # noqa: E731
-        return rescale(pairs(mixed), pairs(y), dims=(0, 2)).view_as(y)
+        # official: statistics pooled over each sample's rows (b and B + b under CFG)
+        groups = lambda v: v.view(rows // batch, batch, -1)  # noqa: E731
+        return rescale(groups(mixed), groups(y), dims=(0, 2)).view_as(y)
 
 
 def label_embedders(transformer: torch.nn.Module) -> list[LabelEmbedding]:
