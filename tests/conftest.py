@@ -14,6 +14,10 @@ from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
 from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
 
+# one batch holds one sample of each of the 10 digit classes: the round batching greedy matching uses,
+# so that every diffusion method's batches equal dit's and "reduces to dit" can be bit-exact
+SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
+
 TINY = dict(vae_channels=[8, 16], latent_channels=4, dit_layers=2, dit_heads=2, dit_head_dim=8,
             dit_patch_size=2)
 
@@ -53,3 +57,15 @@ def method_params(method: str, **overrides) -> dict:
     config = {"profile": "t", "datasets": ["digits"], "ipcs": [1],
               "methods": {"m": {"method": method, "params": overrides}}}
     return validate_config(config)["methods"]["m"]["params"]
+
+
+@pytest.fixture(scope="session")
+def digits_context(digits_dir, tiny_backbone_dir, latents_path):
+    """``make(method, ipc=2, **params)``: a DistillContext on the digits with the tiny backbone."""
+    from evaluation.datasets import dataset_info
+    from methods.registry import DistillContext
+
+    def make(method: str, ipc: int = 2, **params) -> DistillContext:
+        return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, method_params(method, **params), SAMPLER,
+                              {}, tiny_backbone_dir, latents_path)
+    return make

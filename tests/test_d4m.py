@@ -8,21 +8,15 @@ import torch
 from sklearn.cluster import MiniBatchKMeans
 
 from evaluation.config import ConfigError
-from evaluation.datasets import dataset_info
 from evaluation.seeding import derive_seed
 from methods.d4m import prototypes, start_step
-from methods.registry import DistillContext, get_method
+from methods.registry import get_method
 from tests.conftest import method_params
-
-SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
 
 
 @pytest.fixture(scope="module")
-def context(digits_dir, tiny_backbone_dir, latents_path):
-    def make(ipc=2, **params):
-        return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, method_params("d4m", **params), SAMPLER,
-                              {}, tiny_backbone_dir, latents_path)
-    return make
+def context(digits_context):
+    return lambda ipc=2, **params: digits_context("d4m", ipc, **params)
 
 
 def test_prototypes_are_scikit_learns_minibatch_kmeans_centres(latents_path):

@@ -10,9 +10,8 @@ from evaluation.seeding import generator
 from evaluation.synsets import read_synset
 from methods.distill import distill
 from methods.dmgd import GuidanceError, local_density, support_points
-from tests.conftest import method_params
+from tests.conftest import SAMPLER, method_params
 
-SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
 
 
 def dmgd_params(**overrides) -> dict:

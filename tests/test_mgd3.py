@@ -4,21 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.datasets import dataset_info
 from methods.diffusion.generation import Generation
 from methods.mgd3 import ModeGuidance, class_modes
-from methods.registry import DistillContext, get_method
-from tests.conftest import method_params
-
-SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
+from methods.registry import get_method
 
 
 @pytest.fixture(scope="module")
-def context(digits_dir, tiny_backbone_dir, latents_path):
-    def make(ipc=2, **params):
-        return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, method_params("mgd3", **params), SAMPLER,
-                              {}, tiny_backbone_dir, latents_path)
-    return make
+def context(digits_context):
+    return lambda ipc=2, **params: digits_context("mgd3", ipc, **params)
 
 
 def test_without_guidance_mgd3_is_dit_bit_for_bit(context):

@@ -7,9 +7,8 @@ from evaluation.datasets import dataset_info
 from methods.diffusion.backbone import open_backbone
 from methods.minimax_finetune import Memories, finetune, minimax_terms, trainable_parameters
 from methods.registry import DistillContext, get_method
-from tests.conftest import method_params
+from tests.conftest import SAMPLER, method_params
 
-SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}
 
 
 def tuned(tiny_backbone_dir, latents_path, **params):
