@@ -16,6 +16,7 @@ from methods.registry import get_method
 
 from .datasets import dataset_info, imagenet_class_folders
 from .networks import list_networks
+from .protocols import reference_protocols, resolve_protocol
 
 
 class ConfigError(ValueError):
@@ -64,8 +65,26 @@ def validate_config(config: dict) -> dict:
     if message:
         raise ConfigError(f"{message} (see workflow/schemas/config.schema.yaml)")
     _default_filling_validator()(load_schema()).validate(config)
+    resolve_protocols(config)
     check_config(config)
     return config
+
+
+def resolve_protocols(config: dict) -> None:
+    """Replace ``config['protocols']`` by the complete settings of every protocol the profile runs
+    (plus ``hard_label``, whose settings train the teacher): each entry on top of its reference."""
+    entries = config["protocols"]
+    unknown = [name for name in config["evaluation"]["protocols"]
+               if name not in entries and name not in reference_protocols()]
+    if unknown:
+        raise ConfigError(f"evaluation.protocols: unknown protocol '{unknown[0]}'; valid: "
+                          f"{', '.join(sorted({*reference_protocols(), *entries}))} (define a variant under "
+                          f"protocols with a base)")
+    names = dict.fromkeys(["hard_label", *config["evaluation"]["protocols"], *entries])
+    try:
+        config["protocols"] = {name: resolve_protocol(name, entries.get(name)) for name in names}
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_config(config: dict) -> None:
@@ -78,6 +97,11 @@ def check_config(config: dict) -> None:
         if network["arch"] not in list_networks():
             raise ConfigError(f"evaluation.networks.{name}: unknown arch '{network['arch']}'; "
                               f"valid: {', '.join(list_networks())}")
+    for name, protocol in config["protocols"].items():
+        for arch in protocol["lr_by_arch"]:
+            if arch not in list_networks():
+                raise ConfigError(f"protocols.{name}.lr_by_arch: unknown arch '{arch}'; "
+                                  f"valid: {', '.join(list_networks())}")
     for name in config["datasets"]:
         info = dataset_info(name)
         if info.source == "imagenet":

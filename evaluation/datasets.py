@@ -4,9 +4,11 @@ Class lists come from ``evaluation/data/imagenet_subsets.yaml`` (a copy of the r
 order preserved): label k is the k-th class of the list, as in the Minimax/IDC/DMGD code, and the
 backbone label of class k is its ImageNet-1k index (DiT's class id).
 
-A prepared dataset is a directory with ``train`` and ``test`` splits: for digits, uint8 tensors
-(``<split>.pt``); for ImageNet, an index of files (``<split>.csv``: path, label) read lazily,
-the ImageNet ``val`` folder serving as the test split (the reference protocols test on val).
+A prepared dataset is a directory with ``train``, ``val`` and ``test`` splits: for digits, uint8
+tensors (``<split>.pt``); for ImageNet, an index of files (``<split>.csv``: path, label) read lazily,
+the ImageNet ``val`` folder serving as the test split (the reference protocols test on val). The
+suite's ``val`` split is held out from the real training data (seeded, stratified) for honest model
+selection; it is never used to train anything, and ``train`` excludes it.
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from .seeding import derive_seed
+
 SUBSETS_FILE = Path(__file__).parent / "data" / "imagenet_subsets.yaml"
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 IMAGENET_FOLDER = {"train": "train", "test": "val"}
 IMAGENET_LAYOUT = "expected <root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG"
 
@@ -74,8 +78,10 @@ def dataset_info(name: str) -> DatasetInfo:
 
 # ----------------------------------------------------------------------------- digits
 
-def prepare_digits(out_dir: Path, image_size: int, test_fraction: float, split_seed: int) -> dict:
-    """scikit-learn's bundled 8x8 digits, one seeded stratified split, resized to RGB image_size."""
+def prepare_digits(out_dir: Path, image_size: int, test_fraction: float, split_seed: int,
+                   val_fraction: float = 0.1) -> dict:
+    """scikit-learn's bundled 8x8 digits resized to RGB ``image_size``, split by seeded stratified draws:
+    ``test_fraction`` of the whole as test, then ``val_fraction`` of the rest as val."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -86,9 +92,11 @@ def prepare_digits(out_dir: Path, image_size: int, test_fraction: float, split_s
     labels = torch.from_numpy(digits.target).long()
     train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                                            stratify=digits.target, random_state=split_seed)
+    train_idx, val_idx = train_test_split(train_idx, test_size=val_fraction, stratify=digits.target[train_idx],
+                                          random_state=split_seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for split, idx in zip(SPLITS, (np.sort(train_idx), np.sort(test_idx))):
+    for split, idx in zip(SPLITS, (np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))):
         idx_t = torch.from_numpy(idx)
         torch.save({"images": images[idx_t].contiguous(), "labels": labels[idx_t].contiguous()},
                    out_dir / f"{split}.pt")
@@ -128,21 +136,39 @@ def _image_files(class_dir: Path) -> list[Path]:
     return sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def prepare_imagenet(out_dir: Path, root: str | Path | None, info: DatasetInfo) -> dict:
-    """Write ``train.csv``/``test.csv`` (path, label) indexing the subset's folders, in list order."""
+def hold_out(files: list[Path], count: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """(kept, held out): ``count`` files drawn without replacement by a seeded permutation, at most
+    half of the class so that training keeps most of it; both lists stay in sorted order."""
+    count = min(count, len(files) // 2)
+    chosen = set(np.random.default_rng(seed).permutation(len(files))[:count].tolist())
+    return ([f for i, f in enumerate(files) if i not in chosen], [f for i, f in enumerate(files) if i in chosen])
+
+
+def _write_index(path: Path, rows: list[tuple[str, int]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+
+
+def prepare_imagenet(out_dir: Path, root: str | Path | None, info: DatasetInfo, val_per_class: int,
+                     split_seed: int) -> dict:
+    """Write ``train.csv``/``val.csv``/``test.csv`` (path, label) indexing the subset's folders in list
+    order: ``val`` holds ``val_per_class`` seeded files of each class's train folder (per-class seed
+    ``(split_seed, label)``), ``train`` the rest, ``test`` the ImageNet val folder."""
     wnids = imagenet_class_folders(root, info)
     root = Path(root).resolve()  # the index must stay valid from any working directory
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split, folder in IMAGENET_FOLDER.items():
-        rows = [(str(path), label) for label, wnid in enumerate(wnids)
-                for path in _image_files(root / folder / wnid)]
-        with open(out_dir / f"{split}.csv", "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["path", "label"])
-            writer.writerows(rows)
-        counts[split] = len(rows)
-    return counts
+    rows: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLITS}
+    for label, wnid in enumerate(wnids):
+        kept, held = hold_out(_image_files(root / IMAGENET_FOLDER["train"] / wnid), val_per_class,
+                              seed=derive_seed(split_seed, label))
+        rows["train"] += [(str(path), label) for path in kept]
+        rows["val"] += [(str(path), label) for path in held]
+        rows["test"] += [(str(path), label) for path in _image_files(root / IMAGENET_FOLDER["test"] / wnid)]
+    for split, split_rows in rows.items():
+        _write_index(out_dir / f"{split}.csv", split_rows)
+    return {split: len(split_rows) for split, split_rows in rows.items()}
 
 
 def read_image(path: str | Path, size: int) -> torch.Tensor:
@@ -174,8 +200,9 @@ def prepare(name: str, out_dir: Path, data_cfg: dict) -> dict:
     info = dataset_info(name)
     if info.source == "digits":
         return prepare_digits(out_dir, data_cfg["digits_image_size"], data_cfg["digits_test_fraction"],
-                              data_cfg["split_seed"])
-    return prepare_imagenet(out_dir, data_cfg.get("imagenet_root"), info)
+                              data_cfg["split_seed"], data_cfg["digits_val_fraction"])
+    return prepare_imagenet(out_dir, data_cfg.get("imagenet_root"), info, data_cfg["imagenet_val_per_class"],
+                            data_cfg["split_seed"])
 
 
 def load_split(data_dir: Path, split: str, image_size: int | None = None,
@@ -219,3 +246,8 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
                             antialias=True)
     return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def has_split(data_dir: Path, split: str) -> bool:
+    """Whether a prepared dataset holds ``split`` (datasets prepared before the val split lack it)."""
+    return any((Path(data_dir) / f"{split}{suffix}").exists() for suffix in (".pt", ".csv"))

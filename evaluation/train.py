@@ -1,8 +1,9 @@
 """Entry points of the evaluation rules: train a network on a synthetic set, or the teacher.
 
-``python -m evaluation.train synset --spec JSON --synset DIR --data DIR --out FILE.json``
-    trains one evaluation network (one repeat) under the hard-label protocol of IDC/Minimax
-    (methods_and_protocols.md §3) and writes best and last top-1 on the test split.
+``python -m evaluation.train synset --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json``
+    trains one evaluation network (one repeat) under the spec's protocol (methods_and_protocols.md
+    §3; the soft-label protocol needs the teacher) and writes best, last and validation-selected
+    test top-1 with the evaluation curve.
 ``python -m evaluation.train teacher --spec JSON --data DIR --out DIR``
     trains the teacher/feature network on the full real train split and saves it.
 """
@@ -14,40 +15,48 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .artifacts import atomic_path, manifest, resolve_device, write_json_atomic
-from .datasets import dataset_info, load_split, resize_uint8
+from .datasets import dataset_info, has_split, load_split, resize_uint8
 from .networks import create_network
-from .protocols import hard_label_epochs, milestones
+from .protocols import protocol_epochs
 from .seeding import derive_seed
 from .synsets import read_synset
 from .training import train_and_evaluate
 
 
-def protocol_epochs(protocol: dict, ipc: int, num_classes: int) -> int:
-    """Reference epochs for the IPC (``ipc_epoch``), times the profile's ``epoch_scale``."""
-    return max(1, round(hard_label_epochs(ipc, num_classes) * protocol["epoch_scale"]))
-
-
-def _fit(train_images, train_labels, test_images, test_labels, *, protocol: dict, network: dict,
-         num_classes: int, epochs: int, batch_size: int, lr: float, seed: int, device: str):
+def _fit(train_images, train_labels, data_dir: Path, *, protocol: dict, network: dict, num_classes: int,
+         epochs: int, seed: int, device: str, teacher=None):
+    """Train and evaluate on the prepared test split (and the val split when the dataset has one)."""
+    size = protocol["image_size"] or train_images.shape[-1]
+    test = load_split(data_dir, "test", image_size=size)
+    val = load_split(data_dir, "val", image_size=size) if has_split(data_dir, "val") else None
     kwargs = {k: v for k, v in network.items() if k != "arch"}
-    return train_and_evaluate(
-        train_images, train_labels, test_images, test_labels, network=network["arch"],
-        network_kwargs=kwargs, num_classes=num_classes, epochs=epochs, batch_size=batch_size, lr=lr,
-        momentum=protocol["momentum"], weight_decay=protocol["weight_decay"],
-        optimizer=protocol["optimizer"], milestones=milestones(epochs), gamma=protocol["gamma"],
-        rrc_scale=tuple(protocol["rrc_scale"]), cutmix_alpha=protocol["cutmix_alpha"],
-        cutmix_prob=protocol["cutmix_prob"], num_evals=min(protocol["num_evals"], epochs),
-        mean=protocol["mean"], std=protocol["std"], seed=seed, device=device, progress=True)
+    return train_and_evaluate(train_images, train_labels, test, val=val, protocol=protocol,
+                              network=network["arch"], network_kwargs=kwargs, num_classes=num_classes,
+                              epochs=epochs, seed=seed, device=device, teacher=teacher, progress=True)
 
 
-def _test_split(data_dir: Path, image_size: int | None, like: torch.Tensor):
-    size = image_size or like.shape[-1]
-    return load_split(data_dir, "test", image_size=size)
+def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
+    """The teacher as ``normalised batch -> logits`` for the soft-label loss: batches at another
+    resolution than the teacher's are resized (bilinear, antialiased) to it."""
+    model, record = load_teacher(teacher_dir, device)
+    if list(record["mean"]) != list(protocol["mean"]) or list(record["std"]) != list(protocol["std"]):
+        raise ValueError(f"teacher {teacher_dir} normalises with mean {record['mean']} std {record['std']}, the "
+                         f"protocol with {protocol['mean']} {protocol['std']}; use one normalisation for both")
+    size = record["image_size"]
+
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        return model(images)
+    return logits
 
 
-def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, device: str) -> dict:
+def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, device: str,
+                    teacher_dir: Path | None = None) -> dict:
     """Train ``spec['network']`` on the synthetic set; seed derived from (generation seed, repeat)."""
     started = time.time()
     info = dataset_info(spec["dataset"])
@@ -55,12 +64,15 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, dev
     images, labels = read_synset(synset_dir, info.num_classes)
     if protocol["image_size"]:
         images = resize_uint8(images, protocol["image_size"])
-    test_images, test_labels = _test_split(data_dir, protocol["image_size"], images)
-    epochs = protocol_epochs(protocol, spec["ipc"], info.num_classes)
+    teacher = None
+    if protocol["loss"] == "soft":
+        if teacher_dir is None:
+            raise ValueError(f"protocol {spec['protocol']} (soft labels) needs --teacher DIR")
+        teacher = soft_label_teacher(teacher_dir, protocol, device)
     seed = derive_seed(spec["seed"], spec["repeat"])
-    result, _ = _fit(images, labels, test_images, test_labels, protocol=protocol, network=spec["network"],
-                     num_classes=info.num_classes, epochs=epochs, batch_size=protocol["batch_size"],
-                     lr=protocol["lr"], seed=seed, device=device)
+    result, _ = _fit(images, labels, data_dir, protocol=protocol, network=spec["network"],
+                     num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
+                     seed=seed, device=device, teacher=teacher)
     record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol", "repeat")}
     record.update(network=spec["network_name"], **result,
                   manifest=manifest(spec, seed=seed, device=device, started=started))
@@ -69,16 +81,17 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, dev
 
 
 def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:
-    """The teacher/feature network on the full real train split (later: metrics, soft labels)."""
+    """The teacher network on the real train split, under the hard_label protocol's settings with the
+    teacher's epochs, batch size and learning rate."""
     started = time.time()
     info = dataset_info(spec["dataset"])
-    protocol, teacher = spec["protocol_params"], spec["teacher"]
+    teacher = spec["teacher"]
+    protocol = {**spec["protocol_params"], "epochs": teacher["epochs"], "epoch_scale": 1.0,
+                "batch_size": teacher["batch_size"], "lr": teacher["lr"], "lr_by_arch": {}}
     images, labels = load_split(data_dir, "train", image_size=protocol["image_size"])
-    test_images, test_labels = _test_split(data_dir, protocol["image_size"], images)
-    result, model = _fit(images, labels, test_images, test_labels, protocol=protocol,
-                         network=teacher["network"], num_classes=info.num_classes,
-                         epochs=teacher["epochs"], batch_size=teacher["batch_size"], lr=teacher["lr"],
-                         seed=teacher["seed"], device=device)
+    result, model = _fit(images, labels, data_dir, protocol=protocol, network=teacher["network"],
+                         num_classes=info.num_classes, epochs=teacher["epochs"], seed=teacher["seed"],
+                         device=device)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         torch.save({"state_dict": model.state_dict(), "network": teacher["network"],
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", required=True, help="JSON config slice of the job")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
     parser.add_argument("--synset", type=Path, help="synthetic set directory (mode synset)")
+    parser.add_argument("--teacher", type=Path, help="teacher directory (soft-label protocols)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     spec, device = json.loads(args.spec), resolve_device(args.device)
     if args.mode == "synset":
-        evaluate_synset(spec, args.synset, args.data, args.out, device)
+        evaluate_synset(spec, args.synset, args.data, args.out, device, args.teacher)
     else:
         train_teacher(spec, args.data, args.out, device)
 

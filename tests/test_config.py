@@ -13,6 +13,7 @@ import yaml
 from evaluation.config import ConfigError, load_schema, schema_error, validate_config
 from evaluation.datasets import DATASETS
 from evaluation.networks import list_networks
+from evaluation.protocols import reference_protocols
 from methods.registry import list_methods
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,9 @@ def test_every_profile_satisfies_the_schema(path):
 def test_schema_enums_are_the_registries():
     props = load_schema()["properties"]
     method_enum = props["methods"]["additionalProperties"]["properties"]["method"]["enum"]
-    arch_enum = props["evaluation"]["properties"]["networks"]["additionalProperties"]["properties"]["arch"]["enum"]
+    arch_enum = load_schema()["$defs"]["network"]["properties"]["arch"]["enum"]
+    base_enum = load_schema()["$defs"]["protocol"]["properties"]["base"]["enum"]
+    assert base_enum == list(reference_protocols())
     assert sorted(method_enum) == list_methods()
     assert sorted(arch_enum) == sorted(list_networks())
     assert props["datasets"]["items"]["enum"] == list(DATASETS)
@@ -41,6 +44,19 @@ def test_defaults_are_filled_in():
     config = validate_config(default_config())
     assert config["sampler"]["steps"] == 50 and config["sampler"]["cfg_channels"] is None
     assert config["protocols"]["hard_label"]["lr"] == 0.01
+    assert config["protocols"]["hard_label"]["epoch_scale"] == 0.05          # the profile's override
+    assert config["protocols"]["soft_label"]["temperature"] == 20.0          # the reference value
+    assert config["metrics"]["nearest_k"] == 5
+
+
+def test_protocol_variant_runs_beside_its_base():
+    config = default_config()
+    config["evaluation"]["protocols"] = ["hard_label", "hard_label_adamw"]
+    config["protocols"]["hard_label_adamw"] = {"base": "hard_label", "optimizer": "adamw", "lr": 0.001,
+                                               "weight_decay": 0.01}
+    protocols = validate_config(config)["protocols"]
+    assert protocols["hard_label_adamw"]["optimizer"] == "adamw" and protocols["hard_label"]["optimizer"] == "sgd"
+    assert protocols["hard_label_adamw"]["epoch_scale"] == 1.0   # the variant starts from the reference
     assert config["methods"]["dit"]["params"] == {}
     assert config["backbone"]["train"]["ema_decay"] == 0.995
 
@@ -57,8 +73,17 @@ BAD = {
     "ipc zero": (lambda c: c.update(ipcs=[0]), r"ipcs\.0: 0 is less than the minimum of 1"),
     "negative ipc": (lambda c: c.update(ipcs=[-3]), r"ipcs\.0: -3 is less than the minimum"),
     "wrong type": (lambda c: c["sampler"].update(steps="fifty"), r"sampler\.steps: 'fifty' is not of type 'integer'"),
-    "unknown protocol": (lambda c: c["evaluation"].update(protocols=["soft"]), r"'soft' is not one of \['hard_label'\]"),
-    "unknown network": (lambda c: c["evaluation"].update(networks={"v": {"arch": "vgg"}}), r"'vgg' is not one of"),
+    "unknown protocol": (lambda c: c["evaluation"].update(protocols=["soft"]),
+                         r"evaluation\.protocols: unknown protocol 'soft'; valid: glad, hard_label, soft_label"),
+    "variant of an unknown base": (lambda c: c["protocols"].update(mine={"base": "idc"}),
+                                   r"protocols\.mine\.base: 'idc' is not one of \['hard_label', 'soft_label', 'glad'\]"),
+    "protocol key of the wrong type": (lambda c: c["protocols"].update(glad={"ema_decay": "yes"}),
+                                       r"protocols\.glad\.ema_decay: 'yes' is not of type 'number', 'null'"),
+    "unknown protocol key": (lambda c: c["protocols"].update(glad={"warmup": 5}), r"'warmup' was unexpected"),
+    "lr for an unknown arch": (lambda c: c["protocols"].update(glad={"lr_by_arch": {"vgg16": 0.1}}),
+                               r"protocols\.glad\.lr_by_arch: unknown arch 'vgg16'"),
+    "unknown extractor": (lambda c: c["metrics"].update(fid_extractor="clip"), r"metrics\.fid_extractor: 'clip' is not one of"),
+    "unknown network": (lambda c: c["evaluation"].update(networks={"v": {"arch": "vgg16"}}), r"'vgg16' is not one of"),
     "unknown method parameter": (lambda c: c["methods"]["random"].update(params={"k": 1}), r"'k' was unexpected"),
     "negative mode guidance": (lambda c: c["methods"].update(m={"method": "mgd3", "params": {"strength": -0.1}}),
                                r"methods\.m\.params\.strength: -0\.1 is less than the minimum of 0"),

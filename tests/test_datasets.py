@@ -11,11 +11,27 @@ import pytest
 import torch
 import yaml
 
-from evaluation.datasets import (DATASETS, SUBSETS_FILE, DatasetError, dataset_info,
-                                 imagenet_class_folders, load_split, prepare_digits, prepare_imagenet,
-                                 read_image, split_labels, split_paths)
-from tests.fake_imagenet import BAND_COLOUR, class_colour, fake_wnids, make_fake_imagenet
+from evaluation.datasets import (
+    DATASETS,
+    SPLITS,
+    SUBSETS_FILE,
+    DatasetError,
+    dataset_info,
+    imagenet_class_folders,
+    load_split,
+    prepare_digits,
+    prepare_imagenet,
+    read_image,
+    split_labels,
+    split_paths,
+)
 from methods.random_real import select_indices
+from tests.fake_imagenet import (
+    BAND_COLOUR,
+    class_colour,
+    fake_wnids,
+    make_fake_imagenet,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_CANDIDATES = [REPO.parent / "shared" / "reference" / "imagenet_subsets.yaml",
@@ -48,28 +64,29 @@ def digits_splits(tmp_path_factory):
 
 def test_digits_split_sizes_sum_to_dataset(digits_splits):
     counts = digits_splits["s16_counts"]
-    assert counts["train"] + counts["test"] == NUM_DIGITS
+    assert counts["train"] + counts["val"] + counts["test"] == NUM_DIGITS
     assert counts["test"] == pytest.approx(0.25 * NUM_DIGITS, abs=1)
-    for split in ("train", "test"):
+    assert counts["val"] == pytest.approx(0.1 * (NUM_DIGITS - counts["test"]), abs=1)
+    for split in SPLITS:
         assert len(split_labels(digits_splits["s16"], split)) == counts[split]
 
 
 def test_digits_split_is_stratified(digits_splits):
-    train = Counter(split_labels(digits_splits["s16"], "train").tolist())
-    test = Counter(split_labels(digits_splits["s16"], "test").tolist())
+    train, val, test = (Counter(split_labels(digits_splits["s16"], split).tolist()) for split in SPLITS)
     for label in range(10):
-        class_size = train[label] + test[label]
+        class_size = train[label] + val[label] + test[label]
         assert abs(test[label] - 0.25 * class_size) <= 1, (label, test[label], class_size)
+        assert abs(val[label] - 0.1 * (train[label] + val[label])) <= 1, (label, val[label])
 
 
-def test_digits_labels_all_present_in_both_splits(digits_splits):
-    for split in ("train", "test"):
+def test_digits_labels_all_present_in_every_split(digits_splits):
+    for split in SPLITS:
         assert sorted(set(split_labels(digits_splits["s16"], split).tolist())) == list(range(10))
 
 
 def test_digits_images_uint8_rgb_gray_of_requested_size(digits_splits):
     for key, size in (("s8", 8), ("s16", 16)):
-        for split in ("train", "test"):
+        for split in SPLITS:
             images, labels = load_split(digits_splits[key], split)
             assert images.dtype == torch.uint8 and labels.dtype == torch.long
             assert images.shape[1:] == (3, size, size) and len(images) == len(labels)
@@ -78,16 +95,16 @@ def test_digits_images_uint8_rgb_gray_of_requested_size(digits_splits):
     assert split_paths(digits_splits["s16"], "train") is None
 
 
-def test_digits_train_and_test_partition_the_dataset(digits_splits):
-    """At 8 px the resize is the identity: train + test is exactly sklearn's digits (as a multiset
-    of (image, label)), so the splits are disjoint and cover every sample once."""
+def test_digits_splits_partition_the_dataset(digits_splits):
+    """At 8 px the resize is the identity: train + val + test is exactly sklearn's digits (as a
+    multiset of (image, label)), so the splits are disjoint and cover every sample once."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     expected = np.round(digits.images / 16.0 * 255).astype(np.uint8)
     original = Counter((img.tobytes(), int(t)) for img, t in zip(expected, digits.target))
     prepared = Counter()
-    for split in ("train", "test"):
+    for split in SPLITS:
         images, labels = load_split(digits_splits["s8"], split)
         prepared.update((img[0].numpy().tobytes(), int(t)) for img, t in zip(images, labels))
     assert sum(prepared.values()) == NUM_DIGITS
@@ -104,7 +121,7 @@ def test_digits_prepare_is_deterministic_and_seed_dependent(tmp_path, digits_spl
     again = prepare_digits(tmp_path / "again", image_size=8, test_fraction=0.25, split_seed=0)
     other = prepare_digits(tmp_path / "other", image_size=8, test_fraction=0.25, split_seed=1)
     assert again == digits_splits["s8_counts"]
-    for split in ("train", "test"):
+    for split in SPLITS:
         a_img, a_lab = load_split(digits_splits["s8"], split)
         b_img, b_lab = load_split(tmp_path / "again", split)
         assert torch.equal(a_img, b_img) and torch.equal(a_lab, b_lab)
@@ -133,8 +150,8 @@ def fake_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def woof_dir(fake_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared") / WOOF
-    counts = prepare_imagenet(out, fake_root, dataset_info(WOOF))
-    assert counts == {"train": 30, "test": 20}
+    counts = prepare_imagenet(out, fake_root, dataset_info(WOOF), val_per_class=1, split_seed=0)
+    assert counts == {"train": 20, "val": 10, "test": 20}
     return out
 
 
@@ -154,7 +171,7 @@ def test_woof_list_is_not_sorted():
 
 
 def test_prepare_imagenet_labels_follow_yaml_order(woof_dir, fake_root):
-    for split, folder, per_class in (("train", "train", 3), ("test", "val", 2)):
+    for split, folder, per_class in (("train", "train", 2), ("val", "train", 1), ("test", "val", 2)):
         rows = read_csv(woof_dir / f"{split}.csv")
         assert len(rows) == 10 * per_class
         for row in rows:
@@ -165,7 +182,8 @@ def test_prepare_imagenet_labels_follow_yaml_order(woof_dir, fake_root):
     # explicitly: Shih-Tzu (n02086240) is label 4 in file order, label 0 if the list were sorted
     shih_tzu = {int(r["label"]) for r in read_csv(woof_dir / "train.csv") if "n02086240" in r["path"]}
     assert shih_tzu == {4} and sorted(WOOF_WNIDS).index("n02086240") == 0
-    assert split_labels(woof_dir, "train").tolist() == [k for k in range(10) for _ in range(3)]
+    assert split_labels(woof_dir, "train").tolist() == [k for k in range(10) for _ in range(2)]
+    assert split_labels(woof_dir, "val").tolist() == list(range(10))
     assert split_paths(woof_dir, "test") == [r["path"] for r in read_csv(woof_dir / "test.csv")]
 
 
@@ -223,7 +241,7 @@ def test_error_root_none():
 
 def test_error_root_missing(tmp_path):
     with pytest.raises(DatasetError) as err:
-        prepare_imagenet(tmp_path / "out", tmp_path / "nowhere", dataset_info(WOOF))
+        prepare_imagenet(tmp_path / "out", tmp_path / "nowhere", dataset_info(WOOF), val_per_class=1, split_seed=0)
     assert_layout_error(err, tmp_path / "nowhere", "does not exist")
     assert not (tmp_path / "out").exists()
 
@@ -260,7 +278,7 @@ def test_error_empty_class_folder(tmp_path):
         path.unlink()
     (class_dir / "notes.txt").write_text("not an image")
     with pytest.raises(DatasetError) as err:
-        prepare_imagenet(tmp_path / "out", root, dataset_info(WOOF))
+        prepare_imagenet(tmp_path / "out", root, dataset_info(WOOF), val_per_class=1, split_seed=0)
     assert_layout_error(err, class_dir, "no images")
 
 
@@ -291,7 +309,7 @@ def test_load_split_reports_the_corrupt_file(tmp_path):
     root = make_fake_imagenet(tmp_path / "root", [WOOF], train_per_class=2, val_per_class=1)
     bad = root / "train" / WOOF_WNIDS[5] / f"{WOOF_WNIDS[5]}_1.JPEG"
     bad.write_bytes(b"\x00" * 64)
-    prepare_imagenet(tmp_path / "out", root, dataset_info(WOOF))  # indexing reads no image
+    prepare_imagenet(tmp_path / "out", root, dataset_info(WOOF), 0, 0)  # no val; indexing reads no image
     load_split(tmp_path / "out", "train", image_size=16, indices=[0, 10])
     with pytest.raises(DatasetError) as err:
         load_split(tmp_path / "out", "train", image_size=16)
@@ -429,3 +447,22 @@ def test_select_indices_ipc_too_large(selection):
     labels = class_labels([7, 5, 9])
     with pytest.raises(ValueError, match="ipc 6 exceeds the 5 training images of class 1"):
         select_indices(labels, count_classes(labels), 6, seed=0, selection=selection)
+
+
+def test_imagenet_val_split_is_held_out_of_train(woof_dir, fake_root):
+    train, val = set(split_paths(woof_dir, "train")), set(split_paths(woof_dir, "val"))
+    assert not train & val
+    assert all("/train/" in path for path in val)
+    everything = {str(p.resolve()) for p in (fake_root / "train").glob("*/*") if p.parent.name in
+                  dataset_info(WOOF).wnids}
+    assert train | val == everything
+
+
+def test_hold_out_is_seeded_and_keeps_half_a_class():
+    from evaluation.datasets import hold_out
+
+    files = [Path(f"{i:03d}.JPEG") for i in range(10)]
+    kept, held = hold_out(files, 3, seed=0)
+    assert len(held) == 3 and sorted(kept + held) == files and kept == sorted(kept)
+    assert hold_out(files, 3, seed=0) == (kept, held) and hold_out(files, 3, seed=1) != (kept, held)
+    assert len(hold_out(files, 50, seed=0)[1]) == 5

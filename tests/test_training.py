@@ -2,12 +2,31 @@
 short end-to-end run on a separable synthetic set (learning, determinism, result bookkeeping)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from evaluation.protocols import hard_label_epochs, milestones
-from evaluation.training import evaluation_epochs, make_optimizer, predict, top1, train_and_evaluate
+from evaluation.protocols import (
+    evaluation_epochs,
+    hard_label_epochs,
+    lr_factor,
+    milestones,
+    protocol_epochs,
+    reference_protocols,
+    resolve_protocol,
+    selection_convention,
+)
+from evaluation.training import (
+    make_optimizer,
+    parameter_groups,
+    predict,
+    selected_results,
+    soft_label_loss,
+    top1,
+    train_and_evaluate,
+)
 
 NUM_CLASSES = 10
 SIZE = 16
@@ -26,15 +45,23 @@ def coloured_images(per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tens
     return images.round().clamp(0, 255).to(torch.uint8), labels
 
 
-def run(seed: int = 0, **overrides) -> dict:
+def protocol(name: str = "hard_label", **overrides) -> dict:
+    """A reference protocol at the test's normalisation, with ``overrides``."""
+    return {**resolve_protocol(name, None), "mean": MEAN, "std": STD, **overrides}
+
+
+# colour is the class: colour jitter would destroy it, so the learning tests switch it off
+HARD = {"batch_size": 40, "lr": 0.05, "num_evals": 3, "cutmix_prob": 0.5, "color_jitter": 0.0, "lighting": 0.0}
+
+
+def run(seed: int = 0, epochs: int = 6, proto: dict | None = None, val: bool = True, teacher=None) -> dict:
     train_images, train_labels = coloured_images(per_class=12, seed=1)
-    test_images, test_labels = coloured_images(per_class=10, seed=2)
-    settings = dict(network="convnet", network_kwargs={"depth": 2, "width": 16}, num_classes=NUM_CLASSES,
-                    epochs=6, batch_size=40, lr=0.05, momentum=0.9, weight_decay=5e-4, optimizer="sgd",
-                    milestones=milestones(6), gamma=0.2, rrc_scale=(0.5, 1.0), cutmix_alpha=1.0,
-                    cutmix_prob=0.5, num_evals=3, mean=MEAN, std=STD, seed=seed, device="cpu", progress=False)
-    settings.update(overrides)
-    return train_and_evaluate(train_images, train_labels, test_images, test_labels, **settings)[0]
+    test = coloured_images(per_class=10, seed=2)
+    val_split = coloured_images(per_class=3, seed=3) if val else None
+    return train_and_evaluate(train_images, train_labels, test, val=val_split,
+                              protocol=proto or protocol(**HARD), network="convnet",
+                              network_kwargs={"depth": 2, "width": 16}, num_classes=NUM_CLASSES, epochs=epochs,
+                              seed=seed, device="cpu", teacher=teacher)[0]
 
 
 @pytest.mark.parametrize("ipc, num_classes, epochs", [
@@ -55,10 +82,11 @@ def test_milestones_at_two_thirds_and_five_sixths(epochs, expected):
     assert milestones(epochs) == expected
 
 
-@pytest.mark.parametrize("epochs, num_evals, expected", [
-    (10, 1, [10]), (10, 3, [3, 6, 10]), (10, 10, list(range(1, 11))), (1000, 4, [250, 500, 750, 1000])])
-def test_evaluation_epochs_evenly_spaced_ending_at_last(epochs, num_evals, expected):
-    assert evaluation_epochs(epochs, num_evals) == expected
+@pytest.mark.parametrize("epochs, num_evals, eval_from, expected", [
+    (10, 1, 0.0, [10]), (10, 3, 0.0, [3, 6, 10]), (10, 10, 0.0, list(range(1, 11))),
+    (1000, 4, 0.0, [250, 500, 750, 1000]), (300, 6, 0.8, [250, 260, 270, 280, 290, 300]), (60, 3, 0.8, [52, 56, 60])])
+def test_evaluation_epochs_evenly_spaced_ending_at_last(epochs, num_evals, eval_from, expected):
+    assert evaluation_epochs(epochs, num_evals, eval_from) == expected
 
 
 @pytest.mark.parametrize("num_evals", [0, 11])
@@ -67,9 +95,92 @@ def test_evaluation_epochs_rejects_out_of_range(num_evals):
         evaluation_epochs(10, num_evals)
 
 
+def test_multistep_schedule_is_idc_milestones():
+    factor = lr_factor("multistep", 12, 0.2)
+    assert [factor(e) for e in (0, 7, 8, 9, 10, 11)] == pytest.approx([1, 1, 0.2, 0.2, 0.04, 0.04])
+
+
+def test_quarter_cosine_ends_at_half_the_learning_rate():
+    factor = lr_factor("quarter_cosine", 300, 0.2)
+    assert factor(0) == 1.0
+    assert factor(150) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert factor(299) == pytest.approx(0.5, abs=0.01)
+
+
+def test_warmup_cosine_rises_over_the_first_half_then_decays_to_zero():
+    factor = lr_factor("warmup_cosine", 10, 0.2)
+    values = [factor(e) for e in range(10)]
+    assert values[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert values[5] == 1.0 and values[9] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 5)))
+    assert values[5:] == sorted(values[5:], reverse=True)
+
+
+def test_unknown_schedule_lists_options():
+    with pytest.raises(ValueError, match="unknown schedule 'step'; valid: multistep, quarter_cosine, warmup_cosine"):
+        lr_factor("step", 10, 0.2)
+
+
+def test_protocol_epochs_rule_and_fixed_counts():
+    assert protocol_epochs(protocol(), ipc=10, num_classes=10) == 2000
+    assert protocol_epochs(protocol(epoch_scale=0.05), ipc=1, num_classes=10) == 150
+    assert protocol_epochs(protocol("soft_label"), ipc=10, num_classes=1000) == 300
+    assert protocol_epochs(protocol("glad", epoch_scale=1e-6), ipc=10, num_classes=10) == 1
+
+
+def test_reference_protocols_carry_the_reference_settings():
+    hard, soft, glad = (reference_protocols()[name] for name in ("hard_label", "soft_label", "glad"))
+    assert (hard["optimizer"], hard["lr"], hard["weight_decay"], hard["batch_size"]) == ("sgd", 0.01, 5e-4, 64)
+    assert (hard["color_jitter"], hard["lighting"], hard["cutmix_prob"]) == (0.4, 0.1, 1.0)
+    assert (soft["optimizer"], soft["lr"], soft["weight_decay"], soft["temperature"]) == ("adamw", 1e-3, 0.01, 20.0)
+    assert (soft["schedule"], soft["epochs"], soft["eval_from"]) == ("quarter_cosine", 300, 0.8)
+    assert (glad["ema_decay"], glad["epochs"], glad["image_size"], glad["lr_by_arch"]) == (0.995, 1000, 128,
+                                                                                           {"vgg": 1e-4})
+    assert [selection_convention(p) for p in (hard, soft, glad)] == ["best", "best", "final_ema"]
+
+
+def test_variant_overrides_its_base_and_names_it():
+    variant = resolve_protocol("hard_label_adamw", {"base": "hard_label", "optimizer": "adamw", "lr": 1e-3})
+    assert variant["base"] == "hard_label" and variant["optimizer"] == "adamw" and variant["lr"] == 1e-3
+    assert variant["batch_size"] == reference_protocols()["hard_label"]["batch_size"]
+
+
+def test_variant_without_a_known_base_is_refused():
+    with pytest.raises(ValueError, match="protocol 'mine' has no reference protocol 'mine'; set protocols.mine.base"):
+        resolve_protocol("mine", {"lr": 0.1})
+
+
 def test_unknown_optimizer_lists_options():
     with pytest.raises(ValueError, match=r"unknown optimizer 'adam'; valid: sgd, adamw"):
-        make_optimizer("adam", nn.Linear(2, 2).parameters(), 0.1, 0.9, 0.0)
+        make_optimizer("adam", [{"params": nn.Linear(2, 2).parameters()}], 0.1, 0.9)
+
+
+def test_rded_parameter_groups_exempt_biases_and_norms_from_weight_decay():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(4, 4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 5, 5))
+    decay, no_decay = parameter_groups(model, 0.01, no_decay_bias_norm=True)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert {p.ndim for p in decay["params"]} == {2, 4} and {p.ndim for p in no_decay["params"]} == {1}
+    assert len(parameter_groups(model, 0.01, no_decay_bias_norm=False)) == 1
+
+
+def test_soft_label_loss_is_the_hand_computed_kl():
+    student = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    teacher = torch.tensor([[2.0, 0.0, 1.0], [1.0, 1.0, -2.0]])
+    temperature = 2.0
+    p = torch.softmax(teacher / temperature, dim=1)
+    log_q = torch.log_softmax(student / temperature, dim=1)
+    expected = (p * (p.log() - log_q)).sum() / len(student)   # KL(p || q), batch mean
+    assert soft_label_loss(student, teacher, temperature).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert soft_label_loss(teacher, teacher, temperature).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_selected_results_reads_the_curve_three_ways():
+    curve = [{"epoch": 1, "top1": 50.0, "val_top1": 70.0}, {"epoch": 2, "top1": 60.0, "val_top1": 65.0},
+             {"epoch": 3, "top1": 55.0, "val_top1": 70.0}]
+    assert selected_results(curve) == {"best_top1": 60.0, "best_epoch": 2, "last_top1": 55.0,
+                                       "val_selected_top1": 50.0, "val_selected_epoch": 1}
+    no_val = [{**point, "val_top1": None} for point in curve]
+    assert selected_results(no_val)["val_selected_top1"] is None
 
 
 class ColourOracle(nn.Module):
@@ -103,11 +214,19 @@ def test_training_learns_separable_colours(reference_run):
 def test_result_bookkeeping(reference_run):
     curve = reference_run["curve"]
     assert [point["epoch"] for point in curve] == evaluation_epochs(6, 3)
-    assert reference_run["epochs"] == 6
+    assert reference_run["epochs"] == 6 and reference_run["selection"] == "best"
     assert reference_run["last_top1"] == curve[-1]["top1"]
     assert reference_run["best_top1"] == max(point["top1"] for point in curve) >= reference_run["last_top1"]
     best_point = next(point for point in curve if point["top1"] == reference_run["best_top1"])
     assert reference_run["best_epoch"] == best_point["epoch"]
+    assert all(point["val_top1"] is not None for point in curve)
+    chosen = next(point for point in curve if point["epoch"] == reference_run["val_selected_epoch"])
+    assert reference_run["val_selected_top1"] == chosen["top1"]
+
+
+def test_without_a_validation_split_nothing_is_val_selected():
+    result = run(epochs=1, val=False)
+    assert result["val_selected_top1"] is None and result["curve"][0]["val_top1"] is None
 
 
 def test_training_is_deterministic_and_leaves_global_rng_alone(reference_run):
@@ -116,24 +235,46 @@ def test_training_is_deterministic_and_leaves_global_rng_alone(reference_run):
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_seed_changes_the_run(reference_run):
-    one_epoch = dict(epochs=1, num_evals=1, milestones=[1])
-    assert run(seed=1, **one_epoch) != run(seed=0, **one_epoch)
+def test_seed_changes_the_run():
+    assert run(seed=1, epochs=1) != run(seed=0, epochs=1)
 
 
-def test_adamw_every_batch_cutmix_runs():
-    result = run(optimizer="adamw", lr=0.003, weight_decay=0.01, cutmix_prob=1.0, epochs=2, num_evals=2,
-                 milestones=[1])
+def test_hard_label_reference_pipeline_runs_with_adamw():
+    result = run(epochs=2, proto=protocol(batch_size=40, num_evals=2, optimizer="adamw", lr=0.003,
+                                          weight_decay=0.01))
     assert len(result["curve"]) == 2
     assert 0.0 <= result["last_top1"] <= result["best_top1"] <= 100.0
 
 
+def test_soft_labels_from_an_oracle_teacher_teach_the_colours():
+    oracle = ColourOracle()
+    result = run(epochs=6, proto=protocol("soft_label", batch_size=40, num_evals=2, lr=0.01, temperature=1.0),
+                 teacher=lambda images: 10 * oracle(images))
+    assert result["best_top1"] > 90.0
+    assert [point["epoch"] for point in result["curve"]] == evaluation_epochs(6, 2, 0.8)
+
+
+def test_soft_loss_without_a_teacher_is_refused():
+    with pytest.raises(ValueError, match="loss 'soft' needs a teacher network"):
+        run(epochs=1, proto=protocol("soft_label"))
+
+
+def test_glad_protocol_tests_the_final_ema_model_once():
+    result = run(epochs=3, proto=protocol("glad", batch_size=40, lr=0.01, image_size=None))
+    assert result["selection"] == "final_ema"
+    assert [point["epoch"] for point in result["curve"]] == [3]
+    assert result["best_top1"] == result["last_top1"] == result["val_selected_top1"] == result["curve"][0]["top1"]
+
+
 def test_progress_bar_reports_epochs(capsys):
-    run(epochs=1, num_evals=1, milestones=[1], progress=True)
+    train_images, train_labels = coloured_images(per_class=1, seed=1)
+    train_and_evaluate(train_images, train_labels, (train_images, train_labels), protocol=protocol(**HARD),
+                       network="convnet", network_kwargs={"depth": 2, "width": 16}, num_classes=NUM_CLASSES,
+                       epochs=1, seed=0, device="cpu", progress=True)
     assert "train convnet" in capsys.readouterr().err
 
 
 def test_float_images_are_rejected():
-    images, labels = coloured_images(per_class=1, seed=0)
+    images, _ = coloured_images(per_class=1, seed=0)
     with pytest.raises(ValueError, match="images dtype torch.float32 is invalid; valid: torch.uint8"):
         predict(ColourOracle(), images.float(), MEAN, STD, batch_size=4, device="cpu")

@@ -23,6 +23,8 @@ ENV = "../../environment.yml"  # conda env of every rule (relative to this folde
 
 
 wildcard_constraints:
+    extractor="[A-Za-z0-9_]+",
+    split="train|val|test",
     dataset="[A-Za-z0-9_.-]+",
     method="[A-Za-z0-9_.-]+",
     network="[A-Za-z0-9_.-]+",
@@ -62,6 +64,15 @@ def finetune_module(wildcards):
     return get_method(config["methods"][wildcards.method]["method"]).finetune
 
 
+def eval_inputs(wildcards):
+    """Synthetic set and real data; the teacher too when the protocol learns from soft labels."""
+    inputs = {"synset": f"{RESULTS}/synsets/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/seed{wildcards.seed}",
+              "data": f"{RESULTS}/data/{wildcards.dataset}"}
+    if config["protocols"][wildcards.protocol]["loss"] == "soft":
+        inputs["teacher"] = f"{RESULTS}/teachers/{wildcards.dataset}"
+    return inputs
+
+
 def eval_spec(wildcards):
     return as_json({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": int(wildcards.ipc),
                     "seed": int(wildcards.seed), "protocol": wildcards.protocol,
@@ -77,6 +88,37 @@ def eval_targets():
         dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
         seed=config["seeds"], protocol=ev["protocols"], network=list(ev["networks"]),
         repeat=range(ev["repeats"]))
+
+
+def feature_path(dataset, extractor):
+    return f"{RESULTS}/features/{dataset}/{extractor}-{config['metrics']['reference_split']}.pt"
+
+
+def feature_inputs(wildcards):
+    """Real data; the teacher too when it is the extractor."""
+    inputs = {"data": f"{RESULTS}/data/{wildcards.dataset}"}
+    if wildcards.extractor == "teacher":
+        inputs["teacher"] = f"{RESULTS}/teachers/{wildcards.dataset}"
+    return inputs
+
+
+def measure_inputs(wildcards):
+    """The synthetic set, the cached real features of both extractors, and the teacher when used."""
+    metrics = config["metrics"]
+    inputs = {"synset": f"{RESULTS}/synsets/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/seed{wildcards.seed}",
+              "fid_features": feature_path(wildcards.dataset, metrics["fid_extractor"]),
+              "features": feature_path(wildcards.dataset, metrics["feature_extractor"])}
+    if "teacher" in (metrics["fid_extractor"], metrics["feature_extractor"]):
+        inputs["teacher"] = f"{RESULTS}/teachers/{wildcards.dataset}"
+    return inputs
+
+
+def metric_targets():
+    if not config["metrics"]["enabled"]:
+        return []
+    return expand(f"{RESULTS}/metrics/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}.json",
+                  dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
+                  seed=config["seeds"])
 
 
 def backbone_check_targets():

@@ -1,12 +1,12 @@
 rule evaluate:
     input:
-        synset=f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}",
-        data=f"{RESULTS}/data/{{dataset}}",
+        unpack(eval_inputs),
     output:
         f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
     params:
         device=DEVICE,
         spec=eval_spec,
+        teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
     threads: 1
     conda:
         ENV
@@ -20,4 +20,4 @@ rule evaluate:
         runtime=240,
     shell:
         "python -m evaluation.train synset --spec {params.spec:q} --synset {input.synset}"
-        " --data {input.data} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
+        " --data {input.data} {params.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,129 @@
+"""Evaluation-training throughput of the suite's loop as a ratio to a per-image DataLoader pipeline.
+
+Both train the same network on the same synthetic-sized set (digits, ``--ipc`` images per class)
+with the same augmentations (RandomResizedCrop(scale 0.5-1) -> flip -> ColorJitter(0.4, 0.4, 0.4) ->
+normalise -> CutMix on every batch), the same optimizer and batch size, measured in the same run:
+
+- suite: the whole set on the device as one tensor, augmentation batched on the device
+  (``evaluation.training.batch_loss`` with the hard_label protocol);
+- reference: the IDC/Minimax way, a ``torch.utils.data.DataLoader`` over PIL images with a
+  per-image ``torchvision.transforms`` pipeline (``--workers`` loader processes), CutMix on the
+  collated batch.
+
+Each side runs ``--epochs`` epochs after one warm-up epoch, interleaved over ``--repeats`` rounds;
+the best time of each is kept. Lighting is off on both sides (torchvision has no PCA lighting).
+The ratio (suite images/s over reference images/s) must be at least 3 (issue #5).
+
+Usage: python benchmarks/eval_loop.py [--size 16] [--ipc 10] [--epochs 20] [--repeats 3] [--workers 0]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms
+
+from evaluation.augment import cutmix
+from evaluation.config import validate_config
+from evaluation.datasets import load_split, prepare_digits
+from evaluation.networks import create_network
+from evaluation.training import batch_loss, to_unit_float
+
+LIMIT = 3.0
+NETWORK = {"arch": "convnet", "depth": 3, "width": 128}
+
+
+class PILImages(torch.utils.data.Dataset):
+    """Images held as PIL, transformed one at a time (the reference's ImageFolder + transforms)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
+        self.images = [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in images]
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index]), self.labels[index]
+
+
+def reference_epoch(model, optimizer, loader, generator) -> None:
+    for images, labels in loader:
+        images, labels_a, labels_b, lam = cutmix(images, labels, 1.0, generator=generator)
+        outputs = model(images)
+        loss = lam * F.cross_entropy(outputs, labels_a) + (1 - lam) * F.cross_entropy(outputs, labels_b)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def suite_epoch(model, optimizer, data, targets, protocol, generator) -> None:
+    order = torch.randperm(len(data), generator=generator)
+    for first in range(0, len(data), protocol["batch_size"]):
+        batch = order[first:first + protocol["batch_size"]]
+        loss = batch_loss(model, data[batch], targets[batch], protocol, teacher=None, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=16, help="image side (the default profile: 16)")
+    parser.add_argument("--ipc", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the reference")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    protocol = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
+                                "methods": {"r": {"method": "random"}}})["protocols"]["hard_label"]
+    protocol = {**protocol, "lighting": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare_digits(Path(tmp), args.size, 0.2, 0)
+        images, labels = load_split(Path(tmp), "train")
+    picked = torch.cat([torch.nonzero(labels == c).flatten()[:args.ipc] for c in range(10)])
+    images, labels = images[picked], labels[picked]
+    jitter = protocol["color_jitter"]
+    pipeline = transforms.Compose([
+        transforms.RandomResizedCrop(args.size, scale=tuple(protocol["rrc_scale"])),
+        transforms.RandomHorizontalFlip(), transforms.ColorJitter(jitter, jitter, jitter),
+        transforms.ToTensor(), transforms.Normalize(protocol["mean"], protocol["std"])])
+    loader = torch.utils.data.DataLoader(PILImages(images, labels, pipeline), batch_size=protocol["batch_size"],
+                                         shuffle=True, num_workers=args.workers, drop_last=False)
+    data, targets = to_unit_float(images, "cpu"), labels
+
+    def fresh():
+        model = create_network(NETWORK["arch"], 10, args.size, depth=NETWORK["depth"], width=NETWORK["width"])
+        return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    runners = {
+        "suite": lambda model, opt, gen: suite_epoch(model, opt, data, targets, protocol, gen),
+        "reference": lambda model, opt, gen: reference_epoch(model, opt, loader, gen),
+    }
+    best = {name: float("inf") for name in runners}
+    for _ in range(args.repeats):
+        for name, epoch in runners.items():
+            model, optimizer = fresh()
+            generator = torch.Generator().manual_seed(0)
+            epoch(model, optimizer, generator)   # warm-up
+            started = time.perf_counter()
+            for _ in range(args.epochs):
+                epoch(model, optimizer, generator)
+            best[name] = min(best[name], time.perf_counter() - started)
+    count = len(images) * args.epochs
+    for name, seconds in best.items():
+        print(f"{name:>9}: {count / seconds:8.1f} images/s ({seconds:.2f} s for {args.epochs} epochs of {len(images)})")
+    ratio = best["reference"] / best["suite"]
+    print(f"suite / per-image DataLoader throughput: {ratio:.2f}x (goal >= {LIMIT}x; {args.size} px, "
+          f"convnet-3, batch {protocol['batch_size']}, {args.workers} loader workers, {torch.get_num_threads()} threads)")
+
+
+if __name__ == "__main__":
+    main()
