@@ -1,43 +1,102 @@
-"""Entry point of the ``tables`` rule: gather per-run results into the profile's tables.
+"""Entry point of the ``tables`` rule: gather per-run and per-set results into the profile's tables.
 
 Reads only stored result files (never logs, never recomputes): ``eval/**.json`` become
-``tables/runs.csv`` (one row per run) and the accuracy tables (best top-1, the papers' number, and
-last-epoch top-1 beside it); backbone checks become ``tables/backbone.md``.
+``tables/runs.csv`` (one row per run), the accuracy tables (``accuracy``: best test top-1, the
+papers' number; ``accuracy_last``: last evaluation; ``accuracy_val``: at the epoch of best
+validation top-1) and ``model_selection.md`` (the three side by side); ``metrics/**.json`` become
+the generation-quality and distribution tables (``generation``, ``distribution``); backbone checks
+become ``backbone.md``.
 
-Usage: ``python -m evaluation.report --runs FILE... [--backbone-checks FILE...] --out DIR
-[--method-order a,b,...]``
+Usage: ``python -m evaluation.report --runs FILE... [--backbone-checks FILE...]
+[--metrics FILE...] --out DIR [--method-order a,b,...] [--note TEXT]...``
 """
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-
 from .artifacts import write_text_atomic
-from .tables import load_runs, write_accuracy_tables
+from .quality_tables import load_metrics, write_quality_tables
+from .tables import load_runs, model_selection_markdown, write_accuracy_tables
 
 RUN_COLUMNS = ["dataset", "method", "ipc", "seed", "protocol", "network", "repeat",
-               "best_top1", "last_top1", "best_epoch", "epochs"]
+               "best_top1", "last_top1", "best_epoch", "epochs",
+               "val_selected_top1", "val_selected_epoch", "selection"]
+ACCURACY_TABLES = {"accuracy": "best_top1", "accuracy_last": "last_top1", "accuracy_val": "val_selected_top1"}
+SELECTION_NOTES = {"final": "the final model tested once (best = last)",
+                   "final_ema": "the final EMA model tested once (best = last)"}
 
 
-def protocol_footnotes(paths: list[Path]) -> list[str]:
-    """One line per protocol naming the settings its runs used (read from their manifests)."""
-    notes = {}
+def describe_protocol(name: str, params: dict, selection: str | None) -> str:
+    """The settings of one protocol that a reader needs, from whichever keys its record has, and
+    the convention of its reported number."""
+    parts = []
+    if params.get("base") not in (None, name):
+        parts.append(f"variant of {params['base']}")
+    optimizer = params.get("optimizer")
+    if "lr" in params:
+        overrides = params.get("lr_by_arch") or {}
+        by_arch = f" ({', '.join(f'{arch} {lr}' for arch, lr in overrides.items())})" if overrides else ""
+        parts.append(f"{optimizer + ' ' if optimizer else ''}lr {params['lr']}{by_arch}")
+    elif optimizer:
+        parts.append(optimizer)
+    if params.get("schedule"):
+        parts.append(f"{params['schedule']} schedule")
+    if "batch_size" in params:
+        parts.append(f"batch {params['batch_size']}")
+    scale = params.get("epoch_scale")
+    scaled = f" x {scale}" if scale not in (None, 1, 1.0) else ""
+    if params.get("epochs", "ipc_rule") == "ipc_rule" and ("epochs" in params or scale is not None):
+        parts.append(f"epochs = reference ipc_epoch{scaled}")
+    elif "epochs" in params:
+        parts.append(f"{params['epochs']}{scaled} epochs")
+    if params.get("temperature") is not None:
+        parts.append(f"teacher soft labels at temperature {params['temperature']}")
+    if params.get("ema_decay") is not None:
+        parts.append(f"EMA decay {params['ema_decay']}")
+    if params.get("cutmix_prob"):
+        parts.append(f"CutMix p {params['cutmix_prob']}")
+    if params.get("dsa"):
+        parts.append(f"DSA {params['dsa']}")
+    settings = ", ".join(parts) if parts else "settings not recorded"
+    return f"{settings}; reported number: {_selection_note(selection, params)}"
+
+
+def _selection_note(selection: str | None, params: dict) -> str:
+    if selection is None:
+        return "convention not recorded"
+    if selection != "best":
+        return SELECTION_NOTES.get(selection, f"'{selection}'")
+    evaluations = f" over {params['num_evals']} evaluations" if "num_evals" in params else " over training"
+    window = params.get("eval_from") or 0
+    return f"best test top-1{evaluations}" + (f" in the last {1 - window:.0%} of epochs" if window else "")
+
+
+def protocol_footnotes(paths: Sequence[Path]) -> list[str]:
+    """One line per protocol naming the settings its runs used (read from their manifests); runs
+    of one protocol with different settings get one line per setting, naming its IPCs."""
+    variants: dict[str, dict[str, set[int]]] = {}
     for path in paths:
-        record = json.loads(Path(path).read_text())
-        params = record["manifest"]["config"]["protocol_params"]
-        notes[record["protocol"]] = (
-            f"{record['protocol']}: {params['optimizer']} lr {params['lr']}, batch {params['batch_size']}, "
-            f"epochs = reference ipc_epoch x {params['epoch_scale']}, CutMix p {params['cutmix_prob']}, "
-            f"test split of the real data; n = generation seeds x evaluation repeats.")
-    return [notes[k] for k in sorted(notes)]
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        params = ((record.get("manifest") or {}).get("config") or {}).get("protocol_params") or {}
+        text = describe_protocol(record["protocol"], params, record.get("selection"))
+        variants.setdefault(record["protocol"], {}).setdefault(text, set()).add(int(record["ipc"]))
+    notes = []
+    for protocol in sorted(variants):
+        texts = sorted(variants[protocol].items(), key=lambda item: min(item[1]))
+        for text, ipcs in texts:
+            scope = f" (IPC {', '.join(map(str, sorted(ipcs)))})" if len(texts) > 1 else ""
+            notes.append(f"{protocol}{scope}: {text}. Test split of the real data; "
+                         "n = generation seeds x evaluation repeats.")
+    return notes
 
 
-def backbone_table(paths: list[Path]) -> str:
+def backbone_table(paths: Sequence[Path]) -> str:
     lines = ["# Backbone recognisability", "",
-             "Share of class-conditional samples (plain DiT sampling) that the teacher network labels "
-             "with their conditioning class.", "",
+             ("Share of class-conditional samples (plain DiT sampling) that the teacher network labels "
+              "with their conditioning class."), "",
              "| Dataset | Samples | Recognisability | Worst class |", "|---|---|---|---|"]
     for path in sorted(paths):
         record = json.loads(Path(path).read_text())
@@ -47,27 +106,37 @@ def backbone_table(paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(runs: list[Path], backbone_checks: list[Path], out_dir: Path,
-                 method_order: list[str] | None, method_notes: list[str] = ()) -> None:
+def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir: Path,
+                 method_order: Sequence[str] | None, method_notes: Sequence[str] = (),
+                 metrics: Sequence[Path] = ()) -> None:
+    """Write every table of the report into ``out_dir``; the metric tables only with ``metrics``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     frame = load_runs(runs)
-    write_text_atomic(out_dir / "runs.csv", frame[RUN_COLUMNS].to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(out_dir / "runs.csv",
+                      frame.reindex(columns=RUN_COLUMNS).to_csv(index=False, lineterminator="\n"))
     notes = protocol_footnotes(runs) + list(method_notes)
-    write_accuracy_tables(frame, out_dir, "best_top1", "accuracy", method_order, notes)
-    write_accuracy_tables(frame, out_dir, "last_top1", "accuracy_last", method_order, notes)
+    for stem, metric in ACCURACY_TABLES.items():
+        write_accuracy_tables(frame, out_dir, metric, stem, method_order, notes)
+    write_text_atomic(out_dir / "model_selection.md", model_selection_markdown(frame, method_order, notes))
     if backbone_checks:
         write_text_atomic(out_dir / "backbone.md", backbone_table(backbone_checks))
+    if metrics:
+        write_quality_tables(load_metrics(metrics), out_dir, method_order, method_notes)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", required=True, type=Path)
+    parser.add_argument("--runs", nargs="+", required=True, type=Path, help="evaluation run records")
     parser.add_argument("--backbone-checks", nargs="*", default=[], type=Path)
+    parser.add_argument("--metrics", nargs="*", default=[], type=Path,
+                        help="metrics records of the distilled sets (none: no metric tables)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--method-order", default=None, help="comma-separated method variant names")
     parser.add_argument("--note", action="append", default=[], help="a footnote of every table (repeatable)")
     args = parser.parse_args(argv)
     order = args.method_order.split(",") if args.method_order else None
-    write_report(args.runs, args.backbone_checks, args.out, order, args.note)
+    write_report(args.runs, args.backbone_checks, args.out, order, args.note, args.metrics)
 
 
 if __name__ == "__main__":

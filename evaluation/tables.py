@@ -6,6 +6,12 @@ that cell (seeds × repeats). In each IPC column the best mean is bold and the s
 underlined; ranks are dense and compare means at the displayed precision (one decimal), so tied
 methods share a rank and the next distinct mean gets the next rank. The same table renders as
 Markdown (for reading), LaTeX (for the paper) and long-format CSV (for machines).
+
+Three readings of each run are tabulated: best test top-1 over training (the papers' number, which
+selects the epoch on the test set), last-epoch test top-1, and test top-1 at the epoch of best
+validation top-1 (the only honest estimate). A null reading (a protocol without validation
+evaluations) makes its cell missing, never a mean over the runs that have it; ``model_selection``
+puts the three side by side.
 """
 from __future__ import annotations
 
@@ -23,11 +29,14 @@ REQUIRED_KEYS: dict[str, type] = {
     "dataset": str, "method": str, "ipc": int, "seed": int, "protocol": str, "network": str,
     "repeat": int, "best_top1": float, "last_top1": float,
 }
+# Nullable run fields: absent or null means "not measured" (older records, no validation split).
+OPTIONAL_KEYS: dict[str, type] = {"val_selected_top1": float, "val_selected_epoch": int, "selection": str}
 RUN_SORT_KEYS = ["dataset", "protocol", "network", "method", "ipc", "seed", "repeat"]
 BLOCK_KEYS = ["dataset", "protocol", "network"]
 METRIC_DESCRIPTIONS = {
     "best_top1": "best over training (the papers' convention)",
     "last_top1": "at the last epoch",
+    "val_selected_top1": "at the epoch of best validation top-1 (the honest estimate)",
 }
 CSV_COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "mean", "std", "n", "rank"]
 MISSING = "–"
@@ -68,13 +77,24 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Read per-run JSON result files into one row per file, sorted by dataset, protocol,
     network, method, ipc, seed and repeat (ties by file path).
 
-    Columns are the required keys followed by any other scalar top-level keys, alphabetically.
+    Columns are the required keys followed by any other scalar top-level keys, alphabetically;
+    the optional keys are always present (null where a record lacks them): ``val_selected_top1``
+    as float (NaN), ``val_selected_epoch`` as nullable integer.
     """
     records = [_read_run(Path(path)) for path in sorted(paths, key=str)]
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=list(REQUIRED_KEYS))
-    extra = sorted(column for column in frame.columns if column not in REQUIRED_KEYS)
-    frame = frame[list(REQUIRED_KEYS) + extra]
+    frame = pd.DataFrame.from_records(records, columns=_columns(records))
+    for key, kind in OPTIONAL_KEYS.items():
+        if kind is float:
+            frame[key] = pd.to_numeric(frame[key]).astype(float)
+        elif kind is int:
+            frame[key] = pd.to_numeric(frame[key]).astype("Int64")
     return frame.sort_values(RUN_SORT_KEYS, kind="mergesort").reset_index(drop=True)
+
+
+def _columns(records: list[dict]) -> list[str]:
+    """Required keys, then every other key of any record, alphabetically."""
+    others = {key for record in records for key in record} | set(OPTIONAL_KEYS)
+    return list(REQUIRED_KEYS) + sorted(others - set(REQUIRED_KEYS))
 
 
 def _read_run(path: Path) -> dict:
@@ -84,8 +104,8 @@ def _read_run(path: Path) -> dict:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error}); re-run the training that wrote it") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level is {type(data).__name__}, not an object; "
-                         "write run results as a JSON object")
+        raise TypeError(f"{path}: top level is {type(data).__name__}, not an object; "
+                        "write run results as a JSON object")
     record = {key: value for key, value in data.items()
               if value is None or isinstance(value, (str, int, float, bool))}
     for key, kind in REQUIRED_KEYS.items():
@@ -96,6 +116,13 @@ def _read_run(path: Path) -> dict:
         except (TypeError, ValueError):
             raise ValueError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
                              "fix the value in the run's result JSON") from None
+    for key, kind in OPTIONAL_KEYS.items():
+        value = data.get(key)
+        allowed = (int, float) if kind is float else (kind,)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, allowed)):
+            raise ValueError(f"{path}: key '{key}' is {value!r}, not {kind.__name__} or null; "
+                             "fix the value in the run's result JSON")
+        record[key] = None if value is None else kind(value)
     return record
 
 
@@ -113,7 +140,7 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
         raise ValueError(f"runs lack columns {missing_columns}; build them with load_runs")
     if runs.empty:
         raise ValueError("no runs to tabulate; check the result paths passed to load_runs")
-    order = _method_order(runs, method_order)
+    order = ordered_methods(runs, method_order)
     blocks = []
     for (dataset, protocol, network), block_runs in runs.groupby(BLOCK_KEYS, sort=True):
         present = set(block_runs["method"])
@@ -123,7 +150,7 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
     return AccuracyTable(metric, tuple(blocks))
 
 
-def _method_order(runs: pd.DataFrame, method_order: Sequence[str] | None) -> list[str]:
+def ordered_methods(runs: pd.DataFrame, method_order: Sequence[str] | None) -> list[str]:
     """Row order: ``method_order`` checked to cover every method, else first appearance."""
     appearing = list(dict.fromkeys(runs["method"]))
     if method_order is None:
@@ -136,10 +163,13 @@ def _method_order(runs: pd.DataFrame, method_order: Sequence[str] | None) -> lis
 
 
 def _cells(block_runs: pd.DataFrame, metric: str) -> dict[tuple[str, int], Cell]:
-    """Mean, sample std, count and dense per-IPC rank of every method × IPC cell with runs."""
+    """Mean, sample std, count and dense per-IPC rank of every method × IPC cell whose runs all
+    have the metric; a cell with any null reading is left out (shown as missing)."""
     stats = {}
     for (method, ipc), group in block_runs.groupby(["method", "ipc"], sort=False):
         values = group[metric].to_numpy(dtype=float)
+        if np.isnan(values).any():
+            continue
         std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         stats[(method, int(ipc))] = (float(np.mean(values)), std, len(values))
     cells = {}
@@ -163,9 +193,15 @@ def _mean_std(cell: Cell) -> str:
 def title(table: AccuracyTable) -> str:
     """One line naming the metric and how many runs each cell averages."""
     counts = sorted({cell.n for block in table.blocks for cell in block.cells.values()})
-    runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     return (f"Top-1 accuracy (%), {METRIC_DESCRIPTIONS[table.metric]}, "
-            f"mean ± std over {runs} runs per cell (seeds × repeats)")
+            f"mean ± std over {count_range(counts)} runs per cell (seeds × repeats)")
+
+
+def count_range(counts: Sequence[int]) -> str:
+    """``5`` for one count, ``3–5`` for several (sorted), ``no`` for none (every cell missing)."""
+    if not counts:
+        return "no"
+    return f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
 
 
 def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
@@ -242,6 +278,61 @@ def to_csv(table: AccuracyTable) -> str:
             for block in table.blocks for method in block.methods for ipc in block.ipcs
             if (cell := block.cells.get((method, ipc))) is not None]
     return pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+
+
+# Model selection: the three readings of the same runs side by side.
+
+SELECTION_READINGS = {"best_top1": "Best", "val_selected_top1": "Val-selected", "last_top1": "Last"}
+SELECTION_CONVENTIONS = {
+    "best": "the protocol reports the best test top-1 over its evaluations",
+    "final": "the protocol tests the final model once, so best = last",
+    "final_ema": "the protocol tests the final EMA model once, so best = last",
+}
+
+SELECTION_HEADER = (
+    "Model selection: test top-1 accuracy (%) of the same runs read three ways, mean ± std over {runs} "
+    "runs per cell (seeds × repeats). **Best** is the highest test top-1 over training, the papers' "
+    "number; it chooses the epoch on the test set, so it is optimistic. **Val-selected** is the test "
+    "top-1 at the epoch of highest validation top-1 (a split held out from the real training data; "
+    "earliest epoch on ties): the only honest estimate of the three. **Last** is the test top-1 at "
+    "the final evaluation. Best − val is how much choosing the epoch on the test set inflates the "
+    "number. {missing} = not measured (the protocol evaluates no validation split, or a run lacks "
+    "the reading).")
+
+
+def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | None = None,
+                             footnotes: Sequence[str] = ()) -> str:
+    """Best, val-selected and last test top-1 (mean ± std) of every method × IPC, one long table
+    per (dataset, protocol, network), with the gap best − val-selected; no marks (the columns are
+    readings of the same runs, not competitors)."""
+    tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
+    counts = sorted({cell.n for block in tables[0].blocks for cell in block.cells.values()})
+    lines = [SELECTION_HEADER.format(runs=count_range(counts), missing=MISSING), ""]
+    header = "| Method | IPC | " + " | ".join(SELECTION_READINGS.values()) + " | Best − val |"
+    for blocks in zip(*(table.blocks for table in tables)):
+        block = blocks[0]
+        lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
+        in_block = runs[(runs["dataset"] == block.dataset) & (runs["protocol"] == block.protocol)
+                        & (runs["network"] == block.network)]
+        conventions = sorted(set(in_block["selection"].dropna())) if "selection" in runs else []
+        if conventions:
+            described = "; ".join(SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in conventions)
+            lines += [described[0].upper() + described[1:] + ".", ""]
+        lines += [header, "| --- | ---: |" + " ---: |" * (len(SELECTION_READINGS) + 1)]
+        for method in block.methods:
+            for ipc in block.ipcs:
+                cells = [each.cells.get((method, ipc)) for each in blocks]
+                if cells[0] is None:  # best_top1 is required, so no runs of this method at this IPC
+                    continue
+                entries = [MISSING if cell is None else _mean_std(cell) for cell in cells]
+                best, val = cells[0], cells[1]
+                gap = MISSING if val is None else f"{best.mean - val.mean:.{DECIMALS}f}"
+                name = method.replace("|", chr(92) + "|")
+                lines.append(f"| {name} | {ipc} | " + " | ".join(entries + [gap]) + " |")
+        lines.append("")
+    if footnotes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
+    return "\n".join(lines)
 
 
 def write_accuracy_tables(runs: pd.DataFrame, out_dir: Path, metric: str, stem: str,

@@ -8,8 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.tables import (accuracy_table, load_runs, to_csv, to_latex, to_markdown,
-                               write_accuracy_tables)
+from evaluation.tables import (
+    accuracy_table,
+    load_runs,
+    model_selection_markdown,
+    to_csv,
+    to_latex,
+    to_markdown,
+    write_accuracy_tables,
+)
 
 
 def make_runs(cells: dict[tuple[str, int], list[float]], dataset: str = "CIFAR10",
@@ -196,3 +203,75 @@ def test_output_is_deterministic():
     assert to_markdown(first) == to_markdown(second)
     assert to_latex(first) == to_latex(second)
     assert to_csv(first) == to_csv(second)
+
+
+def make_selection_runs(readings: dict[tuple[str, int], list[tuple[float, float | None, float]]],
+                        protocol: str = "hard_label") -> pd.DataFrame:
+    """One row per (best, val-selected, last) triple of each (method, ipc) cell."""
+    rows = []
+    for (method, ipc), triples in readings.items():
+        for index, (best, val, last) in enumerate(triples):
+            rows.append({"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": index,
+                         "protocol": protocol, "network": "ConvNet", "repeat": 0, "best_top1": best,
+                         "last_top1": last, "val_selected_top1": np.nan if val is None else val,
+                         "selection": "best"})
+    return pd.DataFrame(rows)
+
+
+def selection_row(markdown: str, method: str, ipc: int) -> list[str]:
+    [line] = [line for line in markdown.splitlines() if line.startswith(f"| {method} | {ipc} |")]
+    return [entry.strip() for entry in line.strip("|").split("|")][2:]
+
+
+def test_model_selection_puts_each_reading_in_its_column():
+    runs = make_selection_runs({("dmgd", 10): [(60.0, 55.0, 50.0), (62.0, 57.0, 52.0)],
+                                ("random", 10): [(40.0, 39.0, 38.0), (40.0, 39.0, 38.0)]})
+    markdown = model_selection_markdown(runs, footnotes=["a note"])
+    assert "| Method | IPC | Best | Val-selected | Last | Best − val |" in markdown
+    assert selection_row(markdown, "dmgd", 10) == ["61.0 ± 1.4", "56.0 ± 1.4", "51.0 ± 1.4", "5.0"]
+    assert selection_row(markdown, "random", 10) == ["40.0 ± 0.0", "39.0 ± 0.0", "38.0 ± 0.0", "1.0"]
+    first = markdown.splitlines()[0]
+    assert "over 2 runs per cell" in first and "only honest estimate" in first
+    assert "The protocol reports the best test top-1 over its evaluations." in markdown
+    assert markdown.rstrip().endswith("- a note")
+
+
+def test_null_val_selected_shows_missing_never_a_partial_mean():
+    runs = make_selection_runs({("dmgd", 1): [(60.0, None, 50.0), (62.0, None, 52.0)],
+                                ("dmgd", 10): [(70.0, 65.0, 69.0), (72.0, None, 71.0)],
+                                ("random", 10): [(40.0, 39.0, 38.0)]})
+    markdown = model_selection_markdown(runs)
+    assert selection_row(markdown, "dmgd", 1) == ["61.0 ± 1.4", "–", "51.0 ± 1.4", "–"]
+    assert selection_row(markdown, "dmgd", 10) == ["71.0 ± 1.4", "–", "70.0 ± 1.4", "–"]
+    table = accuracy_table(runs, metric="val_selected_top1")
+    assert set(table.blocks[0].cells) == {("random", 10)}
+    assert markdown_row(to_markdown(table), "dmgd") == ["–", "–"]
+    assert markdown_row(to_markdown(table), "random") == ["–", "**39.0 ± 0.0**"]
+    assert pd.read_csv(io.StringIO(to_csv(table)))["method"].tolist() == ["random"]
+
+
+def test_model_selection_states_the_final_ema_convention():
+    runs = make_selection_runs({("dmgd", 10): [(50.0, None, 50.0)]}, protocol="glad")
+    runs["selection"] = "final_ema"
+    markdown = model_selection_markdown(runs)
+    assert "The protocol tests the final EMA model once, so best = last." in markdown
+    assert selection_row(markdown, "dmgd", 10) == ["50.0 ± 0.0", "–", "50.0 ± 0.0", "–"]
+
+
+def test_load_runs_reads_optional_selection_keys(tmp_path):
+    base = {"dataset": "CIFAR10", "method": "a", "ipc": 10, "protocol": "hard_label",
+            "network": "ConvNet", "repeat": 0, "best_top1": 50.0, "last_top1": 49.0}
+    (tmp_path / "0.json").write_text(json.dumps({**base, "seed": 0, "val_selected_top1": 47.5,
+                                                 "val_selected_epoch": 30, "selection": "best"}))
+    (tmp_path / "1.json").write_text(json.dumps({**base, "seed": 1, "val_selected_top1": None,
+                                                 "val_selected_epoch": None, "selection": "best"}))
+    (tmp_path / "2.json").write_text(json.dumps({**base, "seed": 2}))
+    runs = load_runs(sorted(tmp_path.glob("*.json")))
+    assert runs["val_selected_top1"].iloc[0] == 47.5
+    assert runs["val_selected_top1"].iloc[1:].isna().all()
+    assert str(runs["val_selected_epoch"].dtype) == "Int64"
+    assert runs["val_selected_epoch"].iloc[0] == 30 and runs["val_selected_epoch"].iloc[1:].isna().all()
+    assert runs["selection"].tolist()[:2] == ["best", "best"] and pd.isna(runs["selection"].iloc[2])
+    (tmp_path / "3.json").write_text(json.dumps({**base, "seed": 3, "val_selected_top1": "high"}))
+    with pytest.raises(ValueError, match=r"3\.json: key 'val_selected_top1' is 'high', not float or null"):
+        load_runs(sorted(tmp_path.glob("*.json")))
