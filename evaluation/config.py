@@ -106,6 +106,15 @@ def check_config(config: dict) -> None:
         info = dataset_info(name)
         if info.source == "imagenet":
             imagenet_class_folders(config["imagenet_root"], info)
+    teacher = config["teacher"]
+    if teacher["source"] == "torchvision":
+        if (teacher["network"]["arch"], teacher["network"].get("norm")) != ("resnet", "batch"):
+            raise ConfigError("teacher.source torchvision needs teacher.network {arch: resnet, depth: 18, "
+                              f"norm: batch}} (torchvision's layers), not {teacher['network']}")
+        for name in config["datasets"]:
+            if dataset_info(name).source != "imagenet":
+                raise ConfigError(f"teacher.source torchvision knows ImageNet classes only; dataset {name} "
+                                  f"needs teacher.source train")
     backbone = config["backbone"]
     if backbone["source"] == "train":
         trained_on = dataset_info(backbone["train"]["dataset"])

@@ -5,7 +5,8 @@
     §3; the soft-label protocol needs the teacher) and writes best, last and validation-selected
     test top-1 with the evaluation curve.
 ``python -m evaluation.train teacher --spec JSON --data DIR --out DIR``
-    trains the teacher/feature network on the full real train split and saves it.
+    makes the dataset's teacher network (``teacher.source``): trains it on the real train split, or
+    restricts torchvision's ImageNet-pretrained network to the dataset's classes.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision
 
 from .artifacts import atomic_path, manifest, resolve_device, write_json_atomic
 from .datasets import dataset_info, has_split, load_split, resize_uint8
@@ -24,6 +26,8 @@ from .protocols import protocol_epochs
 from .seeding import derive_seed
 from .synsets import read_synset
 from .training import train_and_evaluate
+
+PRETRAINED_IMAGE_SIZE = 224   # torchvision's ImageNet weights: 224 px crops, torchvision's stem
 
 
 def _fit(train_images, train_labels, data_dir: Path, *, protocol: dict, network: dict, num_classes: int,
@@ -102,6 +106,45 @@ def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dic
     return result
 
 
+def torchvision_weights_file(network: dict) -> tuple[Path, str]:
+    """Where torchvision keeps the ImageNet weights of ``network`` (a ``resnet``), and their URL."""
+    if network["arch"] != "resnet":
+        raise ValueError(f"teacher.source torchvision supports arch resnet (RDED's ResNet-18), not "
+                         f"{network['arch']!r}; set teacher.network to {{arch: resnet, depth: 18, norm: batch}}")
+    weights = getattr(torchvision.models, f"ResNet{network.get('depth', 18)}_Weights").IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name, weights.url
+
+
+def pretrained_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:
+    """RDED's teacher: torchvision's ImageNet-pretrained network, its 1000-way classifier restricted to
+    the rows of the dataset's classes (their ImageNet indices), read from torchvision's cache only."""
+    started = time.time()
+    info = dataset_info(spec["dataset"])
+    network = spec["teacher"]["network"]
+    path, url = torchvision_weights_file(network)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher weights {path} are missing (offline); download {url} to that "
+                                f"path or point TORCH_HOME at a directory holding hub/checkpoints/{path.name}")
+    kwargs = {k: v for k, v in network.items() if k != "arch"}
+    model = create_network("resnet", 1000, PRETRAINED_IMAGE_SIZE, **kwargs)
+    model.load_state_dict(torch.load(path, map_location="cpu"))
+    rows = torch.tensor(info.backbone_labels)
+    state = model.state_dict()
+    state["fc.weight"], state["fc.bias"] = state["fc.weight"][rows], state["fc.bias"][rows]
+    protocol = spec["protocol_params"]
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        torch.save({"state_dict": state, "network": network, "num_classes": info.num_classes,
+                    "image_size": PRETRAINED_IMAGE_SIZE, "mean": protocol["mean"], "std": protocol["std"]},
+                   tmp / "model.pt")
+        write_json_atomic(tmp / "manifest.json", manifest(spec, seed=None, device=device, started=started,
+                                                          weights=str(path), imagenet_rows=rows.tolist()))
+    return {"weights": str(path)}
+
+
+TEACHER_SOURCES = {"train": train_teacher, "torchvision": pretrained_teacher}
+
+
 def load_teacher(teacher_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """The saved teacher in eval mode, and its record (network, image size, normalisation)."""
     record = torch.load(Path(teacher_dir) / "model.pt", map_location=device)
@@ -127,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "synset":
         evaluate_synset(spec, args.synset, args.data, args.out, device, args.teacher)
     else:
-        train_teacher(spec, args.data, args.out, device)
+        TEACHER_SOURCES[spec["teacher"]["source"]](spec, args.data, args.out, device)
 
 
 if __name__ == "__main__":

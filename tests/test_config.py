@@ -82,6 +82,10 @@ BAD = {
     "unknown protocol key": (lambda c: c["protocols"].update(glad={"warmup": 5}), r"'warmup' was unexpected"),
     "lr for an unknown arch": (lambda c: c["protocols"].update(glad={"lr_by_arch": {"vgg16": 0.1}}),
                                r"protocols\.glad\.lr_by_arch: unknown arch 'vgg16'"),
+    "pretrained teacher on digits": (lambda c: c.update(teacher={"source": "torchvision", "network": {
+        "arch": "resnet", "depth": 18, "norm": "batch"}}), r"teacher\.source torchvision knows ImageNet classes only"),
+    "pretrained teacher of another arch": (lambda c: c.update(teacher={"source": "torchvision"}),
+                                           r"teacher\.source torchvision needs teacher\.network \{arch: resnet"),
     "unknown extractor": (lambda c: c["metrics"].update(fid_extractor="clip"), r"metrics\.fid_extractor: 'clip' is not one of"),
     "unknown network": (lambda c: c["evaluation"].update(networks={"v": {"arch": "vgg16"}}), r"'vgg16' is not one of"),
     "unknown method parameter": (lambda c: c["methods"]["random"].update(params={"k": 1}), r"'k' was unexpected"),
