@@ -1,0 +1,135 @@
+"""Entry point of the ``measure`` rule: every metric of one distilled set against cached real features.
+
+``python -m evaluation.measure --spec JSON --synset DIR --fid-features FILE.pt --features FILE.pt
+[--teacher DIR] --out FILE.json --device cpu``
+
+``spec`` = ``{"dataset", "method", "ipc", "seed", "metrics": {...}}`` (the config's ``metrics`` block).
+FID and KID use ``metrics.fid_extractor`` (clean-fid); precision, recall, density, coverage, the OT
+dataset distance and diversity use ``metrics.feature_extractor`` (DMGD supplementary A3.2). The
+JSON record holds each metric as ``{"value", ...}``, with bootstrap ``ci_low``/``ci_high`` (null
+when ``bootstrap`` is 0) for FID and the four prdc metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from .artifacts import manifest, resolve_device, write_json_atomic
+from .datasets import dataset_info
+from .metrics import metrics_config
+from .metrics.bootstrap import bootstrap, resample_indices
+from .metrics.diversity import diversity
+from .metrics.extractors import create_extractor
+from .metrics.fid import CLEANFID_KID_SUBSETS, FidResampler, fid, kid
+from .metrics.ot_distance import ot_distance
+from .metrics.prdc_metrics import PrdcResampler, prdc_values
+from .seeding import derive_seed
+from .synsets import read_synset
+
+BOOTSTRAP_STREAM, KID_STREAM, OT_STREAM = 0, 1, 2   # derive_seed(metrics.seed, stream)
+
+
+class FeatureArtifactError(ValueError):
+    """A real-features file that does not match the metrics config; one line naming it."""
+
+
+def load_real_features(path: Path, extractor: str, split: str) -> dict:
+    record = torch.load(path, map_location="cpu")
+    for key, expected in (("extractor", extractor), ("split", split)):
+        if record[key] != expected:
+            raise FeatureArtifactError(f"{path}: features of {key} '{record[key]}', the metrics config asks "
+                                       f"for '{expected}'; recompute them with evaluation.features")
+    return record
+
+
+def compute_metrics(cfg: dict, real_fid: np.ndarray, synthetic_fid: np.ndarray, real: np.ndarray,
+                    synthetic: np.ndarray) -> tuple[dict, dict]:
+    """(metrics, seconds per metric) of one synthetic set; ``cfg`` is a complete metrics block.
+
+    ``*_fid`` are the FID/KID extractor's features, the others the feature extractor's; rows of the
+    two synthetic arrays are the same images, so bootstrap replicates are paired across metrics.
+    """
+    seconds, clock = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        seconds[name] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+
+    value = {"fid": fid(real_fid, synthetic_fid)}
+    lap("fid")
+    value.update(prdc_values(real, synthetic, cfg["nearest_k"]))
+    lap("prdc")
+    indices = resample_indices(len(synthetic), cfg["bootstrap"], derive_seed(cfg["seed"], BOOTSTRAP_STREAM))
+    # the resamplers precompute distances and a matrix root: built only when replicates are drawn
+    resamplers = (FidResampler(real_fid, synthetic_fid), PrdcResampler(real, synthetic, cfg["nearest_k"])
+                  ) if len(indices) else None
+    metrics = bootstrap(lambda row: {"fid": resamplers[0](row), **resamplers[1](row)}, value, indices,
+                        cfg["ci"])
+    lap("bootstrap")
+    kid_value, subset_size = kid(real_fid, synthetic_fid, CLEANFID_KID_SUBSETS, cfg["kid_subset_size"],
+                                 derive_seed(cfg["seed"], KID_STREAM))
+    metrics["kid"] = {"value": kid_value, "subset_size": subset_size, "num_subsets": CLEANFID_KID_SUBSETS}
+    lap("kid")
+    ot_value, ot_real = ot_distance(real, synthetic, cfg["ot_max_real"], cfg["tsne_perplexity"],
+                                    derive_seed(cfg["seed"], OT_STREAM))
+    metrics["ot_distance"] = {"value": ot_value, "real_count": ot_real}
+    lap("ot_distance")
+    metrics["diversity"] = {"value": diversity(synthetic)}
+    lap("diversity")
+    return metrics, seconds
+
+
+def measure_set(spec: dict, synset_dir: Path, fid_features: Path, features: Path,
+                teacher_dir: Path | None = None, device: str = "cpu", out: Path | None = None) -> dict:
+    """The metrics record of one synthetic set (written atomically to ``out`` when given)."""
+    started = time.time()
+    cfg = metrics_config(spec["metrics"])
+    images, _ = read_synset(synset_dir, dataset_info(spec["dataset"]).num_classes)
+    split = cfg["reference_split"]
+    real = {"fid": load_real_features(fid_features, cfg["fid_extractor"], split),
+            "features": load_real_features(features, cfg["feature_extractor"], split)}
+    extractors, synthetic = {}, {}
+    for role, name in (("fid", cfg["fid_extractor"]), ("features", cfg["feature_extractor"])):
+        if name not in extractors:
+            extractors[name] = create_extractor(name, device, teacher_dir)
+            synthetic[name] = extractors[name].features(images)
+    real_fid, real_features = (real[r]["features"].numpy() for r in ("fid", "features"))
+    metrics, seconds = compute_metrics(cfg, real_fid, synthetic[cfg["fid_extractor"]], real_features,
+                                       synthetic[cfg["feature_extractor"]])
+    record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed")}
+    record.update(
+        reference_split=split, count=len(images), reference_count=len(real_features),
+        extractors={role: {"name": real[role]["extractor"], "resize": real[role]["resize"]} for role in real},
+        metrics=metrics,
+        manifest=manifest(spec, seed=cfg["seed"], device=device, started=started, metric_seconds=seconds))
+    if out is not None:
+        write_json_atomic(out, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="JSON config slice: dataset, method, ipc, seed, metrics")
+    parser.add_argument("--synset", required=True, type=Path, help="synthetic set directory")
+    parser.add_argument("--fid-features", required=True, type=Path, help="real features of metrics.fid_extractor")
+    parser.add_argument("--features", required=True, type=Path, help="real features of metrics.feature_extractor")
+    parser.add_argument("--teacher", type=Path, help="teacher directory (extractor teacher)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        measure_set(json.loads(args.spec), args.synset, args.fid_features, args.features, args.teacher,
+                    resolve_device(args.device), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Feature extractors of the metrics: a registry name -> extractor, each a clean-fid feature model.
+
+Every extractor follows clean-fid's feature-model contract: it is called on a float32 batch
+N x 3 x H x W with values in [0, 255] (what ``cleanfid.utils.ResizeDataset`` yields after the
+resize of its ``mode``) and returns N x D features. ``Extractor.features`` feeds uint8 images through
+exactly that path (clean-fid's resizer, ``ToTensor`` and ``get_batch_features``), so the same model
+passed to ``cleanfid.fid.compute_fid(..., mode=extractor.cleanfid_mode,
+custom_feat_extractor=extractor.model)`` sees the same tensors and gives the same FID.
+
+``inception``  clean-fid's own Inception (torchscript, the paper's FID) in mode ``clean``.
+``vgg16_fc7``  torchvision's ImageNet VGG-16, fc7 after its ReLU (DMGD supplementary A3.2: "output
+               of the second classification layer ... 4096 dimensions"; prdc's paper and
+               Kynkäänniemi et al. take VGG-16 ``fc2``, a Keras/TF dense layer that includes its ReLU).
+``teacher``    the embedded profile's teacher (``evaluation.train.load_teacher``), ``features()``.
+
+Weights are never downloaded: a missing file is one ``MissingWeightsError`` line naming the file and
+the directory to put it in.
+"""
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from cleanfid.downloads_helper import inception_url
+from cleanfid.fid import get_batch_features
+from cleanfid.resize import build_resizer
+from torch import nn
+
+from ..augment import normalize
+
+PIXEL_MAX = 255.0
+# clean-fid's mode whose resize outside the model is the identity (its TF-Inception resizes inside):
+# for our own models it means "native images in [0, 255]"; the model resizes as its policy says.
+NATIVE_MODE = "legacy_tensorflow"
+CLEAN_MODE = "clean"                   # PIL bicubic on float channels to 299 x 299, no quantisation
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Pretrained weights absent offline; the message names the file and where to put it."""
+
+
+@dataclass
+class Extractor:
+    name: str
+    resize: str                        # human-readable resize policy, for table footnotes
+    dim: int
+    model: Callable[[torch.Tensor], torch.Tensor]   # clean-fid feature model: [0, 255] batch -> N x D
+    cleanfid_mode: str                 # clean-fid mode whose outside-the-model resize applies
+    input_size: int                    # side the model works at (default side of ImageNet reals)
+    device: str = "cpu"
+
+    def features(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+        """float32 N x D features of uint8 N x 3 x S x S images, as clean-fid computes them."""
+        if images.dtype != torch.uint8:
+            raise ValueError(f"images dtype {images.dtype} is invalid; valid: torch.uint8")
+        resize, to_tensor = build_resizer(self.cleanfid_mode), torchvision.transforms.ToTensor()
+        chunks = [np.zeros((0, self.dim), dtype=np.float32)]
+        for start in range(0, len(images), batch_size):
+            batch = []
+            for image in images[start:start + batch_size]:
+                # cleanfid.utils.ResizeDataset.__getitem__, on an image already in memory
+                resized = resize(image.permute(1, 2, 0).numpy())
+                batch.append(to_tensor(np.array(resized)) * 255 if resized.dtype == np.uint8
+                             else to_tensor(resized))
+            chunks.append(get_batch_features(torch.stack(batch), self.model, torch.device(self.device)))
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+EXTRACTORS: dict[str, Callable[..., Extractor]] = {}
+
+
+def register_extractor(name: str) -> Callable[[Callable[..., Extractor]], Callable[..., Extractor]]:
+    def decorator(builder: Callable[..., Extractor]) -> Callable[..., Extractor]:
+        EXTRACTORS[name] = builder
+        return builder
+    return decorator
+
+
+def list_extractors() -> list[str]:
+    return sorted(EXTRACTORS)
+
+
+def create_extractor(name: str, device: str = "cpu", teacher_dir: str | Path | None = None) -> Extractor:
+    """The extractor ``name`` on ``device`` (``teacher`` needs ``teacher_dir``)."""
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown feature extractor '{name}'; valid: {', '.join(list_extractors())}")
+    return EXTRACTORS[name](device=device, teacher_dir=teacher_dir)
+
+
+# ----------------------------------------------------------------------------- inception
+
+def cleanfid_weights_dir() -> Path:
+    """Where clean-fid looks for (and would download) its Inception: ``cleanfid.features.
+    feature_extractor`` hard-codes ``/tmp`` (``./`` on Windows) and checks no other place."""
+    return Path("./" if platform.system() == "Windows" else "/tmp")
+
+
+@register_extractor("inception")
+def inception(device: str = "cpu", teacher_dir=None) -> Extractor:
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    folder, filename = cleanfid_weights_dir(), Path(inception_url).name
+    if not (folder / filename).is_file():
+        raise MissingWeightsError(f"clean-fid Inception weights missing: put {filename} ({inception_url}) "
+                                  f"in {folder}/, where clean-fid looks for it; offline runs never download")
+    model = InceptionV3W(str(folder), download=False, resize_inside=False).to(device).eval()
+    return Extractor("inception", "clean-fid 'clean': PIL bicubic on float channels to 299x299, no "
+                     "quantisation; (x - 128) / 128", 2048, model, CLEAN_MODE, 299, device)
+
+
+# ----------------------------------------------------------------------------- VGG-16 fc7
+
+VGG_WEIGHTS = torchvision.models.VGG16_Weights.IMAGENET1K_V1
+VGG_SIZE = VGG_WEIGHTS.transforms().crop_size[0]   # 224
+FC7_RELU = 5   # classifier[:5] = fc6, ReLU, Dropout, fc7, ReLU
+
+
+class VGGFc7(nn.Module):
+    """VGG-16 fc7 (after ReLU) of [0, 255] images resized (bilinear, antialiased) to 224, ImageNet-normalised."""
+
+    def __init__(self, vgg: torchvision.models.VGG):
+        super().__init__()
+        self.vgg = vgg
+        transform = VGG_WEIGHTS.transforms()
+        self.mean, self.std = transform.mean, transform.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x / PIXEL_MAX, size=(VGG_SIZE, VGG_SIZE), mode="bilinear", align_corners=False,
+                          antialias=True)
+        x = self.vgg.avgpool(self.vgg.features(normalize(x, self.mean, self.std))).flatten(1)
+        return self.vgg.classifier[:FC7_RELU](x)
+
+
+def vgg_weights_path() -> Path:
+    """torchvision's cache file of the weights: ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG_WEIGHTS.url).name
+
+
+@register_extractor("vgg16_fc7")
+def vgg16_fc7(device: str = "cpu", teacher_dir=None) -> Extractor:
+    path = vgg_weights_path()
+    if not path.is_file():  # checked first: torchvision would otherwise try to download
+        raise MissingWeightsError(f"VGG-16 ImageNet weights missing: put {path.name} ({VGG_WEIGHTS.url}) in "
+                                  f"{path.parent}/ ($TORCH_HOME/hub/checkpoints); offline runs never download")
+    vgg = torchvision.models.vgg16(weights=None)
+    vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model = VGGFc7(vgg).to(device).eval()
+    return Extractor("vgg16_fc7", f"torch bilinear (antialiased) to {VGG_SIZE}x{VGG_SIZE}, ImageNet mean/std",
+                     vgg.classifier[3].out_features, model, NATIVE_MODE, VGG_SIZE, device)
+
+
+# ----------------------------------------------------------------------------- teacher
+
+class TeacherFeatures(nn.Module):
+    """The teacher's ``features()`` of [0, 255] images at its own size, normalised as in its training."""
+
+    def __init__(self, network: nn.Module, image_size: int, mean, std):
+        super().__init__()
+        self.network, self.image_size, self.mean, self.std = network, image_size, mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              align_corners=False, antialias=True)
+        return self.network.features(normalize(x / PIXEL_MAX, self.mean, self.std))
+
+
+@register_extractor("teacher")
+def teacher(device: str = "cpu", teacher_dir: str | Path | None = None) -> Extractor:
+    from ..train import load_teacher
+
+    if teacher_dir is None:
+        raise ValueError("extractor 'teacher' needs the teacher directory; pass --teacher DIR")
+    network, record = load_teacher(Path(teacher_dir), device)
+    size = record["image_size"]
+    model = TeacherFeatures(network, size, record["mean"], record["std"]).eval()
+    with torch.no_grad():
+        dim = model(torch.zeros(1, 3, size, size, device=device)).shape[1]
+    return Extractor("teacher", f"none at {size}px (other sizes: torch bilinear, antialiased, to {size}px), "
+                     "teacher mean/std", dim, model, NATIVE_MODE, size, device)
