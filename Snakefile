@@ -1,5 +1,5 @@
 # Diffusion dataset-distillation reproduction suite: prepare data -> (train or load) backbone ->
-# distill (every method variant) -> train evaluation networks -> tables.
+# distill (every method variant) -> train evaluation networks, measure the sets -> tables.
 # `snakemake --cores N` runs the embedded default profile (config/config.yaml);
 # `snakemake --cores N --configfile config/paper/woof.yaml` runs a paper profile.
 from snakemake.utils import min_version
@@ -19,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/backbone.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -71,7 +71,7 @@ def compute_metrics(cfg: dict, real_fid: np.ndarray, synthetic_fid: np.ndarray, 
     resamplers = (FidResampler(real_fid, synthetic_fid), PrdcResampler(real, synthetic, cfg["nearest_k"])
                   ) if len(indices) else None
     metrics = bootstrap(lambda row: {"fid": resamplers[0](row), **resamplers[1](row)}, value, indices,
-                        cfg["ci"])
+                        cfg["ci"], min_count=cfg["nearest_k"] + 2)
     lap("bootstrap")
     kid_value, subset_size = kid(real_fid, synthetic_fid, CLEANFID_KID_SUBSETS, cfg["kid_subset_size"],
                                  derive_seed(cfg["seed"], KID_STREAM))

@@ -2,7 +2,7 @@
 
 ``generation`` follows Table 9: one block per (dataset, IPC), metrics as rows (FID, KID,
 precision, recall, density), methods as columns; each cell is the mean over generation seeds with
-its bootstrap interval in brackets. With several seeds the bracket is the envelope of the seeds'
+its half-sampling interval in brackets (``evaluation/metrics/bootstrap.py``). With several seeds the bracket is the envelope of the seeds'
 intervals (lowest lower bound, highest upper bound), so it contains every seed's interval; a cell
 shows no bracket when any of its seeds has none. ``distribution`` follows the coverage / OT dataset
 distance / diversity table: one block per dataset, methods as rows, the three metrics per IPC,
@@ -263,7 +263,7 @@ def _entry(cell: MetricCell | None, text: Callable[[MetricCell], str], latex: bo
 
 def generation_title(table: QualityTable) -> str:
     return (f"Generation quality of each distilled set against the real data: mean over "
-            f"{count_range(table.seed_counts())} generation seeds per cell, in brackets the bootstrap "
+            f"{count_range(table.seed_counts())} generation seeds per cell, in brackets the half-sampling "
             "interval (with several seeds, the envelope of the seeds' intervals: lowest lower and "
             "highest upper bound). KID is shown ×10³; precision and recall in %. Best per row in bold "
             "(↓ lower is better, ↑ higher is better).")
@@ -325,7 +325,8 @@ def _bootstrap_note(frame: pd.DataFrame, shown: bool) -> str:
         return "Bootstrap: off (0 resamples), so no intervals."
     else:
         confidence = f", {_values(level * 100)}% intervals" if len(level) else ""
-        settings = f"{_values(bootstrap)} resamples of the synthetic set{confidence}"
+        settings = (f"{_values(bootstrap)} half-samples (n/2 without replacement) of the synthetic set, "
+                    f"normal intervals around the full-set value{confidence}")
     if not with_interval:
         return f"Bootstrap: {settings}; no metric of this table has an interval."
     where = "" if shown else " (in the CSV only; the table shows the spread over seeds)"

@@ -173,6 +173,34 @@ def test_bootstrap_intervals_are_ordered_seeded_nested_and_null_without_resample
     assert none["fid"]["value"] == wide["fid"]["value"]
 
 
+def test_half_sampling_intervals_contain_the_full_set_value():
+    """The with-replacement bootstrap's duplicates inflate FID and deflate coverage so much that its
+    interval misses the full-set value; half-samples hold no duplicates and the interval is centred."""
+    rng = np.random.default_rng(5)
+    real, syn = gaussian(rng, 200, 12), gaussian(rng, 40, 12, 0.5)
+    for name, entry in intervals(real, syn, 60, 0.95, seed=0).items():
+        assert entry["ci_low"] < entry["value"] < entry["ci_high"], name
+        assert entry["value"] - entry["ci_low"] == pytest.approx(entry["ci_high"] - entry["value"])
+    rows = resample_indices(40, 5, seed=0)
+    assert rows.shape == (5, 20) and all(len(set(row)) == 20 for row in rows.tolist())
+
+
+def test_half_sample_spread_of_a_mean_matches_its_standard_error():
+    """For the mean, the half-sample variance reproduces the variance of the full-sample mean."""
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=400)
+    rows = resample_indices(len(values), 2000, seed=0)
+    entry = bootstrap(lambda row: {"mean": float(values[row].mean())}, {"mean": float(values.mean())}, rows,
+                      ci=0.6826894921370859)["mean"]
+    standard_error = values.std(ddof=1) / np.sqrt(len(values))
+    assert (entry["ci_high"] - entry["ci_low"]) / 2 == pytest.approx(standard_error, rel=0.1)
+
+
+def test_half_sets_too_small_for_prdc_give_no_interval():
+    entry = bootstrap(lambda row: {"m": 0.0}, {"m": 1.0}, resample_indices(10, 5, seed=0), 0.95, min_count=7)
+    assert entry["m"] == {"value": 1.0, "ci_low": None, "ci_high": None}
+
+
 # ----------------------------------------------------------------------------- OT distance, diversity
 
 def test_ot_distance_is_zero_for_identical_sets_and_grows_with_a_shift():

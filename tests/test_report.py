@@ -222,7 +222,7 @@ def test_metric_footnotes_name_extractors_reference_and_settings(tmp_path):
             f"{FEATURES_RESIZE}.") in notes
     assert "Reference: the real train split (CIFAR10: 50000 real images vs synthetic sets of 100/500 images)." in notes
     assert "prdc (precision, recall, density, coverage): k = 5 nearest neighbours." in notes
-    assert "Bootstrap: 200 resamples of the synthetic set, 95% intervals; intervals of FID and recall." in notes
+    assert "Bootstrap: 200 half-samples (n/2 without replacement) of the synthetic set, normal intervals around the full-set value, 95% intervals; intervals of FID and recall." in notes
     assert "KID: subsets of 100/500 images." in notes
     distribution = " ".join(metric_footnotes(frame, DISTRIBUTION_METRICS))
     assert "inception" not in distribution
@@ -235,7 +235,7 @@ def test_metric_footnotes_say_what_is_not_recorded(tmp_path):
     frame = load_metrics([write_metrics(tmp_path, "a", 10, 0, {}, nearest_k=None)])
     notes = metric_footnotes(frame, GENERATION_METRICS)
     assert "prdc k: not recorded in the records' manifests." in notes
-    assert "Bootstrap: 200 resamples of the synthetic set, 95% intervals; no metric of this table has an interval." in notes
+    assert "Bootstrap: 200 half-samples (n/2 without replacement) of the synthetic set, normal intervals around the full-set value, 95% intervals; no metric of this table has an interval." in notes
 
 
 def test_protocol_footnotes_render_the_keys_each_protocol_has(tmp_path):

@@ -121,6 +121,12 @@ def metric_targets():
                   seed=config["seeds"])
 
 
+def metric_table_targets():
+    if not config["metrics"]["enabled"]:
+        return []
+    return [f"{RESULTS}/tables/generation.md", f"{RESULTS}/tables/distribution.md"]
+
+
 def backbone_check_targets():
     if not config["backbone"]["check"]:
         return []

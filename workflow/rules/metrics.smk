@@ -1,0 +1,54 @@
+# Generation-quality and distribution metrics of every distilled set against cached real features.
+
+
+rule real_features:
+    input:
+        unpack(feature_inputs),
+    output:
+        f"{RESULTS}/features/{{dataset}}/{{extractor}}-{{split}}.pt",
+    params:
+        device=DEVICE,
+        spec=lambda w: as_json({"dataset": w.dataset, "extractor": w.extractor, "split": w.split}),
+        teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
+    threads: 1
+    conda:
+        ENV
+    log:
+        f"{LOGS}/real_features/{{dataset}}/{{extractor}}-{{split}}.log",
+    benchmark:
+        f"{BENCH}/real_features/{{dataset}}/{{extractor}}-{{split}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "python -m evaluation.features --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
+        " --extractor {wildcards.extractor} {params.teacher} --out {output} --device {params.device}"
+        " > {log} 2>&1"
+
+
+rule measure:
+    input:
+        unpack(measure_inputs),
+    output:
+        f"{RESULTS}/metrics/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}.json",
+    params:
+        device=DEVICE,
+        spec=lambda w: as_json({"dataset": w.dataset, "method": w.method, "ipc": int(w.ipc),
+                                "seed": int(w.seed), "metrics": config["metrics"]}),
+        teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
+    threads: 1
+    conda:
+        ENV
+    log:
+        f"{LOGS}/measure/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/measure/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "python -m evaluation.measure --spec {params.spec:q} --synset {input.synset}"
+        " --fid-features {input.fid_features} --features {input.features} {params.teacher}"
+        " --out {output} --device {params.device} > {log} 2>&1"
