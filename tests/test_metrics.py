@@ -181,6 +181,9 @@ def test_half_sampling_intervals_contain_the_full_set_value():
     for name, entry in intervals(real, syn, 60, 0.95, seed=0).items():
         assert entry["ci_low"] < entry["value"] < entry["ci_high"], name
         assert entry["value"] - entry["ci_low"] == pytest.approx(entry["ci_high"] - entry["value"])
+    degenerate = bootstrap(lambda row: {"recall": 1.0 - 0.1 * (row[0] % 2)}, {"recall": 1.0},
+                           resample_indices(40, 20, seed=0), 0.95)["recall"]
+    assert degenerate["ci_high"] == 1.0 > degenerate["ci_low"]   # clipped to the metric's range
     rows = resample_indices(40, 5, seed=0)
     assert rows.shape == (5, 20) and all(len(set(row)) == 20 for row in rows.tolist())
 

@@ -29,20 +29,29 @@ def resample_indices(count: int, resamples: int, seed: int) -> np.ndarray:
                    if resamples else np.empty((0, half), dtype=np.int64), axis=1)
 
 
-def normal_interval(full: float, samples, ci: float) -> tuple[float, float]:
-    """``full ± z * sd(samples)`` (sample std, ddof 1), ``z`` the ``(1 + ci) / 2`` normal quantile."""
+# the range each metric can take: FID and density are non-negative, the others fractions
+BOUNDS = {"fid": (0.0, np.inf), "density": (0.0, np.inf), "precision": (0.0, 1.0), "recall": (0.0, 1.0),
+          "coverage": (0.0, 1.0)}
+
+
+def normal_interval(full: float, samples, ci: float,
+                    bounds: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float]:
+    """``full ± z * sd(samples)`` (sample std, ddof 1), ``z`` the ``(1 + ci) / 2`` normal quantile,
+    clipped to the metric's ``bounds``."""
     spread = NormalDist().inv_cdf((1 + ci) / 2) * float(np.std(np.asarray(samples, dtype=np.float64), ddof=1))
-    return full - spread, full + spread
+    return max(full - spread, bounds[0]), min(full + spread, bounds[1])
 
 
 def bootstrap(statistic: Callable[[np.ndarray], dict[str, float]], value: dict[str, float],
               indices: np.ndarray, ci: float, min_count: int = 2) -> dict[str, dict[str, float | None]]:
     """``{name: {value, ci_low, ci_high}}``: ``value`` on the full set, the interval from
-    ``statistic(indices[b])`` over the rows b (no rows, or rows shorter than ``min_count``: None)."""
+    ``statistic(indices[b])`` over the rows b (no rows, or rows shorter than ``min_count``: None),
+    clipped to ``BOUNDS`` for the metrics listed there."""
     usable = len(indices) > 1 and indices.shape[1] >= min_count
     replicates = [statistic(row) for row in indices] if usable else []
     result = {}
     for name, full in value.items():
-        low, high = normal_interval(full, [r[name] for r in replicates], ci) if replicates else (None, None)
+        low, high = (normal_interval(full, [r[name] for r in replicates], ci, BOUNDS.get(name, (-np.inf, np.inf)))
+                     if replicates else (None, None))
         result[name] = {"value": full, "ci_low": low, "ci_high": high}
     return result
