@@ -31,7 +31,9 @@ def split_features(extractor: Extractor, data_dir: Path, split: str,
                    image_size: int | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """Features and labels of a prepared real split; images are read ``CHUNK`` at a time."""
     labels = split_labels(data_dir, split)
-    if image_size is None and split_paths(data_dir, split) is not None:
+    if split_paths(data_dir, split) is None:
+        image_size = None                   # tensor (digits) splits keep their stored size
+    elif image_size is None:
         image_size = extractor.input_size   # file-indexed (ImageNet) splits need a side to read at
     chunks = [np.zeros((0, extractor.dim), dtype=np.float32)]
     for start in range(0, len(labels), CHUNK):

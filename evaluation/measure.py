@@ -6,7 +6,7 @@
 ``spec`` = ``{"dataset", "method", "ipc", "seed", "metrics": {...}}`` (the config's ``metrics`` block).
 FID and KID use ``metrics.fid_extractor`` (clean-fid); precision, recall, density, coverage, the OT
 dataset distance and diversity use ``metrics.feature_extractor`` (DMGD supplementary A3.2). The
-JSON record holds each metric as ``{"value", ...}``, with bootstrap ``ci_low``/``ci_high`` (null
+JSON record holds each metric as ``{"value", ...}``, with half-sampling ``ci_low``/``ci_high`` (null
 when ``bootstrap`` is 0) for FID and the four prdc metrics.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def compute_metrics(cfg: dict, real_fid: np.ndarray, synthetic_fid: np.ndarray, 
     """(metrics, seconds per metric) of one synthetic set; ``cfg`` is a complete metrics block.
 
     ``*_fid`` are the FID/KID extractor's features, the others the feature extractor's; rows of the
-    two synthetic arrays are the same images, so bootstrap replicates are paired across metrics.
+    two synthetic arrays are the same images, so half-sample replicates are paired across metrics.
     """
     seconds, clock = {}, time.perf_counter()
 

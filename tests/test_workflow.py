@@ -35,9 +35,15 @@ def test_tables_hold_every_method_and_ipc(test_profile_run):
     runs = pd.read_csv(results / "tables" / "runs.csv")
     methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd"}
     assert set(runs.method) == methods and set(runs.ipc) == {1, 2}
-    assert len(runs) == len(methods) * 2 and runs.best_top1.ge(runs.last_top1).all()
+    assert set(runs.protocol) == {"hard_label", "soft_label"}
+    assert len(runs) == len(methods) * 2 * 2 and runs.best_top1.ge(runs.last_top1).all()
+    assert runs.val_selected_top1.notna().all()   # the digits have a validation split
     accuracy = (results / "tables" / "accuracy.md").read_text()
     assert "### digits · hard_label · convnet-2" in accuracy and "| random-first-k |" in accuracy
+    assert "### digits · soft_label · convnet-2" in accuracy
+    for table in ("accuracy_val.md", "model_selection.md", "generation.md", "distribution.md"):
+        assert "| dmgd" in (results / "tables" / table).read_text(), table
+    assert "teacher extractor" in (results / "tables" / "generation.md").read_text()
     assert "d4m is a port of D4M to the shared DiT backbone" in accuracy  # the registry's table note
     for suffix in ("csv", "tex"):
         assert (results / "tables" / f"accuracy.{suffix}").exists()
@@ -57,7 +63,11 @@ def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
     assert (results / "backbones" / "tiny" / "transformer").is_dir()
     assert (results / "teachers" / "digits" / "model.pt").exists()
     logged = " ".join(str(p.relative_to(workdir / "logs" / "test")) for p in (workdir / "logs" / "test").rglob("*.log"))
-    for rule in ("prepare_data", "train_backbone", "train_teacher", "check_backbone", "distill", "evaluate", "tables"):
+    metrics = json.loads((results / "metrics" / "digits" / "dmgd" / "ipc2" / "seed0.json").read_text())
+    assert metrics["extractors"]["fid"]["name"] == "teacher" and metrics["count"] == 20
+    assert (results / "features" / "digits" / "teacher-train.pt").exists()
+    for rule in ("prepare_data", "train_backbone", "train_teacher", "check_backbone", "distill", "evaluate",
+                 "real_features", "measure", "tables"):
         assert rule in logged
     assert (workdir / "logs" / "test" / "train_backbone_loss.csv").read_text().startswith("phase,step,loss")
 
@@ -74,12 +84,14 @@ def test_changing_a_sampler_parameter_reruns_exactly_the_sampling_jobs(test_prof
     overlay.write_text("sampler: {steps: 12}\n")  # nested overrides go in a later --configfile
     proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
     jobs = dict(line.split()[:2] for line in (proc.stdout + proc.stderr).splitlines()
-                if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "check_backbone",
-                                                             "train_backbone", "train_teacher", "prepare_data"})
+                if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "check_backbone", "measure",
+                                                             "train_backbone", "train_teacher", "prepare_data",
+                                                             "real_features"})
     assert proc.returncode == 0
-    # the sampling methods' synsets (dit, mgd3, d4m, minimax, dmgd; 2 IPCs each) and the check; not
-    # random's, and not Minimax's fine-tuning, which does not depend on the sampler
-    assert jobs == {"distill": "10", "check_backbone": "1", "evaluate": "10"}
+    # the sampling methods' synsets (dit, mgd3, d4m, minimax, dmgd; 2 IPCs each), their evaluations
+    # (2 protocols) and metrics, and the check; not random's, not Minimax's fine-tuning, which does
+    # not depend on the sampler, and not the cached real features
+    assert jobs == {"distill": "10", "check_backbone": "1", "evaluate": "20", "measure": "10"}
 
 
 def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
@@ -90,10 +102,11 @@ def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
     assert proc.returncode == 0, out[-2000:]
     counts = dict(line.split()[:2] for line in out.splitlines()
                   if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "load_backbone", "encode_latents",
-                                                              "finetune_backbone"})
-    # 7 methods x 4 IPCs; x 2 networks x 5 repeats; Minimax fine-tunes once per dataset
+                                                              "finetune_backbone", "measure", "real_features"})
+    # 7 methods x 4 IPCs; x 2 protocols (SGD and DMGD's AdamW) x 2 networks x 5 repeats; one metrics
+    # job per set against real features of two extractors; Minimax fine-tunes once per dataset
     assert counts == {"load_backbone": "1", "encode_latents": "1", "finetune_backbone": "1", "distill": "28",
-                      "evaluate": "280"}
+                      "evaluate": "560", "measure": "28", "real_features": "2"}
 
 
 def test_paper_profile_missing_class_folder_fails_in_one_line(tmp_path):

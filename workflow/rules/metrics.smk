@@ -8,7 +8,9 @@ rule real_features:
         f"{RESULTS}/features/{{dataset}}/{{extractor}}-{{split}}.pt",
     params:
         device=DEVICE,
-        spec=lambda w: as_json({"dataset": w.dataset, "extractor": w.extractor, "split": w.split}),
+        # ImageNet images are read at the side the synthetic sets have, so both go through one resize
+        spec=lambda w: as_json({"dataset": w.dataset, "extractor": w.extractor, "split": w.split,
+                                "image_size": config["data"]["imagenet_image_size"]}),
         teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
     threads: 1
     conda:
