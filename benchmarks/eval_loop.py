@@ -6,9 +6,10 @@ normalise -> CutMix on every batch), the same optimizer and batch size, measured
 
 - suite: the whole set on the device as one tensor, augmentation batched on the device
   (``evaluation.training.batch_loss`` with the hard_label protocol);
-- reference: the IDC/Minimax way, a ``torch.utils.data.DataLoader`` over PIL images with a
-  per-image ``torchvision.transforms`` pipeline (``--workers`` loader processes), CutMix on the
-  collated batch.
+- reference: the IDC/Minimax way, a ``torch.utils.data.DataLoader`` over an ``ImageFolder`` of the
+  set's PNG files (decoded every epoch) with a per-image ``torchvision.transforms`` pipeline
+  (Resize + CenterCrop to the training size first, as IDC; ``--workers`` loader processes), CutMix
+  on the collated batch.
 
 Each side runs ``--epochs`` epochs after one warm-up epoch, interleaved over ``--repeats`` rounds;
 the best time of each is kept. Lighting is off on both sides (torchvision has no PCA lighting).
@@ -19,6 +20,7 @@ Usage: python benchmarks/eval_loop.py [--size 16] [--ipc 10] [--epochs 20] [--re
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision import transforms
+from torchvision import datasets, transforms
 
 from evaluation.augment import cutmix
 from evaluation.config import validate_config
@@ -38,23 +40,18 @@ LIMIT = 3.0
 NETWORK = {"arch": "convnet", "depth": 3, "width": 128}
 
 
-class PILImages(torch.utils.data.Dataset):
-    """Images held as PIL, transformed one at a time (the reference's ImageFolder + transforms)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
-        self.images = [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in images]
-        self.labels = labels.tolist()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return self.transform(self.images[index]), self.labels[index]
+def write_folder(images: torch.Tensor, labels: torch.Tensor, root: Path) -> Path:
+    """The set as an ImageFolder of PNGs, the layout the reference scripts read."""
+    for index, (image, label) in enumerate(zip(images, labels.tolist())):
+        folder = root / f"{label:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{index:04d}.png")
+    return root
 
 
-def reference_epoch(model, optimizer, loader, generator) -> None:
+def reference_epoch(model, optimizer, loader, generator, device) -> None:
     for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         images, labels_a, labels_b, lam = cutmix(images, labels, 1.0, generator=generator)
         outputs = model(images)
         loss = lam * F.cross_entropy(outputs, labels_a) + (1 - lam) * F.cross_entropy(outputs, labels_b)
@@ -73,6 +70,11 @@ def suite_epoch(model, optimizer, data, targets, protocol, generator) -> None:
         optimizer.step()
 
 
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=16, help="image side (the default profile: 16)")
@@ -80,32 +82,36 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the reference")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where both train")
     args = parser.parse_args()
     torch.manual_seed(0)
     protocol = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
                                 "methods": {"r": {"method": "random"}}})["protocols"]["hard_label"]
     protocol = {**protocol, "lighting": 0.0}
-    with tempfile.TemporaryDirectory() as tmp:
-        prepare_digits(Path(tmp), args.size, 0.2, 0)
-        images, labels = load_split(Path(tmp), "train")
+    tmp = Path(tempfile.mkdtemp())
+    prepare_digits(tmp / "data", args.size, 0.2, 0)
+    images, labels = load_split(tmp / "data", "train")
     picked = torch.cat([torch.nonzero(labels == c).flatten()[:args.ipc] for c in range(10)])
     images, labels = images[picked], labels[picked]
     jitter = protocol["color_jitter"]
     pipeline = transforms.Compose([
+        transforms.Resize(args.size), transforms.CenterCrop(args.size),
         transforms.RandomResizedCrop(args.size, scale=tuple(protocol["rrc_scale"])),
         transforms.RandomHorizontalFlip(), transforms.ColorJitter(jitter, jitter, jitter),
         transforms.ToTensor(), transforms.Normalize(protocol["mean"], protocol["std"])])
-    loader = torch.utils.data.DataLoader(PILImages(images, labels, pipeline), batch_size=protocol["batch_size"],
-                                         shuffle=True, num_workers=args.workers, drop_last=False)
-    data, targets = to_unit_float(images, "cpu"), labels
+    folder = datasets.ImageFolder(str(write_folder(images, labels, tmp / "synset")), transform=pipeline)
+    loader = torch.utils.data.DataLoader(folder, batch_size=protocol["batch_size"], shuffle=True,
+                                         num_workers=args.workers, pin_memory=args.device != "cpu")
+    data, targets = to_unit_float(images, args.device), labels.to(args.device)
 
     def fresh():
         model = create_network(NETWORK["arch"], 10, args.size, depth=NETWORK["depth"], width=NETWORK["width"])
+        model.to(args.device)
         return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     runners = {
         "suite": lambda model, opt, gen: suite_epoch(model, opt, data, targets, protocol, gen),
-        "reference": lambda model, opt, gen: reference_epoch(model, opt, loader, gen),
+        "reference": lambda model, opt, gen: reference_epoch(model, opt, loader, gen, args.device),
     }
     best = {name: float("inf") for name in runners}
     for _ in range(args.repeats):
@@ -113,16 +119,20 @@ def main() -> None:
             model, optimizer = fresh()
             generator = torch.Generator().manual_seed(0)
             epoch(model, optimizer, generator)   # warm-up
+            synchronize(args.device)
             started = time.perf_counter()
             for _ in range(args.epochs):
                 epoch(model, optimizer, generator)
+            synchronize(args.device)
             best[name] = min(best[name], time.perf_counter() - started)
     count = len(images) * args.epochs
     for name, seconds in best.items():
         print(f"{name:>9}: {count / seconds:8.1f} images/s ({seconds:.2f} s for {args.epochs} epochs of {len(images)})")
+    shutil.rmtree(tmp)
     ratio = best["reference"] / best["suite"]
     print(f"suite / per-image DataLoader throughput: {ratio:.2f}x (goal >= {LIMIT}x; {args.size} px, "
-          f"convnet-3, batch {protocol['batch_size']}, {args.workers} loader workers, {torch.get_num_threads()} threads)")
+          f"convnet-3, batch {protocol['batch_size']}, {args.workers} loader workers, {args.device}, "
+          f"{torch.get_num_threads()} threads)")
 
 
 if __name__ == "__main__":
