@@ -10,6 +10,7 @@ if config["backbone"]["source"] == "train":
             spec=as_json({"train": config["backbone"]["train"],
                           "num_classes": len(dataset_info(config["backbone"]["train"]["dataset"]).backbone_labels)}),
         threads: 2
+        priority: 10  # the head of the critical path: every diffusion method waits for it
         conda:
             ENV
         log:
