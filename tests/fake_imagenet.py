@@ -70,3 +70,15 @@ def make_fake_imagenet(root: Path, dataset_names: list[str], train_per_class: in
                 fake_image(position, i, size).save(class_dir / f"{stem}{i}.JPEG", format="JPEG",
                                                    quality=JPEG_QUALITY)
     return root
+
+
+def make_fake_imagenet_1k(root: Path, count: int = 1000, size: int = 8) -> Path:
+    """A fake ImageNet-1K root: ``count`` sorted wnid folders with one train and one val image each
+    (enough for config checks and dry runs, which read no pixel)."""
+    root = Path(root)
+    for position in range(count):
+        wnid = f"n{position:08d}"
+        for folder in ("train", "val"):
+            (root / folder / wnid).mkdir(parents=True, exist_ok=True)
+            fake_image(position, 0, size).save(root / folder / wnid / f"{wnid}_0.JPEG", format="JPEG")
+    return root

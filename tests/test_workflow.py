@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.fake_imagenet import make_fake_imagenet
+from tests.fake_imagenet import make_fake_imagenet, make_fake_imagenet_1k
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,6 +107,40 @@ def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
     # job per set against real features of two extractors; Minimax fine-tunes once per dataset
     assert counts == {"load_backbone": "1", "encode_latents": "1", "finetune_backbone": "1", "distill": "28",
                       "evaluate": "560", "measure": "28", "real_features": "2"}
+
+
+PAPER_PROFILES = sorted(p.name for p in (ROOT / "config" / "paper").glob("*.yaml"))
+SUBSETS = ["imagenet_woof", "imagenet_nette", "imagenet_idc100", "imagenet_a", "imagenet_b", "imagenet_c",
+           "imagenet_d", "imagenet_e"]
+
+
+@pytest.fixture(scope="module")
+def fake_roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fake_imagenet")
+    return {"subsets": make_fake_imagenet(base / "subsets", SUBSETS, train_per_class=2, val_per_class=1, size=8),
+            "1k": make_fake_imagenet_1k(base / "1k")}
+
+
+def dry_run_counts(workdir: Path, profile: str, root: Path) -> dict[str, int]:
+    proc = snakemake(workdir, "-n", "--cores", "1", "--configfile", str(ROOT / "config" / "paper" / profile),
+                     "--config", f"imagenet_root={root}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    counts = {}
+    for line in out[out.index("Job stats:"):].splitlines()[3:]:
+        rule, count = line.split()
+        counts[rule] = int(count)
+        if rule == "total":
+            return counts
+    raise AssertionError(f"no job stats total in {out[-2000:]}")
+
+
+@pytest.mark.parametrize("profile", PAPER_PROFILES)
+def test_every_paper_profile_dry_runs_over_a_fake_imagenet(profile, fake_roots, tmp_path):
+    root = fake_roots["1k" if profile == "imagenet_1k.yaml" else "subsets"]
+    counts = dry_run_counts(tmp_path, profile, root)
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+    assert counts.get("distill", 0) > 0 and "train_backbone" not in counts   # DiT-XL/2 is loaded, not trained
 
 
 def test_paper_profile_missing_class_folder_fails_in_one_line(tmp_path):

@@ -83,6 +83,8 @@ def eval_spec(wildcards):
 
 def eval_targets():
     ev = config["evaluation"]
+    if not ev["enabled"]:
+        return []
     return expand(
         f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
         dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
