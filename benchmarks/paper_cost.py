@@ -1,0 +1,164 @@
+"""Job counts and estimated GPU-hours of every paper profile, from its dry run and a FLOP model.
+
+For each ``config/paper/*.yaml`` the script dry-runs the DAG over a fake ImageNet tree (no pixel is
+read), takes every job with its wildcards, and prices the GPU work:
+
+- ``distill``: images x sampler steps x (2 with classifier-free guidance) x one DiT forward;
+- ``finetune_backbone`` (Minimax): steps x batch x 3 (forward + backward) x one DiT forward;
+- ``evaluate``: epochs x set size x 3 x one forward of the evaluation network at the protocol's
+  resolution, plus every evaluation pass over the test and validation splits (50 + 50 per class);
+- data preparation, latents, features, metrics and tables are left out (minutes, not hours).
+
+Forward FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the real
+architectures built on the meta device (DiT-XL/2 at 256 px: 237 GFLOP per image). FLOPs become
+hours at an *assumed* sustained throughput (``--dit-tflops``, ``--eval-tflops``): these are not
+measurements, no GPU was available where this was written; pass your own.
+
+Usage: python benchmarks/paper_cost.py [--dit-tflops 150] [--eval-tflops 25] [--profiles woof.yaml ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from evaluation.config import validate_config
+from evaluation.datasets import dataset_info
+from evaluation.networks import create_network
+from evaluation.protocols import evaluation_epochs, protocol_epochs
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))   # the fake ImageNet tree of the tests
+from tests.fake_imagenet import make_fake_imagenet, make_fake_imagenet_1k
+
+EVAL_IMAGES_PER_CLASS = 100   # ImageNet val (the test split, 50) + the held-out validation split (50)
+DIT_XL_2 = {"num_attention_heads": 16, "attention_head_dim": 72, "in_channels": 4, "out_channels": 8,
+            "num_layers": 28, "patch_size": 2, "sample_size": 32, "num_embeds_ada_norm": 1000}
+JOB = re.compile(r"^(?:local)?rule (\w+):$")
+
+
+@cache
+def dit_flops() -> float:
+    """FLOPs of one DiT-XL/2 forward of one 256 px image (32x32x4 latent)."""
+    from diffusers import DiTTransformer2DModel
+
+    with torch.device("meta"):
+        model = DiTTransformer2DModel(**DIT_XL_2)
+        with FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 4, 32, 32), timestep=torch.tensor([1]), class_labels=torch.tensor([1]))
+    return float(counter.get_total_flops())
+
+
+@cache
+def network_flops(arch: str, size: int, kwargs: tuple) -> float:
+    """FLOPs of one forward of one image through an evaluation network."""
+    with torch.device("meta"):
+        model = create_network(arch, 10, size, **dict(kwargs))
+        with FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def dry_run_jobs(profile: Path, roots: dict[str, Path]) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job of the profile's dry run."""
+    config = yaml.safe_load(profile.read_text())
+    root = roots["1k" if "imagenet_1k" in config["datasets"] else "subsets"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(roots["work"] / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-n", "--cores", "1",
+                           "-d", str(roots["work"] / profile.stem), "--configfile", str(profile),
+                           "--config", f"imagenet_root={root}"], capture_output=True, text=True, env=env,
+                          check=False)
+    if proc.returncode:
+        raise SystemExit(f"dry run of {profile.name} failed: {(proc.stdout + proc.stderr)[-1000:]}")
+    jobs, rule = [], None
+    for line in proc.stdout.splitlines():
+        if match := JOB.match(line.strip()):
+            rule = match.group(1)
+            jobs.append((rule, {}))
+        elif line.strip().startswith("wildcards:") and jobs:
+            jobs[-1][1].update(pair.split("=", 1) for pair in line.split(":", 1)[1].strip().split(", "))
+    return jobs
+
+
+def job_flops(rule: str, wildcards: dict[str, str], config: dict) -> tuple[str, float]:
+    """(cost category, FLOPs) of one job."""
+    if rule == "distill":
+        info = dataset_info(wildcards["dataset"])
+        variant = config["methods"][wildcards["method"]]
+        sampler = {**config["sampler"], **variant.get("sampler", {})}
+        if variant["method"] in ("random", "external"):
+            return "distill", 0.0
+        classes = info.num_classes
+        if "chunk" in wildcards:
+            start, stop = map(int, wildcards["chunk"].split("-"))
+            classes = stop - start
+        guided = 2 if sampler["cfg_scale"] != 1 else 1
+        return "distill", classes * int(wildcards["ipc"]) * sampler["steps"] * guided * dit_flops()
+    if rule == "finetune_backbone":
+        params = config["methods"][wildcards["method"]]["params"]
+        return "finetune", params["steps"] * params["batch_size"] * 3 * dit_flops()
+    if rule == "evaluate":
+        info = dataset_info(wildcards["dataset"])
+        protocol = config["protocols"][wildcards["protocol"]]
+        network = config["evaluation"]["networks"][wildcards["network"]]
+        size = protocol["image_size"] or config["data"]["imagenet_image_size"]
+        flops = network_flops(network["arch"], size, tuple(sorted((k, v) for k, v in network.items() if k != "arch")))
+        ipc = int(wildcards["ipc"])
+        epochs = protocol_epochs(protocol, ipc, info.num_classes)
+        start = int(protocol["eval_from"] * epochs)
+        evals = len(evaluation_epochs(epochs, min(protocol["num_evals"], epochs - start), protocol["eval_from"]))
+        train = epochs * info.num_classes * ipc * 3 * flops
+        return "evaluate", train + evals * info.num_classes * EVAL_IMAGES_PER_CLASS * flops
+    return "other", 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dit-tflops", type=float, default=150.0,
+                        help="assumed sustained TFLOP/s of DiT-XL/2 sampling/fine-tuning (H100, TF32)")
+    parser.add_argument("--eval-tflops", type=float, default=25.0,
+                        help="assumed sustained TFLOP/s of evaluation-network training (small batches)")
+    parser.add_argument("--profiles", nargs="*", default=None, help="file names in config/paper/")
+    args = parser.parse_args()
+    profiles = [ROOT / "config" / "paper" / name for name in args.profiles] if args.profiles else \
+        sorted((ROOT / "config" / "paper").glob("*.yaml"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        roots = {"work": tmp / "work",
+                 "subsets": make_fake_imagenet(tmp / "subsets", ["imagenet_woof", "imagenet_nette", "imagenet_idc100",
+                                                                 "imagenet_a", "imagenet_b", "imagenet_c",
+                                                                 "imagenet_d", "imagenet_e"],
+                                               train_per_class=2, val_per_class=1, size=8),
+                 "1k": make_fake_imagenet_1k(tmp / "1k")}
+        print("| Profile | Jobs | GPU jobs | Distillation GPU-h | Minimax fine-tuning GPU-h | Evaluation GPU-h | Total GPU-h |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for profile in profiles:
+            raw = yaml.safe_load(profile.read_text())
+            config = validate_config({**raw, "imagenet_root": str(roots["1k" if "imagenet_1k" in raw["datasets"]
+                                                                          else "subsets"])})
+            jobs = dry_run_jobs(profile, roots)
+            hours, gpu_jobs = Counter(), 0
+            for rule, wildcards in jobs:
+                category, flops = job_flops(rule, wildcards, config)
+                tflops = args.eval_tflops if category == "evaluate" else args.dit_tflops
+                hours[category] += flops / (tflops * 1e12) / 3600
+                gpu_jobs += flops > 0
+            total = hours["distill"] + hours["finetune"] + hours["evaluate"]
+            print(f"| `{profile.name}` | {len(jobs)} | {gpu_jobs} | {hours['distill']:.1f} | {hours['finetune']:.1f} "
+                  f"| {hours['evaluate']:.1f} | {total:.0f} |")
+    print(f"\nAssumed sustained throughput: {args.dit_tflops:g} TFLOP/s for DiT-XL/2, {args.eval_tflops:g} TFLOP/s "
+          f"for evaluation training; DiT-XL/2 forward {dit_flops() / 1e9:.0f} GFLOP per image.")
+
+
+if __name__ == "__main__":
+    main()
