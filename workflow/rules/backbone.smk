@@ -23,7 +23,7 @@ if config["backbone"]["source"] == "train":
             mem_mb=4000,
             runtime=60,
         shell:
-            "python -m methods.diffusion.train_tiny --spec {params.spec:q} --data {input.data}"
+            GPU_WRAP + "python -m methods.diffusion.train_tiny --spec {params.spec:q} --data {input.data}"
             " --out {output} --loss-log {log.losses} --device {params.device} --threads {threads} > {log.log} 2>&1"
 
 else:
@@ -72,7 +72,7 @@ rule check_backbone:
         mem_mb=4000,
         runtime=60,
     shell:
-        "python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
+        GPU_WRAP + "python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
         " --teacher {input.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -98,7 +98,7 @@ rule encode_latents:
         mem_mb=8000,
         runtime=60,
     shell:
-        "python -m methods.diffusion.latents --data {input.data} --backbone {input.backbone} --out {output}"
+        GPU_WRAP + "python -m methods.diffusion.latents --data {input.data} --backbone {input.backbone} --out {output}"
         " {params.size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -124,5 +124,5 @@ rule finetune_backbone:
         mem_mb=16000,
         runtime=600,
     shell:
-        "python -m {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
+        GPU_WRAP + "python -m {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
         " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

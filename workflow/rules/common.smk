@@ -20,6 +20,12 @@ DEVICE = config["device"]
 GPU = 0 if DEVICE == "cpu" else 1
 BACKBONE = f"{RESULTS}/backbones/{config['backbone']['name']}"
 ENV = "../../environment.yml"  # conda env of every rule (relative to this folder)
+# A local run gives each GPU job a GPU of its own (evaluation/gpu_slots.py), one slot per GPU of
+# --resources gpu=N. The count reaches the jobs through the environment, not the command line, so
+# that changing it re-runs nothing (Snakemake re-runs a job whose shell command changed).
+GPU_WRAP = "python -m evaluation.gpu_slots -- " if GPU else ""
+_gpu_limit = workflow.global_resources.get("gpu")
+os.environ.setdefault("DMGD_GPU_SLOTS", str(getattr(_gpu_limit, "value", _gpu_limit) or 0))
 
 
 wildcard_constraints:

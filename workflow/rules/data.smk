@@ -38,5 +38,5 @@ rule train_teacher:
         mem_mb=4000,
         runtime=60,
     shell:
-        "python -m evaluation.train teacher --spec {params.spec:q} --data {input.data}"
+        GPU_WRAP + "python -m evaluation.train teacher --spec {params.spec:q} --data {input.data}"
         " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

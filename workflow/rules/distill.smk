@@ -20,6 +20,6 @@ rule distill:
         mem_mb=4000,
         runtime=120,
     shell:
-        "python -m methods.distill --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
+        GPU_WRAP + "python -m methods.distill --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
         " --seed {wildcards.seed} --out {output} {params.backbone} {params.latents} --device {params.device}"
         " --threads {threads} > {log} 2>&1"

@@ -19,5 +19,5 @@ rule evaluate:
         mem_mb=4000,
         runtime=240,
     shell:
-        "python -m evaluation.train synset --spec {params.spec:q} --synset {input.synset}"
+        GPU_WRAP + "python -m evaluation.train synset --spec {params.spec:q} --synset {input.synset}"
         " --data {input.data} {params.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

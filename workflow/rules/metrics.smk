@@ -24,7 +24,7 @@ rule real_features:
         mem_mb=8000,
         runtime=60,
     shell:
-        "python -m evaluation.features --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
+        GPU_WRAP + "python -m evaluation.features --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
         " --extractor {wildcards.extractor} {params.teacher} --out {output} --device {params.device}"
         " > {log} 2>&1"
 
@@ -51,6 +51,6 @@ rule measure:
         mem_mb=8000,
         runtime=60,
     shell:
-        "python -m evaluation.measure --spec {params.spec:q} --synset {input.synset}"
+        GPU_WRAP + "python -m evaluation.measure --spec {params.spec:q} --synset {input.synset}"
         " --fid-features {input.fid_features} --features {input.features} {params.teacher}"
         " --out {output} --device {params.device} > {log} 2>&1"
