@@ -6,6 +6,7 @@ if config["backbone"]["source"] == "train":
         output:
             directory(BACKBONE),
         params:
+            wrap=GPU_WRAP,
             device=DEVICE,
             spec=as_json({"train": config["backbone"]["train"],
                           "num_classes": len(dataset_info(config["backbone"]["train"]["dataset"]).backbone_labels)}),
@@ -23,7 +24,7 @@ if config["backbone"]["source"] == "train":
             mem_mb=4000,
             runtime=60,
         shell:
-            GPU_WRAP + "python -m methods.diffusion.train_tiny --spec {params.spec:q} --data {input.data}"
+            "{params.wrap}python -m methods.diffusion.train_tiny --spec {params.spec:q} --data {input.data}"
             " --out {output} --loss-log {log.losses} --device {params.device} --threads {threads} > {log.log} 2>&1"
 
 else:
@@ -55,6 +56,7 @@ rule check_backbone:
     output:
         f"{RESULTS}/backbone_checks/{{dataset}}.json",
     params:
+        wrap=GPU_WRAP,
         device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "sampler": config["sampler"],
                                 "samples_per_class": config["backbone"]["check_samples_per_class"],
@@ -72,7 +74,7 @@ rule check_backbone:
         mem_mb=4000,
         runtime=60,
     shell:
-        GPU_WRAP + "python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
+        "{params.wrap}python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
         " --teacher {input.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -83,6 +85,7 @@ rule encode_latents:
     output:
         f"{RESULTS}/latents/{{dataset}}/{config['backbone']['name']}.pt",
     params:
+        wrap=GPU_WRAP,
         device=DEVICE,
         size=lambda w: (f"--image-size {config['data']['imagenet_image_size']}"
                        if dataset_info(w.dataset).source == "imagenet" else ""),
@@ -98,7 +101,7 @@ rule encode_latents:
         mem_mb=8000,
         runtime=60,
     shell:
-        GPU_WRAP + "python -m methods.diffusion.latents --data {input.data} --backbone {input.backbone} --out {output}"
+        "{params.wrap}python -m methods.diffusion.latents --data {input.data} --backbone {input.backbone} --out {output}"
         " {params.size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -109,6 +112,7 @@ rule finetune_backbone:
     output:
         directory(f"{BACKBONE}-finetuned/{{method}}/{{dataset}}"),
     params:
+        wrap=GPU_WRAP,
         module=finetune_module,
         spec=lambda w: as_json(config["methods"][w.method]["params"]),
         device=DEVICE,
@@ -124,5 +128,5 @@ rule finetune_backbone:
         mem_mb=16000,
         runtime=600,
     shell:
-        GPU_WRAP + "python -m {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
+        "{params.wrap}python -m {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
         " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -23,6 +23,7 @@ rule train_teacher:
     output:
         directory(f"{RESULTS}/teachers/{{dataset}}"),
     params:
+        wrap=GPU_WRAP,
         device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "teacher": config["teacher"],
                                 "protocol_params": config["protocols"]["hard_label"]}),
@@ -38,5 +39,5 @@ rule train_teacher:
         mem_mb=4000,
         runtime=60,
     shell:
-        GPU_WRAP + "python -m evaluation.train teacher --spec {params.spec:q} --data {input.data}"
+        "{params.wrap}python -m evaluation.train teacher --spec {params.spec:q} --data {input.data}"
         " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -4,6 +4,7 @@ rule distill:
     output:
         directory(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}"),
     params:
+        wrap=GPU_WRAP,
         device=DEVICE,
         spec=method_spec,
         backbone=lambda w, input: f"--backbone {input.backbone}" if "backbone" in input.keys() else "",
@@ -20,6 +21,6 @@ rule distill:
         mem_mb=4000,
         runtime=120,
     shell:
-        GPU_WRAP + "python -m methods.distill --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
+        "{params.wrap}python -m methods.distill --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
         " --seed {wildcards.seed} --out {output} {params.backbone} {params.latents} --device {params.device}"
         " --threads {threads} > {log} 2>&1"

@@ -4,6 +4,7 @@ rule evaluate:
     output:
         f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
     params:
+        wrap=GPU_WRAP,
         device=DEVICE,
         spec=eval_spec,
         teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
@@ -19,5 +20,5 @@ rule evaluate:
         mem_mb=4000,
         runtime=240,
     shell:
-        GPU_WRAP + "python -m evaluation.train synset --spec {params.spec:q} --synset {input.synset}"
+        "{params.wrap}python -m evaluation.train synset --spec {params.spec:q} --synset {input.synset}"
         " --data {input.data} {params.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

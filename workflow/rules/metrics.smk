@@ -7,6 +7,7 @@ rule real_features:
     output:
         f"{RESULTS}/features/{{dataset}}/{{extractor}}-{{split}}.pt",
     params:
+        wrap=GPU_WRAP,
         device=DEVICE,
         # ImageNet images are read at the side the synthetic sets have, so both go through one resize
         spec=lambda w: as_json({"dataset": w.dataset, "extractor": w.extractor, "split": w.split,
@@ -24,7 +25,7 @@ rule real_features:
         mem_mb=8000,
         runtime=60,
     shell:
-        GPU_WRAP + "python -m evaluation.features --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
+        "{params.wrap}python -m evaluation.features --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
         " --extractor {wildcards.extractor} {params.teacher} --out {output} --device {params.device}"
         " > {log} 2>&1"
 
@@ -35,6 +36,7 @@ rule measure:
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}.json",
     params:
+        wrap=GPU_WRAP,
         device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "method": w.method, "ipc": int(w.ipc),
                                 "seed": int(w.seed), "metrics": config["metrics"]}),
@@ -51,6 +53,6 @@ rule measure:
         mem_mb=8000,
         runtime=60,
     shell:
-        GPU_WRAP + "python -m evaluation.measure --spec {params.spec:q} --synset {input.synset}"
+        "{params.wrap}python -m evaluation.measure --spec {params.spec:q} --synset {input.synset}"
         " --fid-features {input.fid_features} --features {input.features} {params.teacher}"
         " --out {output} --device {params.device} > {log} 2>&1"
