@@ -47,7 +47,8 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     real = torch.load(ctx.latents_path)
     protos = torch.stack([prototypes(real["mean"][real["labels"] == c], ctx.ipc, params["km_expand"],
-                                     derive_seed(ctx.seed, c, 4)) for c in range(ctx.dataset.num_classes)])
+                                     derive_seed(ctx.seed, c, 4)) for c in ctx.classes])
     generation = Generation.from_context(ctx)
     start = start_step(generation.sampler.steps, params["strength"])
-    return SyntheticSet(*generation.generate(batch_init=lambda labels, index: protos[labels, index], start=start))
+    return SyntheticSet(*generation.generate(batch_init=lambda labels, index: protos[ctx.rows(labels), index],
+                                             start=start))

@@ -1,8 +1,12 @@
 """Entry point of the ``distill`` rule: run one method variant and write its synthetic set.
 
 Usage: ``python -m methods.distill --spec JSON --data DIR --ipc K --seed S --out DIR
-[--backbone DIR] [--device cpu]``, where the spec holds the variant ({method, params}), the
-dataset name and the config's ``sampler`` and ``data`` blocks.
+[--classes START:STOP] [--backbone DIR] [--latents FILE] [--device cpu]``, where the spec holds
+the variant ({method, params}), the dataset name and the config's ``sampler`` and ``data`` blocks.
+``--classes`` (half-open, dataset labels; default all) distils one chunk of the classes into the
+same layout (class folders named by global label, ``labels.csv`` with global labels) with the
+range in ``manifest.json`` (``classes: [START, STOP]``); ``python -m methods.merge_chunks`` joins
+the chunks into the full set (methods/chunks.py).
 """
 from __future__ import annotations
 
@@ -17,11 +21,26 @@ from evaluation.artifacts import manifest
 from evaluation.datasets import dataset_info
 from evaluation.synsets import write_synset
 
-from .registry import DistillContext, get_method
+from .chunks import parse_classes
+from .registry import DistillContext, SyntheticSet, get_method
+
+
+def check_synset(name: str, synset: SyntheticSet, classes: range, ipc: int) -> None:
+    """The method contract: ipc images per class of ``classes`` in class order, per-class records."""
+    expected = torch.tensor(classes).repeat_interleave(ipc)
+    if not torch.equal(synset.labels.cpu(), expected):
+        raise RuntimeError(f"method '{name}' returned labels that are not {ipc} per class of classes "
+                           f"{classes.start}:{classes.stop} in class order; a method must return ipc images per "
+                           f"class of ctx.classes, grouped by class, labelled by dataset label")
+    for key, value in synset.records.items():
+        if not isinstance(value, list) or len(value) != len(classes):
+            raise RuntimeError(f"method '{name}' returned record '{key}' that is not a list with one entry per "
+                               f"class ({len(classes)}); key per-class records by ctx.classes in class order")
 
 
 def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
-            backbone_dir: Path | None = None, latents_path: Path | None = None, device: str = "cpu") -> None:
+            backbone_dir: Path | None = None, latents_path: Path | None = None, device: str = "cpu",
+            classes: range | None = None) -> None:
     started = time.time()
     method = get_method(spec["method"])
     if method.needs_backbone and backbone_dir is None:
@@ -32,15 +51,13 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
     ctx = DistillContext(dataset=info, data_dir=Path(data_dir), ipc=ipc, seed=seed,
                          params=spec.get("params", {}), sampler=spec.get("sampler", {}),
                          data=spec.get("data", {}), backbone_dir=backbone_dir,
-                         latents_path=latents_path, device=device)
+                         latents_path=latents_path, device=device, classes=classes)
     synset = method.distill(ctx)
-    expected = torch.arange(info.num_classes).repeat_interleave(ipc)
-    if not torch.equal(synset.labels.cpu(), expected):
-        raise RuntimeError(f"method '{method.name}' returned labels that are not {ipc} per class in "
-                           f"class order; a method must return ipc images per class, grouped by class")
+    check_synset(method.name, synset, ctx.classes, ipc)
     write_synset(out_dir, synset.images, synset.labels, info.class_names,
                  manifest(spec, seed=seed, device=device, started=started, ipc=ipc,
-                          num_images=len(synset.labels), records=synset.records))
+                          classes=[ctx.classes.start, ctx.classes.stop], num_images=len(synset.labels),
+                          records=synset.records))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,14 +67,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ipc", required=True, type=int)
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--classes", default=None, metavar="START:STOP",
+                        help="distil only these dataset labels (half-open), a chunk for methods.merge_chunks")
     parser.add_argument("--backbone", type=Path, default=None)
     parser.add_argument("--latents", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    spec = json.loads(args.spec)
+    num_classes = dataset_info(spec["dataset"]).num_classes
+    try:
+        classes = parse_classes(args.classes, num_classes)
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     torch.set_num_threads(args.threads)
-    distill(json.loads(args.spec), args.data, args.ipc, args.seed, args.out, args.backbone, args.latents,
-            args.device)
+    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, args.device, classes)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,12 @@ from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans
 from .diffusion.ot import sinkhorn, sphere_cost, transport_loss, unit_sphere
 from .diffusion.sampler import StepState
-from .diffusion.semantic import DynamicLabels, SemanticSchedule, dynamic_label_embedding, label_embedders
+from .diffusion.semantic import (
+    DynamicLabels,
+    SemanticSchedule,
+    dynamic_label_embedding,
+    label_embedders,
+)
 from .registry import DistillContext, SyntheticSet, register_method
 
 
@@ -75,6 +80,13 @@ def support_points(latents: torch.Tensor, params: dict, gen: torch.Generator) ->
     return unit_sphere(result.centers), result.masses
 
 
+def support_size(params: dict, labels: torch.Tensor) -> int:
+    """The most support points any class of the dataset gets (``labels``: every real latent's label)."""
+    if params["approximation"] == "mean":
+        return 1
+    return min(params["support_points"], int(torch.bincount(labels).max()))
+
+
 def local_density(points: torch.Tensor, neighbours: int) -> torch.Tensor:
     """Density of each point: inverse mean distance to its nearest neighbours (DBS, Table 6)."""
     distances = torch.cdist(points, points)
@@ -86,14 +98,18 @@ def local_density(points: torch.Tensor, neighbours: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- distribution matching
 
 class DistributionMatching:
-    """The OT guidance hook with the per-class memory of finished samples (greedy progressive)."""
+    """The OT guidance hook with the per-class memory of finished samples (greedy progressive).
 
-    def __init__(self, supports: torch.Tensor, masses: torch.Tensor, params: dict):
+    ``supports`` and ``masses`` hold one row per class of ``classes`` (dataset labels)."""
+
+    def __init__(self, supports: torch.Tensor, masses: torch.Tensor, params: dict, classes: range):
         self.supports, self.masses, self.params = supports, masses, params   # [C, K, D], [C, K]
-        self.memory: list[list[torch.Tensor]] = [[] for _ in range(len(supports))]
+        self.row = {c: k for k, c in enumerate(classes)}
+        self.memory: dict[int, list[torch.Tensor]] = {c: [] for c in classes}
         self.classes = torch.empty(0, dtype=torch.long)
+        self.rows = torch.empty(0, dtype=torch.long)
         self.finished: torch.Tensor | None = None
-        self.rows = "last" if params["fidelity"] == "paper" else "all"
+        self.loss_rows = "last" if params["fidelity"] == "paper" else "all"
         lo, hi = params["guidance_window"]
         self.window = range(lo, hi + 1)
 
@@ -103,6 +119,7 @@ class DistributionMatching:
         if len(sizes) != 1:
             raise ValueError("a guided batch must hold samples of one round (equal memory sizes)")
         self.classes = classes
+        self.rows = torch.tensor([self.row[c] for c in classes.tolist()], dtype=torch.long)
         self.finished = (torch.stack([torch.stack(self.memory[c]) for c in classes.tolist()])
                          if sizes != {0} else None)                            # [B, n, D]
 
@@ -111,10 +128,10 @@ class DistributionMatching:
         sources = x0.flatten(1).to(self.supports.dtype)[:, None]              # [B, 1, D]
         if self.finished is not None:
             sources = torch.cat([self.finished.to(sources), sources], dim=1)  # [B, n+1, D]
-        targets = self.supports[self.classes].to(sources)                     # [B, K, D]
+        targets = self.supports[self.rows].to(sources)                        # [B, K, D]
         a = torch.full(sources.shape[:2], 1.0 / sources.shape[1], dtype=sources.dtype, device=sources.device)
         cost = sphere_cost(sources, targets)
-        plan = sinkhorn(a, self.masses[self.classes].to(sources), cost, epsilon=self.params["sinkhorn_epsilon"],
+        plan = sinkhorn(a, self.masses[self.rows].to(sources), cost, epsilon=self.params["sinkhorn_epsilon"],
                         iters=self.params["sinkhorn_iters"], log_domain=self.params["log_domain"])
         return transport_loss(plan, cost, rows)
 
@@ -124,10 +141,10 @@ class DistributionMatching:
         with torch.enable_grad():
             if self.params["through_network"]:
                 x_t = state.x_t.detach().requires_grad_(True)
-                grad, = torch.autograd.grad(self.loss(state.denoise(x_t), self.rows).sum(), x_t)
+                grad, = torch.autograd.grad(self.loss(state.denoise(x_t), self.loss_rows).sum(), x_t)
             else:
                 x0 = state.x0.detach().requires_grad_(True)
-                grad, = torch.autograd.grad(self.loss(x0, self.rows).sum(), x0)
+                grad, = torch.autograd.grad(self.loss(x0, self.loss_rows).sum(), x0)
                 grad = grad / state.alpha_bar ** 0.5
         grad = grad.to(state.mean.dtype)
         finite = torch.isfinite(grad).flatten(1).all(1)
@@ -154,10 +171,10 @@ class DistributionMatching:
 # ----------------------------------------------------------------------------- the method
 
 def class_supports(ctx: DistillContext, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Support points and masses of every class, from the real latents artifact."""
+    """Support points and masses of each class of ``ctx.classes``, from the real latents artifact."""
     real = torch.load(ctx.latents_path)
     supports, masses = [], []
-    for c in range(ctx.dataset.num_classes):
+    for c in ctx.classes:
         members = real["labels"] == c
         latents = real["mean"][members]
         if params["latent_posterior"] == "sample":
@@ -166,11 +183,15 @@ def class_supports(ctx: DistillContext, params: dict) -> tuple[torch.Tensor, tor
         points, mass = support_points(latents, params, generator(ctx.seed, c, 2))
         supports.append(points)
         masses.append(mass)
-    k = max(len(m) for m in masses)  # dbs/kmeans on a tiny class may give fewer points: pad with zero mass
-    pad = lambda t, n: torch.cat([t, t.new_zeros(n - len(t), *t.shape[1:])])  # noqa: E731
+    # dbs/kmeans on a tiny class gives fewer points: pad with zero mass to the largest count over the
+    # whole dataset, not over ctx.classes, so that a chunk's tensors (and floats) are the unchunked ones
+    k = support_size(params, real["labels"])
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, t.new_zeros(k - len(t), *t.shape[1:])])
     # clustered in float64; the guidance runs in the latents' dtype
-    return (torch.stack([pad(p, k) for p in supports]).to(real["mean"].dtype),
-            torch.stack([pad(m, k) for m in masses]).to(real["mean"].dtype))
+    return (torch.stack([pad(p) for p in supports]).to(real["mean"].dtype),
+            torch.stack([pad(m) for m in masses]).to(real["mean"].dtype))
 
 
 @register_method("dmgd", needs_backbone=True, needs_latents=True)
@@ -183,7 +204,7 @@ def distill(ctx: DistillContext) -> SyntheticSet:
                                 generation.backbone.scheduler.config.num_train_timesteps)
     matching = None
     if params["distribution_matching"]:
-        matching = DistributionMatching(*class_supports(ctx, params), params)
+        matching = DistributionMatching(*class_supports(ctx, params), params, ctx.classes)
     embed_dim = generation.backbone.transformer.inner_dim
     embedders = label_embedders(generation.backbone.transformer)
     timesteps = [(steps - 1 - k, c.t) for k, c in enumerate(generation.sampler.coefficients)]
@@ -191,9 +212,12 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     for labels, index in generation.batches(by_round=matching is not None):
         conditioning = None
         if params["semantic_matching"] and schedule.active:
+            # y* is drawn among all the dataset's classes, also when ctx.classes is a chunk
             dynamic = DynamicLabels(schedule, generation.backbone_labels[labels], generation.backbone_labels,
                                     generation.noise_seeds(labels, index), embed_dim, timesteps)
-            conditioning = lambda i, t, d=dynamic: dynamic_label_embedding(embedders, d.for_step(i, t))  # noqa: E731
+
+            def conditioning(i: int, t: int, d: DynamicLabels = dynamic):
+                return dynamic_label_embedding(embedders, d.for_step(i, t))
         if matching is not None:
             matching.start_batch(labels)
         z0 = generation.sample(labels, index, [matching] if matching else [], conditioning)
@@ -202,5 +226,5 @@ def distill(ctx: DistillContext) -> SyntheticSet:
             latents[(c, i)], final_losses[(c, i)] = z, loss
     images, out_labels = generation.decode(latents)
     records = {"final_ot_loss": [[final_losses[(c, i)] for i in range(ctx.ipc)]
-                                 for c in range(ctx.dataset.num_classes)]} if matching else {}
+                                 for c in ctx.classes]} if matching else {}
     return SyntheticSet(images, out_labels, records)

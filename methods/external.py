@@ -38,10 +38,10 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     folders = class_folders(Path(ctx.params["path"]), ctx.dataset)
     size = ctx.data["digits_image_size" if ctx.dataset.source == "digits" else "imagenet_image_size"]
     images = []
-    for folder in folders:
+    for folder in folders[ctx.classes.start:ctx.classes.stop]:
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if len(files) < ctx.ipc:
             raise ValueError(f"external set: {folder} holds {len(files)} images, fewer than ipc {ctx.ipc}; "
                              f"lower the IPC or add images")
         images += [read_image(path, size) for path in files[:ctx.ipc]]
-    return SyntheticSet(torch.stack(images), torch.arange(len(folders)).repeat_interleave(ctx.ipc))
+    return SyntheticSet(torch.stack(images), torch.tensor(ctx.classes).repeat_interleave(ctx.ipc))

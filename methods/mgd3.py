@@ -38,10 +38,11 @@ class ModeGuidance:
 
 
 def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
-    """k-means centroids [C, IPC, *latent] of each class's posterior-mean latents."""
+    """k-means centroids [C, IPC, *latent] of the posterior-mean latents of each class of
+    ``ctx.classes`` (row ``ctx.rows(label)``)."""
     real = torch.load(ctx.latents_path)
     modes = []
-    for c in range(ctx.dataset.num_classes):
+    for c in ctx.classes:
         latents = real["mean"][real["labels"] == c]
         if ctx.ipc > len(latents):
             raise ValueError(f"mgd3: ipc {ctx.ipc} exceeds the {len(latents)} training images of class {c}, "
@@ -57,6 +58,7 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     modes = class_modes(ctx, params["kmeans_iters"], params["kmeans_restarts"])
     generation = Generation.from_context(ctx)
-    guidance = lambda labels, index: [ModeGuidance(modes[labels, index], params["strength"],  # noqa: E731
-                                                   params["t_stop"])]
+
+    def guidance(labels: torch.Tensor, index: torch.Tensor) -> list[ModeGuidance]:
+        return [ModeGuidance(modes[ctx.rows(labels), index], params["strength"], params["t_stop"])]
     return SyntheticSet(*generation.generate(guidance))

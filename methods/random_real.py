@@ -15,10 +15,10 @@ from .registry import DistillContext, SyntheticSet, register_method
 
 
 def select_indices(labels: torch.Tensor, num_classes: int, ipc: int, seed: int, selection: str,
-                   paths: list[str] | None = None) -> list[int]:
-    """Indices into the train split: ipc per class, classes in label order."""
+                   paths: list[str] | None = None, classes: range | None = None) -> list[int]:
+    """Indices into the train split: ipc per class of ``classes`` (default all), in label order."""
     chosen = []
-    for c in range(num_classes):
+    for c in range(num_classes) if classes is None else classes:
         members = torch.nonzero(labels == c).flatten()
         if ipc > len(members):
             raise ValueError(f"ipc {ipc} exceeds the {len(members)} training images of class {c}; "
@@ -36,7 +36,7 @@ def select_indices(labels: torch.Tensor, num_classes: int, ipc: int, seed: int, 
 def distill(ctx: DistillContext) -> SyntheticSet:
     labels = split_labels(ctx.data_dir, "train")
     indices = select_indices(labels, ctx.dataset.num_classes, ctx.ipc, ctx.seed, ctx.params.get("selection", "seeded"),
-                             split_paths(ctx.data_dir, "train"))
+                             split_paths(ctx.data_dir, "train"), ctx.classes)
     size = None if ctx.dataset.source == "digits" else ctx.data["imagenet_image_size"]
     images, picked = load_split(ctx.data_dir, "train", image_size=size, indices=indices)
     return SyntheticSet(images, picked)

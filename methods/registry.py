@@ -4,16 +4,22 @@ A method is a function ``distill(ctx: DistillContext) -> SyntheticSet`` register
 ``@register_method(name, needs_backbone=...)``. The DAG, the schema test and the contract tests
 (tests/test_methods_contract.py) walk this registry, so a new method needs one module, one entry
 here (its import at the bottom) and one config block.
+
+A method distils the classes ``ctx.classes`` (all of the dataset's, or a chunk: methods/chunks.py)
+and keys every seed and every per-class lookup (real images, latents, prototypes, modes, backbone
+label) by the global dataset label, so that chunks merge into the unchunked set.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from evaluation.datasets import DatasetInfo
+
+from .chunks import check_classes
 
 
 @dataclass
@@ -28,12 +34,22 @@ class DistillContext:
     backbone_dir: Path | None = None
     latents_path: Path | None = None             # real training latents (methods/diffusion/latents.py)
     device: str = "cpu"
+    classes: range | None = None                 # dataset labels to distil (a chunk); None = all
+
+    def __post_init__(self):
+        self.classes = check_classes(range(self.dataset.num_classes) if self.classes is None else self.classes,
+                                     self.dataset.num_classes)
+
+    def rows(self, labels: torch.Tensor) -> torch.Tensor:
+        """Position of each dataset label in the per-class tensors a method builds over ``classes``."""
+        return labels - self.classes.start
 
 
 @dataclass
 class SyntheticSet:
     """Images (uint8 Nx3xSxS) and dataset labels, grouped by class in generation order, and any
-    per-sample records the method keeps (written to the set's manifest)."""
+    per-sample records the method keeps (written to the set's manifest). A record is a list with
+    one entry per class of ``ctx.classes`` in class order, so that merging chunks concatenates them."""
     images: torch.Tensor
     labels: torch.Tensor
     records: dict = field(default_factory=dict)
@@ -73,4 +89,4 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-from . import d4m, dit, dmgd, external, mgd3, minimax, random_real  # noqa: E402,F401  (registration side effects)
+from . import d4m, dit, dmgd, external, mgd3, minimax, random_real  # noqa: F401  (registration side effects)

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation.synsets import SynsetError, class_folder, read_synset, write_synset
+from evaluation.synsets import (
+    SynsetError,
+    class_folder,
+    index_synset,
+    read_synset,
+    write_synset,
+)
 
 CLASS_NAMES = ("zero", "one", "two")
 LABELS = [1, 0, 2, 1, 0, 1]  # not grouped by class: files are numbered per class in input order
@@ -163,3 +169,40 @@ def test_error_label_beyond_num_classes(synset):
     with pytest.raises(SynsetError) as err:
         read_synset(out, num_classes=2)
     assert_synset_error(err, out, "00002")
+
+
+# ----------------------------------------------------------------------------- chunks (methods/chunks.py)
+
+@pytest.fixture
+def chunk(tmp_path) -> tuple[Path, torch.Tensor, torch.Tensor]:
+    """Classes 3:5 of a 6-class dataset, folders and labels global."""
+    out = tmp_path / "chunk"
+    images, labels = make_images(4), torch.tensor([3, 3, 4, 4])
+    write_synset(out, images, labels, ("a", "b", "c", "d", "e", "f"), {"classes": [3, 5]})
+    return out, images, labels
+
+
+def test_chunk_round_trip(chunk):
+    out, images, labels = chunk
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00003", "00004"]
+    read_images, read_labels = read_synset(out, num_classes=6, classes=range(3, 5))
+    assert torch.equal(read_images, images) and torch.equal(read_labels, labels)
+    assert [(p, label) for p, label, _ in index_synset(out, 6, range(3, 5))] == [
+        ("00003/0000.png", 3), ("00003/0001.png", 3), ("00004/0000.png", 4), ("00004/0001.png", 4)]
+
+
+def test_a_chunk_fails_the_full_set_check(chunk):
+    out, _, _ = chunk
+    with pytest.raises(SynsetError) as err:
+        read_synset(out, num_classes=6)
+    assert_synset_error(err, out, "class 00000", "4 classes missing")
+
+
+def test_chunk_read_with_the_wrong_range(chunk):
+    out, _, _ = chunk
+    with pytest.raises(SynsetError) as err:
+        read_synset(out, num_classes=6, classes=range(3, 4))
+    assert_synset_error(err, out, "00004", "outside the chunk's classes 3:4")
+    with pytest.raises(SynsetError) as err:
+        read_synset(out, num_classes=6, classes=range(2, 5))
+    assert_synset_error(err, out, "class 00002", "1 classes missing")

@@ -4,11 +4,18 @@ Sample i of class c draws all its noise from a seed derived from (seed, c, i), s
 depend on how samples are batched. Samples are ordered round-major (the i-th sample of every class,
 then the (i+1)-th): all classes of a dataset advance together in one batch, which is also the order
 that greedy progressive matching needs (round i sees the finished rounds < i of its class).
+
+A generation covers the classes of its context (all, or a chunk: methods/chunks.py); c is always
+the global dataset label. Per-sample seeds make a chunk's samples those of the unchunked run, but
+the floats of a batched forward (and decode) may depend on what else is in the batch: chunks are
+bit-identical to the unchunked set when both runs batch the same samples together, which holds
+when ``batch_size`` divides the chunk size and the number of classes, and equal to float
+tolerance otherwise.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -28,26 +35,27 @@ class Generation:
     seed: int
     ipc: int
     batch_size: int
+    classes: range | None = None    # dataset labels to generate; None = all
+
+    def __post_init__(self):
+        if self.classes is None:
+            self.classes = range(len(self.backbone_labels))
 
     @classmethod
-    def from_context(cls, ctx, sampler_cfg: dict | None = None) -> "Generation":
+    def from_context(cls, ctx, sampler_cfg: dict | None = None) -> Generation:
         cfg = sampler_cfg or ctx.sampler
         backbone = open_backbone(ctx.backbone_dir, device=ctx.device)
         sampler = Sampler(backbone, cfg["steps"], cfg["cfg_scale"], cfg["cfg_channels"])
         return cls(backbone, sampler, torch.tensor(ctx.dataset.backbone_labels), ctx.seed, ctx.ipc,
-                   cfg["batch_size"])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.backbone_labels)
+                   cfg["batch_size"], ctx.classes)
 
     def batches(self, by_round: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(dataset labels, sample indices) per batch; ``by_round`` keeps each batch inside a round."""
-        classes = torch.arange(self.num_classes)
+        classes, n = torch.tensor(self.classes), len(self.classes)
         if by_round:
             return [(classes[s:s + self.batch_size], torch.full_like(classes[s:s + self.batch_size], i))
-                    for i in range(self.ipc) for s in range(0, self.num_classes, self.batch_size)]
-        labels, index = classes.repeat(self.ipc), torch.arange(self.ipc).repeat_interleave(self.num_classes)
+                    for i in range(self.ipc) for s in range(0, n, self.batch_size)]
+        labels, index = classes.repeat(self.ipc), torch.arange(self.ipc).repeat_interleave(n)
         return [(labels[s:s + self.batch_size], index[s:s + self.batch_size])
                 for s in range(0, len(labels), self.batch_size)]
 
@@ -76,7 +84,7 @@ class Generation:
 
     def decode(self, latents: dict[tuple[int, int], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode {(class, index): latent} into uint8 images and labels, grouped by class."""
-        keys = [(c, i) for c in range(self.num_classes) for i in range(self.ipc)]
+        keys = [(c, i) for c in self.classes for i in range(self.ipc)]
         stacked = torch.stack([latents[k] for k in keys])
         images = torch.cat([self.backbone.decode(stacked[s:s + self.batch_size])
                             for s in range(0, len(keys), self.batch_size)])
