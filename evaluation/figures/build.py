@@ -138,6 +138,8 @@ def read_runs(spec: FigureSpec) -> pd.DataFrame:
         raise FigureInputError(f"{spec.runs} lacks columns {missing}; rebuild it with evaluation.report")
     if "val_selected_top1" not in runs.columns:
         runs["val_selected_top1"] = np.nan
+    if runs.empty:   # a profile that evaluates nothing (evaluation.enabled false): no accuracy figures
+        return runs
     runs = runs[runs["dataset"].isin(spec.datasets) & runs["method"].isin(spec.methods)
                 & runs["ipc"].isin(spec.ipcs) & runs["seed"].isin(spec.seeds)]
     for dataset in spec.datasets:

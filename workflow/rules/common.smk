@@ -6,6 +6,7 @@ import sys
 
 from evaluation.config import validate_config
 from evaluation.datasets import dataset_info
+from methods.chunks import class_chunks
 from methods.registry import get_method
 
 try:
@@ -38,6 +39,7 @@ wildcard_constraints:
     ipc=r"\d+",
     seed=r"\d+",
     repeat=r"\d+",
+    chunk=r"\d+-\d+",
 
 
 def as_json(obj):
@@ -64,6 +66,13 @@ def distill_inputs(wildcards):
     if method.needs_latents:
         inputs["latents"] = f"{RESULTS}/latents/{wildcards.dataset}/{config['backbone']['name']}.pt"
     return inputs
+
+
+def chunk_targets(wildcards):
+    """The class chunks of one synthetic set (methods/chunks.py), merged by merge_chunks."""
+    chunks = class_chunks(dataset_info(wildcards.dataset).num_classes, config["distill_chunk_classes"])
+    return [f"{RESULTS}/chunks/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/seed{wildcards.seed}/"
+            f"{start}-{stop}" for start, stop in chunks]
 
 
 def finetune_module(wildcards):
@@ -129,10 +138,20 @@ def metric_targets():
                   seed=config["seeds"])
 
 
-def metric_table_targets():
-    if not config["metrics"]["enabled"]:
+def synset_targets():
+    return expand(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}", dataset=config["datasets"],
+                  method=list(config["methods"]), ipc=config["ipcs"], seed=config["seeds"])
+
+
+def figure_feature_targets():
+    """Real features of the t-SNE figures (the metrics' feature extractor)."""
+    return [feature_path(dataset, config["metrics"]["feature_extractor"]) for dataset in config["datasets"]]
+
+
+def figure_teacher_targets():
+    if config["metrics"]["feature_extractor"] != "teacher":
         return []
-    return [f"{RESULTS}/tables/generation.md", f"{RESULTS}/tables/distribution.md"]
+    return expand(f"{RESULTS}/teachers/{{dataset}}", dataset=config["datasets"])
 
 
 def backbone_check_targets():

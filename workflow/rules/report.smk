@@ -1,25 +1,45 @@
+# Tables and figures of the profile, rebuilt from stored results alone (`snakemake tables`).
+
+
 rule tables:
     input:
         runs=eval_targets(),
         metrics=metric_targets(),
         checks=backbone_check_targets(),
+        synsets=synset_targets(),
+        features=figure_feature_targets(),
+        teachers=figure_teacher_targets(),
     output:
-        accuracy=f"{RESULTS}/tables/accuracy.md",
-        accuracy_last=f"{RESULTS}/tables/accuracy_last.md",
-        accuracy_val=f"{RESULTS}/tables/accuracy_val.md",
-        model_selection=f"{RESULTS}/tables/model_selection.md",
-        runs=f"{RESULTS}/tables/runs.csv",
-        metrics=metric_table_targets(),
+        tables=report(directory(f"{RESULTS}/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
+                      category="Tables"),
+        figures=report(directory(f"{RESULTS}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
+                       category="Figures"),
     params:
         order=",".join(config["methods"]),
         notes=" ".join(f"--note {shlex.quote(note)}" for note in method_table_notes()),
-        out=lambda w, output: os.path.dirname(output.accuracy),
+        results=lambda w, output: os.path.dirname(output.tables),
+        datasets=",".join(config["datasets"]),
+        ipcs=",".join(map(str, config["ipcs"])),
+        seeds=",".join(map(str, config["seeds"])),
+        metrics=config["metrics"],
+        device=DEVICE,
+    threads: 1
     conda:
         ENV
     log:
         f"{LOGS}/tables.log",
     benchmark:
         f"{BENCH}/tables.tsv"
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
     shell:
         "python -m evaluation.report --runs {input.runs} --backbone-checks {input.checks}"
-        " --metrics {input.metrics} --out {params.out} --method-order {params.order:q} {params.notes} > {log} 2>&1"
+        " --metrics {input.metrics} --out {output.tables} --method-order {params.order:q} {params.notes}"
+        " > {log} 2>&1 && python -m evaluation.figures --results {params.results} --methods {params.order:q}"
+        " --datasets {params.datasets} --ipcs {params.ipcs} --seeds {params.seeds}"
+        " --extractor {params.metrics[feature_extractor]} --real-split {params.metrics[reference_split]}"
+        " --max-real {params.metrics[ot_max_real]} --perplexity {params.metrics[tsne_perplexity]}"
+        " --seed {params.metrics[seed]} --out {output.figures} --device {params.device} --threads {threads}"
+        " >> {log} 2>&1"
