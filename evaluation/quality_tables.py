@@ -11,7 +11,9 @@ mean ± sample std (ddof=1) over seeds. In both, the best displayed mean of each
 the value is missing. CSV rows keep the records' units (fractions, raw KID) at full precision.
 
 Records computed with different extractors, resize policies, reference splits or prdc k are never
-mixed: building a table from them raises a one-line error naming the two values.
+mixed: building a table from them raises a one-line error naming the two values. Seeds of one cell
+measured by different code versions or configs (``manifest.config``, seed excluded) are pooled and
+marked ``†``, with a footnote naming the values (as in the accuracy tables).
 """
 from __future__ import annotations
 
@@ -24,7 +26,16 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import write_text_atomic
-from .tables import MISSING, count_range, latex_escape, ordered_methods
+from .tables import (
+    CODE_VERSION,
+    CONFIG,
+    MISSING,
+    MIXED_MARK,
+    count_range,
+    latex_escape,
+    mixed_provenance,
+    ordered_methods,
+)
 
 
 @dataclass(frozen=True)
@@ -65,11 +76,12 @@ REQUIRED_KEYS: dict[str, type] = {"dataset": str, "method": str, "ipc": int, "se
                                   "reference_split": str, "reference_count": int, "count": int,
                                   "extractors": dict, "metrics": dict}
 SORT_KEYS = ["dataset", "method", "ipc", "seed", "metric"]
-CSV_COLUMNS = ["dataset", "ipc", "method", "metric", "mean", "std", "n", "ci_low", "ci_high", "best"]
+CSV_COLUMNS = ["dataset", "ipc", "method", "metric", "mean", "std", "n", "ci_low", "ci_high", "best",
+               "mixed_provenance"]
 SETTINGS = ("nearest_k", "bootstrap", "ci", "ot_max_real", "tsne_perplexity")  # manifest.config.metrics
 _COLUMNS = (["dataset", "method", "ipc", "seed", "reference_split", "reference_count", "count",
              "fid_name", "fid_resize", "features_name", "features_resize", "kid_subset_size"]
-            + list(SETTINGS) + ["metric", "value", "ci_low", "ci_high", "path"])
+            + list(SETTINGS) + ["metric", "value", "ci_low", "ci_high", "path", CODE_VERSION, CONFIG])
 
 
 # ---------------------------------------------------------------- loading
@@ -119,9 +131,13 @@ def _read_metrics(path: Path) -> list[dict]:
                              "that wrote it")
         record[f"{role}_name"] = str(extractor["name"])
         record[f"{role}_resize"] = str(extractor.get("resize", "not recorded"))
-    config = (data.get("manifest") or {}).get("config") or {}
+    manifest = data.get("manifest") or {}
+    config = manifest.get("config") or {}
     settings = config.get("metrics") or {}
     record.update({key: settings.get(key) for key in SETTINGS})
+    record[CODE_VERSION] = manifest.get("code_version")
+    record[CONFIG] = (json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+                      if manifest.get("config") else None)
     metrics = record.pop("metrics")
     record.pop("extractors")
     record["kid_subset_size"] = (metrics.get("kid") or {}).get("subset_size")
@@ -166,7 +182,8 @@ def _plain(value: object) -> object:
 @dataclass(frozen=True)
 class MetricCell:
     """Mean, sample std and count over seeds (record units), the interval envelope (None unless
-    every seed has one) and whether the displayed mean is the best of its (dataset, IPC, metric)."""
+    every seed has one), whether the displayed mean is the best of its (dataset, IPC, metric), and
+    what differs between the seeds' records (code version, config; empty when they agree)."""
 
     mean: float
     std: float
@@ -174,6 +191,7 @@ class MetricCell:
     ci_low: float | None
     ci_high: float | None
     best: bool
+    provenance: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,14 +229,15 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
         has_interval = not (np.isnan(lows).any() or np.isnan(highs).any())
         stats[(dataset, int(ipc), method, metric)] = (
             float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values),
-            float(lows.min()) if has_interval else None, float(highs.max()) if has_interval else None)
+            float(lows.min()) if has_interval else None, float(highs.max()) if has_interval else None,
+            mixed_provenance(group, noun="record"))
     cells = {}
-    for key, (mean, std, n, low, high) in stats.items():
+    for key, (mean, std, n, low, high, provenance) in stats.items():
         dataset, ipc, _, metric = key
         rivals = [_displayed(value[0], metric) for other, value in stats.items()
                   if (other[0], other[1], other[3]) == (dataset, ipc, metric)]
         pick = min if METRICS[metric].lower_is_better else max
-        cells[key] = MetricCell(mean, std, n, low, high, _displayed(mean, metric) == pick(rivals))
+        cells[key] = MetricCell(mean, std, n, low, high, _displayed(mean, metric) == pick(rivals), provenance)
     datasets = tuple(sorted(frame["dataset"].unique()))
     methods = {d: tuple(m for m in order if m in set(frame.loc[frame["dataset"] == d, "method"]))
                for d in datasets}
@@ -250,12 +269,21 @@ def _with_std(cell: MetricCell, metric: str, pm: str = "±") -> str:
 
 
 def _entry(cell: MetricCell | None, text: Callable[[MetricCell], str], latex: bool = False) -> str:
-    """``text(cell)``, bold when best; the missing mark when there is no cell."""
+    """``text(cell)``, bold when best, ``†`` when its seeds' records differ in provenance; the
+    missing mark when there is no cell."""
     if cell is None:
         return "--" if latex else MISSING
+    mark = (r"$^\dagger$" if latex else MIXED_MARK) if cell.provenance else ""
     if not cell.best:
-        return text(cell)
-    return rf"\textbf{{{text(cell)}}}" if latex else f"**{text(cell)}**"
+        return text(cell) + mark
+    return (rf"\textbf{{{text(cell)}}}" if latex else f"**{text(cell)}**") + mark
+
+
+def provenance_notes(table: QualityTable) -> list[str]:
+    """One ``†`` footnote per marked cell, naming it and what differs between its seeds' records."""
+    return [f"{MIXED_MARK} {dataset} · {method} · {METRICS[metric].name} · IPC {ipc} pools records of different "
+            f"provenance: {'; '.join(cell.provenance)}."
+            for (dataset, ipc, method, metric), cell in sorted(table.cells.items()) if cell.provenance]
 
 
 # ---------------------------------------------------------------- titles and footnotes
@@ -437,7 +465,8 @@ def distribution_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> st
 
 def quality_csv(table: QualityTable) -> str:
     """Long format, one row per non-missing cell, in the records' units at full precision."""
-    rows = [(dataset, ipc, method, metric, cell.mean, cell.std, cell.n, cell.ci_low, cell.ci_high, cell.best)
+    rows = [(dataset, ipc, method, metric, cell.mean, cell.std, cell.n, cell.ci_low, cell.ci_high, cell.best,
+             "; ".join(cell.provenance))
             for dataset in table.datasets for ipc in table.ipcs[dataset]
             for method in table.methods[dataset] for metric in table.metrics
             if (cell := table.cells.get((dataset, ipc, method, metric))) is not None]
@@ -457,7 +486,7 @@ def write_quality_tables(frame: pd.DataFrame, out_dir: Path, method_order: Seque
     paths = []
     for stem, (metrics, markdown, latex) in RENDERERS.items():
         table = quality_table(frame, metrics, method_order)
-        footnotes = metric_footnotes(frame, metrics) + list(notes)
+        footnotes = metric_footnotes(frame, metrics) + list(notes) + provenance_notes(table)
         for suffix, text in ((".md", markdown(table, footnotes)), (".tex", latex(table, footnotes)),
                              (".csv", quality_csv(table))):
             path = out_dir / f"{stem}{suffix}"

@@ -5,10 +5,15 @@ Reads only stored result files (never logs, never recomputes): ``eval/**.json`` 
 papers' number; ``accuracy_last``: last evaluation; ``accuracy_val``: at the epoch of best
 validation top-1) and ``model_selection.md`` (the three side by side); ``metrics/**.json`` become
 the generation-quality and distribution tables (``generation``, ``distribution``); backbone checks
-become ``backbone.md``.
+become ``backbone.md``. Beside them: ``variance.csv`` (each cell's variance split into generation
+seeds and evaluation repeats, :mod:`evaluation.variance`), the reported-vs-reproduced tables
+(``reported.md`` and one ``reported_<family>.{md,csv}`` per family of the reference the results
+have, :mod:`evaluation.reported`) and, with ``--benchmarks``, ``costs.{md,csv}``
+(:mod:`evaluation.costs`).
 
 Usage: ``python -m evaluation.report --runs FILE... [--backbone-checks FILE...]
-[--metrics FILE...] --out DIR [--method-order a,b,...] [--note TEXT]...``
+[--metrics FILE...] --out DIR [--method-order a,b,...] [--note TEXT]... [--benchmarks DIR]
+[--method-map VARIANT=METHOD...] [--reference CSV]``
 """
 from __future__ import annotations
 
@@ -18,12 +23,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .artifacts import write_text_atomic
+from .costs import write_costs
 from .quality_tables import load_metrics, write_quality_tables
-from .tables import load_runs, model_selection_markdown, write_accuracy_tables
+from .reported import (
+    REFERENCE_FILE,
+    load_reference,
+    parse_method_map,
+    write_reported_tables,
+)
+from .tables import (
+    CODE_VERSION,
+    load_runs,
+    model_selection_markdown,
+    write_accuracy_tables,
+)
+from .variance import write_variance
 
 RUN_COLUMNS = ["dataset", "method", "ipc", "seed", "protocol", "network", "repeat",
                "best_top1", "last_top1", "best_epoch", "epochs",
-               "val_selected_top1", "val_selected_epoch", "selection"]
+               "val_selected_top1", "val_selected_epoch", "selection", CODE_VERSION]
 ACCURACY_TABLES = {"accuracy": "best_top1", "accuracy_last": "last_top1", "accuracy_val": "val_selected_top1"}
 SELECTION_NOTES = {"final": "the final model tested once (best = last)",
                    "final_ema": "the final EMA model tested once (best = last)"}
@@ -77,19 +95,24 @@ def _selection_note(selection: str | None, params: dict) -> str:
 def protocol_footnotes(paths: Sequence[Path]) -> list[str]:
     """One line per protocol naming the settings its runs used (read from their manifests); runs
     of one protocol with different settings get one line per setting, naming its IPCs."""
+    return [note for notes in protocol_notes(paths).values() for note in notes]
+
+
+def protocol_notes(paths: Sequence[Path]) -> dict[str, list[str]]:
+    """The lines of :func:`protocol_footnotes` by protocol, in protocol order."""
     variants: dict[str, dict[str, set[int]]] = {}
     for path in paths:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
         params = ((record.get("manifest") or {}).get("config") or {}).get("protocol_params") or {}
         text = describe_protocol(record["protocol"], params, record.get("selection"))
         variants.setdefault(record["protocol"], {}).setdefault(text, set()).add(int(record["ipc"]))
-    notes = []
+    notes: dict[str, list[str]] = {}
     for protocol in sorted(variants):
         texts = sorted(variants[protocol].items(), key=lambda item: min(item[1]))
         for text, ipcs in texts:
             scope = f" (IPC {', '.join(map(str, sorted(ipcs)))})" if len(texts) > 1 else ""
-            notes.append(f"{protocol}{scope}: {text}. Test split of the real data; "
-                         "n = generation seeds x evaluation repeats.")
+            notes.setdefault(protocol, []).append(f"{protocol}{scope}: {text}. Test split of the real data; "
+                                                  "n = generation seeds x evaluation repeats.")
     return notes
 
 
@@ -108,21 +131,30 @@ def backbone_table(paths: Sequence[Path]) -> str:
 
 def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir: Path,
                  method_order: Sequence[str] | None, method_notes: Sequence[str] = (),
-                 metrics: Sequence[Path] = ()) -> None:
-    """Write every table of the report into ``out_dir``; the metric tables only with ``metrics``."""
+                 metrics: Sequence[Path] = (), benchmarks: Path | None = None,
+                 method_map: dict[str, str] | None = None, reference: Path = REFERENCE_FILE) -> None:
+    """Write every table of the report into ``out_dir``: the metric tables only with ``metrics``,
+    the cost tables only with ``benchmarks``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = load_runs(runs)
     write_text_atomic(out_dir / "runs.csv",
                       frame.reindex(columns=RUN_COLUMNS).to_csv(index=False, lineterminator="\n"))
-    notes = protocol_footnotes(runs) + list(method_notes)
+    by_protocol = protocol_notes(runs)
+    notes = [note for lines in by_protocol.values() for note in lines] + list(method_notes)
     for stem, metric in ACCURACY_TABLES.items():
         write_accuracy_tables(frame, out_dir, metric, stem, method_order, notes)
     write_text_atomic(out_dir / "model_selection.md", model_selection_markdown(frame, method_order, notes))
+    write_variance(frame, out_dir)
     if backbone_checks:
         write_text_atomic(out_dir / "backbone.md", backbone_table(backbone_checks))
-    if metrics:
-        write_quality_tables(load_metrics(metrics), out_dir, method_order, method_notes)
+    metric_frame = load_metrics(metrics) if metrics else None
+    if metric_frame is not None:
+        write_quality_tables(metric_frame, out_dir, method_order, method_notes)
+    write_reported_tables(frame, out_dir, metric_frame, method_map, method_order, by_protocol, method_notes,
+                          reference)
+    if benchmarks is not None:
+        write_costs(benchmarks, out_dir, method_order, load_reference(reference))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,9 +166,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--method-order", default=None, help="comma-separated method variant names")
     parser.add_argument("--note", action="append", default=[], help="a footnote of every table (repeatable)")
+    parser.add_argument("--benchmarks", type=Path, default=None,
+                        help="the profile's benchmarks folder (results/<profile>/benchmarks): writes costs.{md,csv}")
+    parser.add_argument("--method-map", nargs="*", action="extend", default=[], metavar="VARIANT=METHOD",
+                        help="compare a variant with the reference rows of METHOD (a registry name or an "
+                             "ablation variant of config/paper/ablations.yaml), e.g. random-first-k=random")
+    parser.add_argument("--reference", type=Path, default=REFERENCE_FILE,
+                        help="reference CSV (default: the packaged evaluation/data/reported_results.csv)")
     args = parser.parse_args(argv)
     order = args.method_order.split(",") if args.method_order else None
-    write_report(args.runs, args.backbone_checks, args.out, order, args.note, args.metrics)
+    write_report(args.runs, args.backbone_checks, args.out, order, args.note, args.metrics, args.benchmarks,
+                 parse_method_map(args.method_map), args.reference)
 
 
 if __name__ == "__main__":

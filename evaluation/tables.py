@@ -12,10 +12,19 @@ selects the epoch on the test set), last-epoch test top-1, and test top-1 at the
 validation top-1 (the only honest estimate). A null reading (a protocol without validation
 evaluations) makes its cell missing, never a mean over the runs that have it; ``model_selection``
 puts the three side by side.
+
+Mixed provenance is marked, not hidden: a cell whose runs differ in ``manifest.code_version`` (compared
+as strings, so ``abc`` and ``abc-dirty`` differ) or in ``manifest.config`` (the job's config slice,
+seed and repeat excluded) gets a ``†`` after its number and a footnote naming the cell and the
+differing values with their run counts. Stored results of two commits in one cell are common (a
+re-run of some seeds only), so the table still shows the pooled number; the mark says it is pooled.
+Records without a manifest count as one more value, ``not recorded``.
 """
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,19 +47,29 @@ METRIC_DESCRIPTIONS = {
     "last_top1": "at the last epoch",
     "val_selected_top1": "at the epoch of best validation top-1 (the honest estimate)",
 }
-CSV_COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "mean", "std", "n", "rank"]
+CSV_COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "mean", "std", "n", "rank",
+               "mixed_provenance"]
 MISSING = "–"
 DECIMALS = 1
+# Columns that load_runs derives from a record's manifest (absent from frames built by hand).
+CODE_VERSION = "manifest_code_version"
+CONFIG = "manifest_config"  # canonical JSON of manifest.config without the keys below
+CONFIG_EXCLUDED = ("seed", "repeat")  # vary within a cell by design
+NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE = "network_arch", "network_depth", "protocol_base"
+NOT_RECORDED = "not recorded"
+MIXED_MARK = "†"
 
 
 @dataclass(frozen=True)
 class Cell:
-    """Summary of one method × IPC cell: mean, sample std, run count and dense rank (1 = best)."""
+    """Summary of one method × IPC cell: mean, sample std, run count, dense rank (1 = best) and, when
+    its runs differ in code version or config, what differs (see :func:`mixed_provenance`)."""
 
     mean: float
     std: float
     n: int
     rank: int
+    provenance: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,10 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
 
     Columns are the required keys followed by any other scalar top-level keys, alphabetically;
     the optional keys are always present (null where a record lacks them): ``val_selected_top1``
-    as float (NaN), ``val_selected_epoch`` as nullable integer.
+    as float (NaN), ``val_selected_epoch`` as nullable integer. From the manifest come
+    ``manifest_code_version``, ``manifest_config`` (canonical JSON of ``manifest.config`` without
+    seed and repeat), ``network_arch``/``network_depth`` (``manifest.config.network``) and
+    ``protocol_base`` (``manifest.config.protocol_params.base``); None where not recorded.
     """
     records = [_read_run(Path(path)) for path in sorted(paths, key=str)]
     frame = pd.DataFrame.from_records(records, columns=_columns(records))
@@ -123,7 +145,27 @@ def _read_run(path: Path) -> dict:
             raise ValueError(f"{path}: key '{key}' is {value!r}, not {kind.__name__} or null; "
                              "fix the value in the run's result JSON")
         record[key] = None if value is None else kind(value)
+    record.update(_manifest_fields(data.get("manifest")))
     return record
+
+
+def _manifest_fields(manifest: object) -> dict:
+    """Provenance and network identity of a run, from its manifest (None where not recorded)."""
+    manifest = manifest if isinstance(manifest, dict) else {}
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else None
+    network = (config or {}).get("network")
+    network = network if isinstance(network, dict) else {}
+    params = (config or {}).get("protocol_params")
+    params = params if isinstance(params, dict) else {}
+    depth = network.get("depth")
+    return {
+        CODE_VERSION: manifest.get("code_version"),
+        CONFIG: None if config is None else json.dumps(
+            {k: v for k, v in config.items() if k not in CONFIG_EXCLUDED}, sort_keys=True),
+        NETWORK_ARCH: network.get("arch"),
+        NETWORK_DEPTH: None if depth is None else int(depth),
+        PROTOCOL_BASE: params.get("base"),
+    }
 
 
 def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
@@ -171,14 +213,21 @@ def _cells(block_runs: pd.DataFrame, metric: str) -> dict[tuple[str, int], Cell]
         if np.isnan(values).any():
             continue
         std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        stats[(method, int(ipc))] = (float(np.mean(values)), std, len(values))
+        stats[(method, int(ipc))] = (float(np.mean(values)), std, len(values), mixed_provenance(group))
     cells = {}
     for ipc in {ipc for _, ipc in stats}:
         column = {key: value for key, value in stats.items() if key[1] == ipc}
-        shown = sorted({_displayed(mean) for mean, _, _ in column.values()}, reverse=True)
-        for key, (mean, std, n) in column.items():
-            cells[key] = Cell(mean, std, n, shown.index(_displayed(mean)) + 1)
+        ranks = dense_ranks({key: mean for key, (mean, *_rest) in column.items()})
+        for key, (mean, std, n, provenance) in column.items():
+            cells[key] = Cell(mean, std, n, ranks[key], provenance)
     return cells
+
+
+def dense_ranks(means: dict, higher_is_better: bool = True) -> dict:
+    """Dense rank (1 = best) of each key's mean, compared at the displayed precision so that
+    ranks agree with what a reader sees: equal displayed means share a rank."""
+    shown = sorted({_displayed(mean) for mean in means.values()}, reverse=higher_is_better)
+    return {key: shown.index(_displayed(mean)) + 1 for key, mean in means.items()}
 
 
 def _displayed(value: float) -> float:
@@ -187,7 +236,65 @@ def _displayed(value: float) -> float:
 
 
 def _mean_std(cell: Cell) -> str:
-    return f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}"
+    return f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}" + (MIXED_MARK if cell.provenance else "")
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def mixed_provenance(runs: pd.DataFrame, noun: str = "run") -> tuple[str, ...]:
+    """What differs between ``runs`` (the runs of one cell): one phrase for the code versions and
+    one for the config keys whose values differ, each value with its count of ``noun``s; empty
+    when the runs agree or the frame has no provenance columns."""
+    notes = []
+    if CODE_VERSION in runs.columns:
+        versions = Counter(NOT_RECORDED if pd.isna(v) else str(v) for v in runs[CODE_VERSION])
+        if len(versions) > 1:
+            notes.append("code version " + _counted({_short_version(v): n for v, n in versions.items()}, noun))
+    if CONFIG in runs.columns:
+        configs = [{} if pd.isna(text) else _flatten(json.loads(text)) for text in runs[CONFIG]]
+        if len({json.dumps(c, sort_keys=True) for c in configs}) > 1:
+            keys = sorted({key for config in configs for key in config})
+            differing = []
+            for key in keys:
+                values = Counter(json.dumps(config[key]) if key in config else NOT_RECORDED
+                                 for config in configs)
+                if len(values) > 1:
+                    differing.append(f"{key} {_counted(values, noun)}")
+            notes.append("config " + "; ".join(differing))
+    return tuple(notes)
+
+
+def _counted(values: dict[str, int], noun: str = "run") -> str:
+    """``a (3 runs) vs b (2 runs)``, most frequent first (ties by value)."""
+    ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
+    return " vs ".join(f"{value} ({count} {noun}{'s' if count > 1 else ''})" for value, count in ordered)
+
+
+def _short_version(version: str) -> str:
+    """A git hash cut to 12 characters, its suffix (``-dirty``) kept; other strings unchanged."""
+    match = re.fullmatch(r"([0-9a-f]{40})(.*)", version)
+    return match.group(1)[:12] + match.group(2) if match else version
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys (``protocol_params.lr``); other values as they are."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def provenance_footnotes(table: AccuracyTable) -> list[str]:
+    """One ``†`` footnote per marked cell of ``table``, naming the cell and what differs."""
+    return [f"{MIXED_MARK} {block.dataset} · {block.protocol} · {block.network} · {method} · IPC {ipc} pools runs "
+            f"of different provenance: {'; '.join(cell.provenance)}."
+            for block in table.blocks for method in block.methods for ipc in block.ipcs
+            if (cell := block.cells.get((method, ipc))) is not None and cell.provenance]
 
 
 def title(table: AccuracyTable) -> str:
@@ -216,6 +323,7 @@ def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
             entries = [_markdown_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
             lines.append(f"| {method.replace('|', chr(92) + '|')} | " + " | ".join(entries) + " |")
         lines.append("")
+    footnotes = list(footnotes) + provenance_footnotes(table)
     if footnotes:
         lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
     return "\n".join(lines)
@@ -224,13 +332,14 @@ def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
 def _markdown_entry(cell: Cell | None) -> str:
     if cell is None:
         return MISSING
-    text = _mean_std(cell)
-    return {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(cell.rank, text)
+    text = f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}"
+    marked = {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(cell.rank, text)
+    return marked + (MIXED_MARK if cell.provenance else "")
 
 
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
                   "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}"}
+                  "^": r"\textasciicircum{}", MIXED_MARK: r"\textdagger{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -257,6 +366,7 @@ def to_latex(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
             entries = [_latex_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
             lines.append(f"{latex_escape(method)} & " + " & ".join(entries) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", ""]
+    footnotes = list(footnotes) + provenance_footnotes(table)
     if footnotes:
         lines += [r"\par\smallskip", r"\noindent{\footnotesize Notes:}\par"]
         lines += [rf"\noindent{{\footnotesize {latex_escape(note)}}}\par" for note in footnotes]
@@ -268,13 +378,14 @@ def _latex_entry(cell: Cell | None) -> str:
     if cell is None:
         return "--"
     text = f"{cell.mean:.{DECIMALS}f} $\\pm$ {cell.std:.{DECIMALS}f}"
-    return {1: rf"\textbf{{{text}}}", 2: rf"\underline{{{text}}}"}.get(cell.rank, text)
+    marked = {1: rf"\textbf{{{text}}}", 2: rf"\underline{{{text}}}"}.get(cell.rank, text)
+    return marked + (r"$^\dagger$" if cell.provenance else "")
 
 
 def to_csv(table: AccuracyTable) -> str:
     """Long format, one row per non-missing cell, numbers at full precision."""
     rows = [(block.dataset, block.protocol, block.network, method, ipc,
-             cell.mean, cell.std, cell.n, cell.rank)
+             cell.mean, cell.std, cell.n, cell.rank, "; ".join(cell.provenance))
             for block in table.blocks for method in block.methods for ipc in block.ipcs
             if (cell := block.cells.get((method, ipc))) is not None]
     return pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
@@ -330,6 +441,7 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
                 name = method.replace("|", chr(92) + "|")
                 lines.append(f"| {name} | {ipc} | " + " | ".join(entries + [gap]) + " |")
         lines.append("")
+    footnotes = list(footnotes) + provenance_footnotes(tables[0])
     if footnotes:
         lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
     return "\n".join(lines)

@@ -54,7 +54,7 @@ def write_eval(root: Path, method: str, ipc: int, seed: int, protocol: str = "ha
 
 def write_metrics(root: Path, method: str, ipc: int, seed: int, values: dict, dataset: str = "CIFAR10",
                   fid_name: str = "inception", features_name: str = "vgg16_fc7", split: str = "train",
-                  nearest_k: int | None = 5) -> Path:
+                  nearest_k: int | None = 5, code_version: str | None = None) -> Path:
     """A metrics record at metrics/<dataset>/<method>/ipc<k>/seed<s>.json; ``values`` maps a metric
     to its value or (value, ci_low, ci_high); unnamed metrics get a neutral value."""
     metrics = {}
@@ -76,6 +76,8 @@ def write_metrics(root: Path, method: str, ipc: int, seed: int, values: dict, da
                              "features": {"name": features_name, "resize": FEATURES_RESIZE}},
               "metrics": metrics,
               "manifest": {"config": {"dataset": dataset, "metrics": settings}}}
+    if code_version is not None:
+        record["manifest"]["code_version"] = code_version
     path = root / "metrics" / dataset / method / f"ipc{ipc}" / f"seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
@@ -166,6 +168,18 @@ def test_distribution_table_ignores_a_differing_fid_extractor(tmp_path):
     paths = [write_metrics(tmp_path, "a", 10, 0, {}), write_metrics(tmp_path, "b", 10, 0, {}, fid_name="clip")]
     table = quality_table(load_metrics(paths), DISTRIBUTION_METRICS)
     assert table.methods == {"CIFAR10": ("a", "b")}
+
+
+def test_seeds_measured_by_different_code_versions_are_marked(tmp_path):
+    paths = [write_metrics(tmp_path, "a", 10, 0, {"fid": 40.0}, code_version="v1"),
+             write_metrics(tmp_path, "a", 10, 1, {"fid": 42.0}, code_version="v2"),
+             write_metrics(tmp_path, "b", 10, 0, {"fid": 45.0}, code_version="v1")]
+    table = quality_table(load_metrics(paths), GENERATION_METRICS)
+    markdown = generation_markdown(table)
+    assert row(markdown, "FID ↓") == ["**41.0**†", "45.0"]
+    csv = pd.read_csv(io.StringIO(quality_csv(table)))
+    assert csv.loc[(csv.method == "a") & (csv.metric == "fid"), "mixed_provenance"].item() == \
+        "code version v1 (1 record) vs v2 (1 record)"
 
 
 # ---------------------------------------------------------------- distribution table
@@ -282,7 +296,7 @@ def test_report_cli_writes_every_table(tmp_path):
     stems = ("accuracy", "accuracy_last", "accuracy_val", "generation", "distribution")
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{stem}{suffix}" for stem in stems for suffix in (".md", ".tex", ".csv")]
-        + ["runs.csv", "model_selection.md", "backbone.md"])
+        + ["runs.csv", "model_selection.md", "backbone.md", "variance.csv", "reported.md"])
     table = pd.read_csv(out / "runs.csv")
     assert len(table) == 32
     assert {"val_selected_top1", "val_selected_epoch", "selection"} <= set(table.columns)
@@ -307,4 +321,4 @@ def test_report_cli_without_metrics_writes_no_metric_tables(tmp_path, metrics_ar
     main(["--runs", str(runs[0]), *metrics_args, "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{stem}{suffix}" for stem in ("accuracy", "accuracy_last", "accuracy_val")
-         for suffix in (".md", ".tex", ".csv")] + ["runs.csv", "model_selection.md"])
+         for suffix in (".md", ".tex", ".csv")] + ["runs.csv", "model_selection.md", "variance.csv", "reported.md"])

@@ -11,6 +11,7 @@ import pytest
 from evaluation.tables import (
     accuracy_table,
     load_runs,
+    mixed_provenance,
     model_selection_markdown,
     to_csv,
     to_latex,
@@ -138,7 +139,8 @@ def test_csv_round_trips_with_full_precision():
     runs = make_runs({("dmgd", 10): values, ("random_first_k", 10): [40.0], ("dmgd", 1): [20.0]})
     csv = pd.read_csv(io.StringIO(to_csv(accuracy_table(runs))))
     assert list(csv.columns) == ["dataset", "protocol", "network", "method", "ipc", "mean", "std",
-                                 "n", "rank"]
+                                 "n", "rank", "mixed_provenance"]
+    assert csv["mixed_provenance"].isna().all()
     row = csv[(csv.method == "dmgd") & (csv.ipc == 10)].iloc[0]
     assert row["mean"] == np.mean(values)
     assert row["std"] == np.std(values, ddof=1)
@@ -275,3 +277,64 @@ def test_load_runs_reads_optional_selection_keys(tmp_path):
     (tmp_path / "3.json").write_text(json.dumps({**base, "seed": 3, "val_selected_top1": "high"}))
     with pytest.raises(ValueError, match=r"3\.json: key 'val_selected_top1' is 'high', not float or null"):
         load_runs(sorted(tmp_path.glob("*.json")))
+
+
+# ---------------------------------------------------------------- mixed provenance
+
+
+def write_record(root, seed: int, repeat: int, best: float, version: str | None = "a" * 40,
+                 lr: float = 0.01, method: str = "dmgd", ipc: int = 10) -> object:
+    """A run record with a manifest (config slice and code version) as evaluation.train writes it."""
+    config = {"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": seed, "repeat": repeat,
+              "protocol": "hard_label", "network_name": "convnet-3",
+              "network": {"arch": "convnet", "depth": 3, "width": 128},
+              "protocol_params": {"base": "hard_label", "optimizer": "sgd", "lr": lr}}
+    manifest = {"config": config} if version is None else {"config": config, "code_version": version}
+    record = {"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": seed, "protocol": "hard_label",
+              "network": "convnet-3", "repeat": repeat, "best_top1": best, "last_top1": best - 1,
+              "manifest": manifest}
+    path = root / f"{method}-{ipc}-{seed}-{repeat}.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_load_runs_reads_provenance_and_network_from_the_manifest(tmp_path):
+    runs = load_runs([write_record(tmp_path, 0, 0, 50.0), write_record(tmp_path, 1, 0, 51.0, version=None)])
+    assert runs["manifest_code_version"].tolist()[0] == "a" * 40 and pd.isna(runs["manifest_code_version"].iloc[1])
+    assert runs["network_arch"].tolist() == ["convnet", "convnet"] and runs["network_depth"].tolist() == [3, 3]
+    assert runs["protocol_base"].tolist() == ["hard_label", "hard_label"]
+    config = json.loads(runs["manifest_config"].iloc[0])
+    assert "seed" not in config and "repeat" not in config and config["protocol_params"]["lr"] == 0.01
+
+
+def test_mixed_code_versions_in_a_cell_are_marked_with_a_footnote(tmp_path):
+    paths = [write_record(tmp_path, 0, r, 50.0 + r) for r in range(3)]
+    paths += [write_record(tmp_path, 1, r, 52.0 + r, version="b" * 40 + "-dirty") for r in range(2)]
+    paths += [write_record(tmp_path, s, 0, 40.0, method="random") for s in range(2)]
+    table = accuracy_table(load_runs(paths))
+    markdown = to_markdown(table)
+    assert markdown_row(markdown, "dmgd") == ["**51.6 ± 1.1**†"]
+    assert markdown_row(markdown, "random") == ["<u>40.0 ± 0.0</u>"]  # one version: no mark
+    assert ("- † CIFAR10 · hard_label · convnet-3 · dmgd · IPC 10 pools runs of different provenance: "
+            "code version aaaaaaaaaaaa (3 runs) vs bbbbbbbbbbbb-dirty (2 runs).") in markdown
+    assert r"\textbf{51.6 $\pm$ 1.1}$^\dagger$" in to_latex(table)
+    csv = pd.read_csv(io.StringIO(to_csv(table))).set_index("method")
+    assert csv.loc["dmgd", "mixed_provenance"] == "code version aaaaaaaaaaaa (3 runs) vs bbbbbbbbbbbb-dirty (2 runs)"
+    assert pd.isna(csv.loc["random", "mixed_provenance"])
+    selection = model_selection_markdown(load_runs(paths))
+    assert "| dmgd | 10 | 51.6 ± 1.1† |" in selection and "pools runs of different provenance" in selection
+
+
+def test_a_dirty_suffix_is_a_different_version_and_a_missing_one_is_named(tmp_path):
+    runs = load_runs([write_record(tmp_path, 0, 0, 50.0, version="abc"),
+                      write_record(tmp_path, 0, 1, 50.0, version="abc-dirty"),
+                      write_record(tmp_path, 1, 0, 50.0, version=None)])
+    assert mixed_provenance(runs) == ("code version abc (1 run) vs abc-dirty (1 run) vs not recorded (1 run)",)
+
+
+def test_mixed_configs_in_a_cell_name_the_differing_key(tmp_path):
+    paths = [write_record(tmp_path, s, 0, 50.0) for s in range(2)] + [write_record(tmp_path, 2, 0, 50.0, lr=0.1)]
+    table = accuracy_table(load_runs(paths))
+    assert table.blocks[0].cells[("dmgd", 10)].provenance == ("config protocol_params.lr 0.01 (2 runs) vs 0.1 (1 run)",)
+    same = [write_record(tmp_path, s, r, 50.0 + r) for s in range(2) for r in range(2)]  # seeds and repeats differ only
+    assert accuracy_table(load_runs(same)).blocks[0].cells[("dmgd", 10)].provenance == ()
