@@ -142,10 +142,11 @@ def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir:
                       frame.reindex(columns=RUN_COLUMNS).to_csv(index=False, lineterminator="\n"))
     by_protocol = protocol_notes(runs)
     notes = [note for lines in by_protocol.values() for note in lines] + list(method_notes)
-    for stem, metric in ACCURACY_TABLES.items():
-        write_accuracy_tables(frame, out_dir, metric, stem, method_order, notes)
-    write_text_atomic(out_dir / "model_selection.md", model_selection_markdown(frame, method_order, notes))
-    write_variance(frame, out_dir)
+    if len(frame):   # a profile that only measures its sets (evaluation.enabled false) has no runs
+        for stem, metric in ACCURACY_TABLES.items():
+            write_accuracy_tables(frame, out_dir, metric, stem, method_order, notes)
+        write_text_atomic(out_dir / "model_selection.md", model_selection_markdown(frame, method_order, notes))
+        write_variance(frame, out_dir)
     if backbone_checks:
         write_text_atomic(out_dir / "backbone.md", backbone_table(backbone_checks))
     metric_frame = load_metrics(metrics) if metrics else None
@@ -159,7 +160,8 @@ def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", required=True, type=Path, help="evaluation run records")
+    parser.add_argument("--runs", nargs="*", default=[], type=Path,
+                        help="evaluation run records (none when the profile evaluates nothing)")
     parser.add_argument("--backbone-checks", nargs="*", default=[], type=Path)
     parser.add_argument("--metrics", nargs="*", default=[], type=Path,
                         help="metrics records of the distilled sets (none: no metric tables)")

@@ -18,6 +18,9 @@ rule tables:
         order=",".join(config["methods"]),
         notes=" ".join(f"--note {shlex.quote(note)}" for note in method_table_notes()),
         results=lambda w, output: os.path.dirname(output.tables),
+        benchmarks=lambda w, output: os.path.join(os.path.dirname(output.tables), "benchmarks"),
+        method_map=" ".join(f"{name}={variant['reported_as']}" for name, variant in config["methods"].items()
+                            if "reported_as" in variant),
         datasets=",".join(config["datasets"]),
         ipcs=",".join(map(str, config["ipcs"])),
         seeds=",".join(map(str, config["seeds"])),
@@ -37,6 +40,7 @@ rule tables:
     shell:
         "python -m evaluation.report --runs {input.runs} --backbone-checks {input.checks}"
         " --metrics {input.metrics} --out {output.tables} --method-order {params.order:q} {params.notes}"
+        " --benchmarks {params.benchmarks} --method-map {params.method_map}"
         " > {log} 2>&1 && python -m evaluation.figures --results {params.results} --methods {params.order:q}"
         " --datasets {params.datasets} --ipcs {params.ipcs} --seeds {params.seeds}"
         " --extractor {params.metrics[feature_extractor]} --real-split {params.metrics[reference_split]}"
