@@ -72,6 +72,30 @@ def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
     assert (workdir / "logs" / "test" / "train_backbone_loss.csv").read_text().startswith("phase,step,loss")
 
 
+def test_figures_and_the_html_report(test_profile_run):
+    results, workdir = test_profile_run
+    index = (results / "figures" / "index.md").read_text()
+    for figure in ("samples/digits/dmgd-ipc2-seed0.png", "tsne/digits-ipc2.png", "ot_loss/digits-ipc2.png",
+                   "accuracy/digits-hard_label-convnet-2.png"):
+        assert (results / "figures" / figure).stat().st_size > 1000 and figure in index
+    assert (results / "tables" / "costs.md").exists() and (results / "tables" / "variance.csv").exists()
+    report = workdir / "report.html"
+    proc = snakemake(workdir, "--configfile", str(ROOT / "config" / "test.yaml"), "--report", str(report))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert report.stat().st_size > 10_000
+
+
+def test_chunked_distillation_dag(tmp_path):
+    overlay = tmp_path / "chunks.yaml"
+    overlay.write_text("distill_chunk_classes: 4\n")
+    proc = snakemake(tmp_path / "work", "-n", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    counts = dict(line.split()[:2] for line in out.splitlines()
+                  if line.split()[:1] and line.split()[0] in {"distill", "merge_chunks"})
+    assert counts == {"distill": str(14 * 3), "merge_chunks": "14"}   # 10 classes in chunks 0-4, 4-8, 8-10
+
+
 def test_second_run_does_nothing(test_profile_run):
     _, workdir = test_profile_run
     proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"))
