@@ -44,7 +44,7 @@ def test_defaults_are_filled_in():
     config = validate_config(default_config())
     assert config["sampler"]["steps"] == 50 and config["sampler"]["cfg_channels"] is None
     assert config["protocols"]["hard_label"]["lr"] == 0.01
-    assert config["protocols"]["hard_label"]["epoch_scale"] == 0.05          # the profile's override
+    assert config["protocols"]["hard_label"]["epoch_scale"] == 0.04          # the profile's override
     assert config["protocols"]["soft_label"]["temperature"] == 20.0          # the reference value
     assert config["metrics"]["nearest_k"] == 5
 

@@ -127,10 +127,10 @@ def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
     counts = dict(line.split()[:2] for line in out.splitlines()
                   if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "load_backbone", "encode_latents",
                                                               "finetune_backbone", "measure", "real_features"})
-    # 7 methods x 4 IPCs; x 2 protocols (SGD and DMGD's AdamW) x 2 networks x 5 repeats; one metrics
+    # 7 methods x 4 IPCs; x 2 protocols (SGD and DMGD's AdamW) x 3 networks x 5 repeats; one metrics
     # job per set against real features of two extractors; Minimax fine-tunes once per dataset
     assert counts == {"load_backbone": "1", "encode_latents": "1", "finetune_backbone": "1", "distill": "28",
-                      "evaluate": "560", "measure": "28", "real_features": "2"}
+                      "evaluate": "840", "measure": "28", "real_features": "2"}
 
 
 PAPER_PROFILES = sorted(p.name for p in (ROOT / "config" / "paper").glob("*.yaml"))
