@@ -102,3 +102,17 @@ def manifest(config_slice: dict, *, seed: int | None, device: str, started: floa
         "wall_time_s": round(time.time() - started, 3),
         **extra,
     }
+
+
+def read_json_object(path: str | Path, writer: str, what: str) -> dict:
+    """A result file's top-level JSON object; one-line errors say to re-run ``writer`` or how to
+    write ``what``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); re-run the {writer} that wrote it") from None
+    if not isinstance(data, dict):
+        raise TypeError(f"{path}: top level is {type(data).__name__}, not an object; "
+                        f"write {what} as a JSON object")
+    return data

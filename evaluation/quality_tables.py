@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .artifacts import write_text_atomic
+from .artifacts import read_json_object, write_text_atomic
 from .tables import (
     CODE_VERSION,
     CONFIG,
@@ -105,13 +105,7 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 def _read_metrics(path: Path) -> list[dict]:
     """The rows of one metrics record, its required keys checked and typed."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); re-run the measurement that wrote it") from None
-    if not isinstance(data, dict):
-        raise TypeError(f"{path}: top level is {type(data).__name__}, not an object; "
-                        "write metrics records as a JSON object")
+    data = read_json_object(path, "measurement", "metrics records")
     record = {}
     for key, kind in REQUIRED_KEYS.items():
         if key not in data:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .artifacts import write_text_atomic
+from .artifacts import read_json_object, write_text_atomic
 
 REQUIRED_KEYS: dict[str, type] = {
     "dataset": str, "method": str, "ipc": int, "seed": int, "protocol": str, "network": str,
@@ -121,13 +121,7 @@ def _columns(records: list[dict]) -> list[str]:
 
 def _read_run(path: Path) -> dict:
     """One run's scalar top-level fields, with the required keys checked and typed."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); re-run the training that wrote it") from None
-    if not isinstance(data, dict):
-        raise TypeError(f"{path}: top level is {type(data).__name__}, not an object; "
-                        "write run results as a JSON object")
+    data = read_json_object(path, "training", "run results")
     record = {key: value for key, value in data.items()
               if value is None or isinstance(value, (str, int, float, bool))}
     for key, kind in REQUIRED_KEYS.items():
