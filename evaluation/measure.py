@@ -30,7 +30,7 @@ from .metrics.fid import CLEANFID_KID_SUBSETS, FidResampler, fid, kid
 from .metrics.ot_distance import ot_distance
 from .metrics.prdc_metrics import PrdcResampler, prdc_values
 from .seeding import derive_seed
-from .synsets import read_synset
+from .synsets import read_synset, synset_provenance
 
 BOOTSTRAP_STREAM, KID_STREAM, OT_STREAM = 0, 1, 2   # derive_seed(metrics.seed, stream)
 
@@ -108,7 +108,8 @@ def measure_set(spec: dict, synset_dir: Path, fid_features: Path, features: Path
         reference_split=split, count=len(images), reference_count=len(real_features),
         extractors={role: {"name": real[role]["extractor"], "resize": real[role]["resize"]} for role in real},
         metrics=metrics,
-        manifest=manifest(spec, seed=cfg["seed"], device=device, started=started, metric_seconds=seconds))
+        manifest=manifest(spec, seed=cfg["seed"], device=device, started=started, metric_seconds=seconds,
+                          synset=synset_provenance(synset_dir)))
     if out is not None:
         write_json_atomic(out, record)
     return record

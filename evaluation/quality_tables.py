@@ -17,7 +17,6 @@ marked ``†``, with a footnote naming the values (as in the accuracy tables).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from .tables import (
     latex_escape,
     mixed_provenance,
     ordered_methods,
+    record_provenance,
 )
 
 
@@ -129,9 +129,7 @@ def _read_metrics(path: Path) -> list[dict]:
     config = manifest.get("config") or {}
     settings = config.get("metrics") or {}
     record.update({key: settings.get(key) for key in SETTINGS})
-    record[CODE_VERSION] = manifest.get("code_version")
-    record[CONFIG] = (json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
-                      if manifest.get("config") else None)
+    record[CODE_VERSION], record[CONFIG] = record_provenance(manifest, ("seed",))
     metrics = record.pop("metrics")
     record.pop("extractors")
     record["kid_subset_size"] = (metrics.get("kid") or {}).get("subset_size")

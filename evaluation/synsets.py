@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .artifacts import atomic_path, write_json_atomic
+from .artifacts import atomic_path, read_json_object, write_json_atomic
 
 
 class SynsetError(ValueError):
@@ -53,6 +53,15 @@ def write_labels(directory: Path, rows: list[tuple[str, int, str]]) -> None:
     writer.writerow(["path", "label", "class_name"])
     writer.writerows(rows)
     (Path(directory) / "labels.csv").write_text(buffer.getvalue())
+
+
+def synset_provenance(directory: Path) -> dict:
+    """Where a set came from, for the records made from it: its manifest's config slice (the method
+    spec, see ``methods.distill``), seed and code version; ``None`` values for a set without a
+    manifest (an ``external`` folder made elsewhere)."""
+    path = Path(directory) / "manifest.json"
+    record = read_json_object(path, "distillation", "the set's manifest") if path.exists() else {}
+    return {key: record.get(key) for key in ("config", "seed", "code_version")}
 
 
 def index_synset(directory: Path, num_classes: int, classes: range | None = None) -> list[tuple[str, int, str]]:

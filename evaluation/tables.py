@@ -152,14 +152,36 @@ def _manifest_fields(manifest: object) -> dict:
     params = (config or {}).get("protocol_params")
     params = params if isinstance(params, dict) else {}
     depth = network.get("depth")
+    code_version, config_json = record_provenance(manifest, CONFIG_EXCLUDED)
     return {
-        CODE_VERSION: manifest.get("code_version"),
-        CONFIG: None if config is None else json.dumps(
-            {k: v for k, v in config.items() if k not in CONFIG_EXCLUDED}, sort_keys=True),
+        CODE_VERSION: code_version,
+        CONFIG: config_json,
         NETWORK_ARCH: network.get("arch"),
         NETWORK_DEPTH: None if depth is None else int(depth),
         PROTOCOL_BASE: params.get("base"),
     }
+
+
+def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | None, str | None]:
+    """A record's code version and canonical config JSON for :func:`mixed_provenance`.
+
+    The config is ``manifest.config`` without the ``excluded`` keys, plus, under ``synset``, the
+    config slice of the synthetic set the record was made from (``manifest.synset.config``: the
+    method and its parameters, seed excluded), so that two results of one cell made from sets of
+    different method parameters differ here even when their own job's config agrees. A set made
+    by another code version than the record shows as ``<record version> (synset <set version>)``.
+    """
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else None
+    synset = manifest.get("synset") if isinstance(manifest.get("synset"), dict) else {}
+    code_version = manifest.get("code_version")
+    if synset.get("code_version") not in (None, code_version):
+        code_version = f"{code_version} (synset {synset['code_version']})"
+    if config is None:
+        return code_version, None
+    config = {k: v for k, v in config.items() if k not in excluded}
+    if isinstance(synset.get("config"), dict):
+        config["synset"] = {k: v for k, v in synset["config"].items() if k != "seed"}
+    return code_version, json.dumps(config, sort_keys=True)
 
 
 def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
@@ -266,9 +288,8 @@ def _counted(values: dict[str, int], noun: str = "run") -> str:
 
 
 def _short_version(version: str) -> str:
-    """A git hash cut to 12 characters, its suffix (``-dirty``) kept; other strings unchanged."""
-    match = re.fullmatch(r"([0-9a-f]{40})(.*)", version)
-    return match.group(1)[:12] + match.group(2) if match else version
+    """Every git hash in ``version`` cut to 12 characters, the rest (``-dirty``) kept."""
+    return re.sub(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", version)
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:

@@ -283,13 +283,16 @@ def test_load_runs_reads_optional_selection_keys(tmp_path):
 
 
 def write_record(root, seed: int, repeat: int, best: float, version: str | None = "a" * 40,
-                 lr: float = 0.01, method: str = "dmgd", ipc: int = 10) -> object:
-    """A run record with a manifest (config slice and code version) as evaluation.train writes it."""
+                 lr: float = 0.01, method: str = "dmgd", ipc: int = 10, synset: dict | None = None) -> object:
+    """A run record with a manifest (config slice, code version and, when given, the synthetic set's
+    provenance) as evaluation.train writes it."""
     config = {"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": seed, "repeat": repeat,
               "protocol": "hard_label", "network_name": "convnet-3",
               "network": {"arch": "convnet", "depth": 3, "width": 128},
               "protocol_params": {"base": "hard_label", "optimizer": "sgd", "lr": lr}}
     manifest = {"config": config} if version is None else {"config": config, "code_version": version}
+    if synset is not None:
+        manifest["synset"] = synset
     record = {"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": seed, "protocol": "hard_label",
               "network": "convnet-3", "repeat": repeat, "best_top1": best, "last_top1": best - 1,
               "manifest": manifest}
@@ -338,3 +341,24 @@ def test_mixed_configs_in_a_cell_name_the_differing_key(tmp_path):
     assert table.blocks[0].cells[("dmgd", 10)].provenance == ("config protocol_params.lr 0.01 (2 runs) vs 0.1 (1 run)",)
     same = [write_record(tmp_path, s, r, 50.0 + r) for s in range(2) for r in range(2)]  # seeds and repeats differ only
     assert accuracy_table(load_runs(same)).blocks[0].cells[("dmgd", 10)].provenance == ()
+
+
+def synset_provenance(guidance: float, version: str = "a" * 40, seed: int = 0) -> dict:
+    return {"config": {"method": "dmgd", "params": {"guidance_scale": guidance}, "dataset": "CIFAR10"},
+            "seed": seed, "code_version": version}
+
+
+def test_sets_of_different_method_parameters_in_a_cell_are_marked(tmp_path):
+    paths = [write_record(tmp_path, s, 0, 50.0, synset=synset_provenance(0.1, seed=s)) for s in range(2)]
+    paths.append(write_record(tmp_path, 2, 0, 50.0, synset=synset_provenance(0.3, seed=2)))
+    table = accuracy_table(load_runs(paths))
+    assert table.blocks[0].cells[("dmgd", 10)].provenance == (
+        "config synset.params.guidance_scale 0.1 (2 runs) vs 0.3 (1 run)",)
+    assert "pools runs of different provenance: config synset.params.guidance_scale" in to_markdown(table)
+
+
+def test_a_set_made_by_another_code_version_is_named(tmp_path):
+    paths = [write_record(tmp_path, 0, 0, 50.0, synset=synset_provenance(0.1)),
+             write_record(tmp_path, 1, 0, 50.0, synset=synset_provenance(0.1, version="c" * 40, seed=1))]
+    assert accuracy_table(load_runs(paths)).blocks[0].cells[("dmgd", 10)].provenance == (
+        "code version aaaaaaaaaaaa (1 run) vs aaaaaaaaaaaa (synset cccccccccccc) (1 run)",)
