@@ -3,7 +3,8 @@
 Both methods distil the same dataset with the same backbone, sampler steps and batch (one sample
 of every class per batch: the batch greedy progressive matching allows), each timed end to end
 (backbone load, k-means for DMGD, sampling, decoding) as the best of ``--repeats`` interleaved runs. DMGD's
-cost must stay within 1.2x of DiT's (issue #3).
+cost must stay within 1.2x of DiT's (issue #3). ``benchmarks/run.py`` uses the pieces of this file
+for every method.
 
 Usage: python benchmarks/dmgd_overhead.py [--backbone DIR] [--ipc 10] [--steps 50] [--repeats 5]
 Without --backbone it uses results/digits/backbones/tiny if present, else builds an untrained
@@ -12,12 +13,14 @@ backbone of the default profile's architecture (timing does not depend on the we
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run as a script from anywhere
+from benchmarks.timing import best_times
 from evaluation.config import validate_config
 from evaluation.datasets import dataset_info, prepare_digits
 from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
@@ -28,29 +31,47 @@ from methods.registry import DistillContext, get_method
 LIMIT = 1.2
 
 
-def default_backbone(directory: Path) -> Path:
-    trained = Path("results/digits/backbones/tiny")
-    if trained.is_dir():
-        return trained
+def default_backbone(directory: Path, image_size: int | None = None) -> Path:
+    """The trained default backbone if present (and ``image_size`` is the default's), else an
+    untrained one of the default architecture at ``image_size`` saved under ``directory``."""
     config = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1], "methods": {"d": {"method": "dit"}}})
     train = config["backbone"]["train"]
-    size = config["data"]["digits_image_size"]
-    vae = build_vae(train, size)
+    size = image_size or config["data"]["digits_image_size"]
+    trained = Path("results/digits/backbones/tiny")
+    if trained.is_dir() and size == config["data"]["digits_image_size"]:
+        return trained
     latent = size // 2 ** (len(train["vae_channels"]) - 1)
-    Backbone(build_dit(train, latent, 10), vae, dit_scheduler()).save(directory / "tiny")
-    return directory / "tiny"
+    Backbone(build_dit(train, latent, 10), build_vae(train, size), dit_scheduler()).save(directory / f"tiny{size}")
+    return directory / f"tiny{size}"
 
 
-def best_times(contexts: dict[str, DistillContext], repeats: int) -> dict[str, float]:
-    """Best wall time of each method over ``repeats`` rounds, the methods interleaved in each round
-    so that a slow spell of a shared machine hits both alike."""
-    best = {name: float("inf") for name in contexts}
-    for _ in range(repeats):
-        for name, ctx in contexts.items():
-            started = time.perf_counter()
-            get_method(name).distill(ctx)
-            best[name] = min(best[name], time.perf_counter() - started)
-    return best
+def distill_inputs(directory: Path, backbone_dir: Path, device: str = "cpu") -> tuple[Path, Path]:
+    """The digits prepared at the backbone's image size and their latents, under ``directory``."""
+    backbone = open_backbone(backbone_dir, device=device)
+    data_dir = directory / "digits"
+    prepare_digits(data_dir, backbone.vae.config.sample_size, 0.2, 0)
+    torch.save(encode_split(backbone, data_dir, None), directory / "latents.pt")
+    return data_dir, directory / "latents.pt"
+
+
+def method_params(method: str, overrides: dict | None = None) -> dict:
+    """The schema defaults of a registry method's parameters (what the default profile runs)."""
+    config = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
+                              "methods": {"m": {"method": method, "params": overrides or {}}}})
+    return config["methods"]["m"]["params"]
+
+
+def context(method: str, backbone_dir: Path, inputs: tuple[Path, Path], ipc: int, steps: int,
+            batch_size: int, device: str = "cpu", sampler: dict | None = None) -> DistillContext:
+    """A distillation of the digits by ``method`` with its default parameters."""
+    data_dir, latents = inputs
+    cfg = {"steps": steps, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": batch_size, **(sampler or {})}
+    return DistillContext(dataset_info("digits"), data_dir, ipc, 0, method_params(method), cfg, {},
+                          backbone_dir, latents, device=device)
+
+
+def distill_runner(method: str, ctx: DistillContext):
+    return lambda: get_method(method).distill(ctx)
 
 
 def main() -> None:
@@ -62,23 +83,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    classes = dataset_info("digits").num_classes
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         backbone_dir = args.backbone or default_backbone(tmp)
-        data_dir = tmp / "digits"
-        prepare_digits(data_dir, open_backbone(backbone_dir).vae.config.sample_size, 0.2, 0)
-        torch.save(encode_split(open_backbone(backbone_dir), data_dir, None), tmp / "latents.pt")
-        info = dataset_info("digits")
-        sampler = {"steps": args.steps, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": info.num_classes}
-        config = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [args.ipc],
-                                  "methods": {"d": {"method": "dmgd"}}})
-        context = lambda params: DistillContext(info, data_dir, args.ipc, 0, params, sampler, {},  # noqa: E731
-                                                backbone_dir, tmp / "latents.pt")
-        times = best_times({"dit": context({}), "dmgd": context(config["methods"]["d"]["params"])}, args.repeats)
+        inputs = distill_inputs(tmp, backbone_dir)
+        times = best_times({m: distill_runner(m, context(m, backbone_dir, inputs, args.ipc, args.steps, classes))
+                            for m in ("dit", "dmgd")}, args.repeats)
     dit, dmgd = times["dit"], times["dmgd"]
-    images = info.num_classes * args.ipc
+    images = classes * args.ipc
     ratio = dmgd / dit
-    print(f"backbone {backbone_dir}, {images} images, {args.steps} steps, batch {info.num_classes}, "
+    print(f"backbone {backbone_dir}, {images} images, {args.steps} steps, batch {classes}, "
           f"{torch.get_num_threads()} threads")
     print(f"dit : {1000 * dit / images:8.2f} ms/image")
     print(f"dmgd: {1000 * dmgd / images:8.2f} ms/image")

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import datasets, transforms
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run as a script from anywhere
+from benchmarks.timing import best_times, synchronize
 from evaluation.augment import cutmix
 from evaluation.config import validate_config
 from evaluation.datasets import load_split, prepare_digits
@@ -70,9 +72,58 @@ def suite_epoch(model, optimizer, data, targets, protocol, generator) -> None:
         optimizer.step()
 
 
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def compare(size: int = 16, ipc: int = 10, epochs: int = 20, repeats: int = 3, workers: int = 0,
+            device: str = "cpu", network: dict | None = None) -> dict:
+    """Seconds of ``epochs`` epochs of each side (best of ``repeats`` interleaved rounds) and the
+    throughput ratio suite / reference, training ``network`` (default ConvNet-3) at ``size`` px."""
+    network = network or NETWORK
+    torch.manual_seed(0)
+    protocol = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
+                                "methods": {"r": {"method": "random"}}})["protocols"]["hard_label"]
+    protocol = {**protocol, "lighting": 0.0}
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        prepare_digits(tmp / "data", size, 0.2, 0)
+        images, labels = load_split(tmp / "data", "train")
+        picked = torch.cat([torch.nonzero(labels == c).flatten()[:ipc] for c in range(10)])
+        images, labels = images[picked], labels[picked]
+        jitter = protocol["color_jitter"]
+        pipeline = transforms.Compose([
+            transforms.Resize(size), transforms.CenterCrop(size),
+            transforms.RandomResizedCrop(size, scale=tuple(protocol["rrc_scale"])),
+            transforms.RandomHorizontalFlip(), transforms.ColorJitter(jitter, jitter, jitter),
+            transforms.ToTensor(), transforms.Normalize(protocol["mean"], protocol["std"])])
+        folder = datasets.ImageFolder(str(write_folder(images, labels, tmp / "synset")), transform=pipeline)
+        loader = torch.utils.data.DataLoader(folder, batch_size=protocol["batch_size"], shuffle=True,
+                                             num_workers=workers, pin_memory=device != "cpu",
+                                             persistent_workers=workers > 0)
+        data, targets = to_unit_float(images, device), labels.to(device)
+        kwargs = {k: v for k, v in network.items() if k != "arch"}
+
+        def fresh():
+            model = create_network(network["arch"], 10, size, **kwargs).to(device)
+            return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        epoch_of = {
+            "suite": lambda model, opt, gen: suite_epoch(model, opt, data, targets, protocol, gen),
+            "reference": lambda model, opt, gen: reference_epoch(model, opt, loader, gen, device),
+        }
+
+        def runner(name):
+            model, optimizer = fresh()
+            generator = torch.Generator().manual_seed(0)
+            epoch_of[name](model, optimizer, generator)   # warm-up, outside the timing
+            synchronize(device)
+            return lambda: [epoch_of[name](model, optimizer, generator) for _ in range(epochs)]
+
+        best = {name: float("inf") for name in epoch_of}
+        for _ in range(repeats):   # interleaved; a fresh model per round, built and warmed up untimed
+            for name in epoch_of:
+                best[name] = min(best[name], best_times({name: runner(name)}, 1, device)[name])
+    finally:
+        shutil.rmtree(tmp)
+    return {"suite_s": best["suite"], "reference_s": best["reference"], "images": len(images) * epochs,
+            "epochs": epochs, "ratio": best["reference"] / best["suite"], "batch_size": protocol["batch_size"]}
 
 
 def main() -> None:
@@ -84,54 +135,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the reference")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where both train")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    protocol = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
-                                "methods": {"r": {"method": "random"}}})["protocols"]["hard_label"]
-    protocol = {**protocol, "lighting": 0.0}
-    tmp = Path(tempfile.mkdtemp())
-    prepare_digits(tmp / "data", args.size, 0.2, 0)
-    images, labels = load_split(tmp / "data", "train")
-    picked = torch.cat([torch.nonzero(labels == c).flatten()[:args.ipc] for c in range(10)])
-    images, labels = images[picked], labels[picked]
-    jitter = protocol["color_jitter"]
-    pipeline = transforms.Compose([
-        transforms.Resize(args.size), transforms.CenterCrop(args.size),
-        transforms.RandomResizedCrop(args.size, scale=tuple(protocol["rrc_scale"])),
-        transforms.RandomHorizontalFlip(), transforms.ColorJitter(jitter, jitter, jitter),
-        transforms.ToTensor(), transforms.Normalize(protocol["mean"], protocol["std"])])
-    folder = datasets.ImageFolder(str(write_folder(images, labels, tmp / "synset")), transform=pipeline)
-    loader = torch.utils.data.DataLoader(folder, batch_size=protocol["batch_size"], shuffle=True,
-                                         num_workers=args.workers, pin_memory=args.device != "cpu")
-    data, targets = to_unit_float(images, args.device), labels.to(args.device)
-
-    def fresh():
-        model = create_network(NETWORK["arch"], 10, args.size, depth=NETWORK["depth"], width=NETWORK["width"])
-        model.to(args.device)
-        return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    runners = {
-        "suite": lambda model, opt, gen: suite_epoch(model, opt, data, targets, protocol, gen),
-        "reference": lambda model, opt, gen: reference_epoch(model, opt, loader, gen, args.device),
-    }
-    best = {name: float("inf") for name in runners}
-    for _ in range(args.repeats):
-        for name, epoch in runners.items():
-            model, optimizer = fresh()
-            generator = torch.Generator().manual_seed(0)
-            epoch(model, optimizer, generator)   # warm-up
-            synchronize(args.device)
-            started = time.perf_counter()
-            for _ in range(args.epochs):
-                epoch(model, optimizer, generator)
-            synchronize(args.device)
-            best[name] = min(best[name], time.perf_counter() - started)
-    count = len(images) * args.epochs
-    for name, seconds in best.items():
-        print(f"{name:>9}: {count / seconds:8.1f} images/s ({seconds:.2f} s for {args.epochs} epochs of {len(images)})")
-    shutil.rmtree(tmp)
-    ratio = best["reference"] / best["suite"]
-    print(f"suite / per-image DataLoader throughput: {ratio:.2f}x (goal >= {LIMIT}x; {args.size} px, "
-          f"convnet-3, batch {protocol['batch_size']}, {args.workers} loader workers, {args.device}, "
+    result = compare(args.size, args.ipc, args.epochs, args.repeats, args.workers, args.device)
+    for name in ("suite", "reference"):
+        seconds = result[f"{name}_s"]
+        print(f"{name:>9}: {result['images'] / seconds:8.1f} images/s ({seconds:.2f} s for {args.epochs} epochs "
+              f"of {result['images'] // args.epochs})")
+    print(f"suite / per-image DataLoader throughput: {result['ratio']:.2f}x (goal >= {LIMIT}x; {args.size} px, "
+          f"convnet-3, batch {result['batch_size']}, {args.workers} loader workers, {args.device}, "
           f"{torch.get_num_threads()} threads)")
 
 

@@ -7,6 +7,7 @@ config slice, seed, code version, package versions, device and wall time (DESIGN
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -14,11 +15,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
+
+from .errors import InputError
 
 PACKAGES = ("torch", "torchvision", "diffusers", "numpy", "scikit-learn", "pillow", "snakemake")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +58,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' requested but CUDA is not available; set device: cpu or auto")
+        raise InputError(f"device '{name}' requested but CUDA is not available; set device: cpu or auto")
     return name
 
 
@@ -68,18 +72,40 @@ def device_description(device: str) -> str:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` (file or directory) and rename it to ``path`` on success.
 
-    On any exception the temporary is removed, so ``path`` is never left half-written.
+    On any exception the temporary is removed, and so are the parent folders that this call
+    created and that are still empty, so a failed write leaves neither ``path`` half-written nor
+    new empty folders (DESIGN.md: bad input leaves no partial output).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    created = missing_folders(path.parent)
     try:
-        yield tmp
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+        try:
+            yield tmp
+            if path.is_dir():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its ancestors that do not exist yet, deepest first."""
+    return list(itertools.takewhile(lambda f: not f.exists(), (folder, *folder.parents)))
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that exists and is empty; leave the others (another
+    job may have written into one meanwhile)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -111,8 +137,8 @@ def read_json_object(path: str | Path, writer: str, what: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); re-run the {writer} that wrote it") from None
+        raise InputError(f"{path}: not valid JSON ({error}); re-run the {writer} that wrote it") from None
     if not isinstance(data, dict):
-        raise TypeError(f"{path}: top level is {type(data).__name__}, not an object; "
-                        f"write {what} as a JSON object")
+        raise InputError(f"{path}: top level is {type(data).__name__}, not an object; "
+                         f"write {what} as a JSON object")
     return data

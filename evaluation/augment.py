@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
+
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator) -> torch.Tensor:
     """Float64 draws uniform in [low, high)."""
@@ -469,7 +471,7 @@ def dsa_families(strategy: str) -> list[str]:
     families = strategy.split("_")
     for family in families:
         if family not in DSA_FAMILIES:
-            raise ValueError(f"DSA family {family!r} in strategy {strategy!r} is unknown; "
+            raise InputError(f"DSA family {family!r} in strategy {strategy!r} is unknown; "
                              f"valid: {', '.join(DSA_FAMILIES)} joined by '_', or 'none'")
     return families
 

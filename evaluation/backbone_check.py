@@ -16,6 +16,7 @@ from methods.dit import distill as sample_with_dit
 from methods.registry import DistillContext
 
 from .artifacts import manifest, resolve_device, write_json_atomic
+from .cli import entry_point
 from .datasets import dataset_info, resize_uint8
 from .train import load_teacher
 from .training import predict
@@ -23,11 +24,11 @@ from .training import predict
 
 def recognisability(spec: dict, backbone_dir: Path, teacher_dir: Path, device: str) -> dict:
     info = dataset_info(spec["dataset"])
+    teacher, record = load_teacher(teacher_dir, device)   # a bad teacher fails before the sampling
     ctx = DistillContext(dataset=info, data_dir=Path("."), ipc=spec["samples_per_class"],
                          seed=spec["seed"], sampler=spec["sampler"], backbone_dir=backbone_dir,
                          device=device)
     synset = sample_with_dit(ctx)
-    teacher, record = load_teacher(teacher_dir, device)
     images = synset.images
     if images.shape[-1] != record["image_size"]:
         images = resize_uint8(images, record["image_size"])
@@ -38,6 +39,7 @@ def recognisability(spec: dict, backbone_dir: Path, teacher_dir: Path, device: s
             "per_class": per_class, "samples": len(correct)}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True)

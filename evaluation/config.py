@@ -14,12 +14,13 @@ import yaml
 
 from methods.registry import get_method
 
-from .datasets import dataset_info, imagenet_class_folders
+from .datasets import dataset_info, digits_train_class_sizes, imagenet_class_folders
+from .errors import InputError
 from .networks import list_networks
 from .protocols import reference_protocols, resolve_protocol
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config value that cannot work; the message names the key, the value and the fix."""
 
 
@@ -90,7 +91,9 @@ def resolve_protocols(config: dict) -> None:
 def check_config(config: dict) -> None:
     for name, variant in config["methods"].items():
         try:
-            get_method(variant["method"])
+            method = get_method(variant["method"])
+            for dataset in config["datasets"] if method.check_params else ():
+                method.check_params(variant["params"], dataset_info(dataset))
         except ValueError as err:
             raise ConfigError(f"methods.{name}: {err}") from None
     for name, network in config["evaluation"]["networks"].items():
@@ -102,6 +105,8 @@ def check_config(config: dict) -> None:
             if arch not in list_networks():
                 raise ConfigError(f"protocols.{name}.lr_by_arch: unknown arch '{arch}'; "
                                   f"valid: {', '.join(list_networks())}")
+    limited = [name for name, variant in config["methods"].items()
+               if get_method(variant["method"]).ipc_limited_by_class]
     for name in config["datasets"]:
         info = dataset_info(name)
         if info.source == "imagenet":
@@ -123,3 +128,16 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"dataset {name} needs a backbone with its classes, but backbone.source "
                                   f"'train' learns {trained_on.name}; set backbone.source to a DiT hub id "
                                   f"or directory")
+    if limited and "digits" in config["datasets"]:
+        check_ipcs(config, "digits", digits_train_class_sizes(config["data"]), limited)
+
+
+def check_ipcs(config: dict, dataset: str, class_sizes: list[int], limited: list[str]) -> None:
+    """The largest IPC against the smallest class of ``dataset``'s train split (``class_sizes``), for
+    the method variants ``limited`` whose method takes IPC real images or k-means prototypes per class."""
+    ipc, smallest = max(config["ipcs"]), min(range(len(class_sizes)), key=class_sizes.__getitem__)
+    if ipc > class_sizes[smallest]:
+        raise ConfigError(f"ipcs: ipc {ipc} exceeds the {class_sizes[smallest]} training images of class "
+                          f"{smallest} of {dataset}, and method variant '{limited[0]}' "
+                          f"({config['methods'][limited[0]]['method']}) needs ipc real images per class; "
+                          f"lower the IPC to at most {class_sizes[smallest]} or remove the variant")

@@ -32,6 +32,7 @@ import pandas as pd
 
 from .artifacts import write_text_atomic
 from .datasets import DATASETS
+from .errors import InputError
 from .tables import MISSING
 
 CSV_COLUMNS = ["dataset", "method", "sets", "ipcs", "distill_s_per_set", "distill_s_per_set_std",
@@ -44,7 +45,7 @@ def benchmark_seconds(path: Path) -> float:
     """Wall seconds of one benchmark file: column ``s``, averaged over its lines."""
     frame = pd.read_csv(path, sep="\t")
     if "s" not in frame.columns or frame.empty:
-        raise ValueError(f"{path}: no 's' column or no line; expected a Snakemake benchmark TSV")
+        raise InputError(f"{path}: no 's' column or no line; expected a Snakemake benchmark TSV")
     return float(pd.to_numeric(frame["s"]).mean())
 
 
@@ -68,7 +69,7 @@ def load_benchmarks(root: str | Path) -> tuple[pd.DataFrame, dict[tuple[str, str
     for path in sorted((root / "finetune_backbone").glob("*.tsv")):
         dataset = next((d for d in sorted(datasets, key=len, reverse=True) if path.stem.endswith(f"-{d}")), None)
         if dataset is None:
-            raise ValueError(f"{path}: name is not <method>-<dataset>.tsv for a known dataset; "
+            raise InputError(f"{path}: name is not <method>-<dataset>.tsv for a known dataset; "
                              "expected the finetune_backbone rule's benchmark")
         finetune[(dataset, path.stem[: -len(dataset) - 1])] = benchmark_seconds(path)
     latents = {path.stem: benchmark_seconds(path) for path in sorted((root / "encode_latents").glob("*.tsv"))}
@@ -173,7 +174,7 @@ def write_costs(benchmarks: str | Path, out_dir: Path, method_order: Sequence[st
     ``--benchmarks``); a folder without distillation or fine-tuning benchmarks gives empty tables
     that say so (results copied without their benchmarks)."""
     if not Path(benchmarks).is_dir():
-        raise ValueError(f"--benchmarks {benchmarks}: no such folder; pass the profile's results/<profile>/benchmarks")
+        raise InputError(f"--benchmarks {benchmarks}: no such folder; pass the profile's results/<profile>/benchmarks")
     jobs, finetune, latents = load_benchmarks(benchmarks)
     table = cost_table(jobs, finetune, method_order)
     notes = [note for note in jobs["note"] if note] + reference_cost_notes(sorted(set(table["dataset"])), reference)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from .errors import InputError
 from .seeding import derive_seed
 
 SUBSETS_FILE = Path(__file__).parent / "data" / "imagenet_subsets.yaml"
@@ -31,7 +32,7 @@ IMAGENET_FOLDER = {"train": "train", "test": "val"}
 IMAGENET_LAYOUT = "expected <root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """Bad or missing data; the message is one line naming the path and the expected layout."""
 
 
@@ -83,25 +84,32 @@ def prepare_digits(out_dir: Path, image_size: int, test_fraction: float, split_s
     """scikit-learn's bundled 8x8 digits resized to RGB ``image_size``, split by seeded stratified draws:
     ``test_fraction`` of the whole as test, then ``val_fraction`` of the rest as val."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     gray = torch.from_numpy(digits.images / 16.0).float().unsqueeze(1)  # N,1,8,8 in [0, 1]
     resized = F.interpolate(gray, size=(image_size, image_size), mode="bilinear", align_corners=False)
     images = (resized.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
     labels = torch.from_numpy(digits.target).long()
-    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_fraction,
-                                           stratify=digits.target, random_state=split_seed)
-    train_idx, val_idx = train_test_split(train_idx, test_size=val_fraction, stratify=digits.target[train_idx],
-                                          random_state=split_seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for split, idx in zip(SPLITS, (np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))):
+    for split, idx in zip(SPLITS, digits_split(digits.target, test_fraction, split_seed, val_fraction)):
         idx_t = torch.from_numpy(idx)
         torch.save({"images": images[idx_t].contiguous(), "labels": labels[idx_t].contiguous()},
                    out_dir / f"{split}.pt")
         counts[split] = len(idx)
     return counts
+
+
+def digits_split(targets: np.ndarray, test_fraction: float, split_seed: int,
+                 val_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted indices of the train, val and test splits of :func:`prepare_digits`."""
+    from sklearn.model_selection import train_test_split
+
+    train_idx, test_idx = train_test_split(np.arange(len(targets)), test_size=test_fraction, stratify=targets,
+                                           random_state=split_seed)
+    train_idx, val_idx = train_test_split(train_idx, test_size=val_fraction, stratify=targets[train_idx],
+                                          random_state=split_seed)
+    return np.sort(train_idx), np.sort(val_idx), np.sort(test_idx)
 
 
 # ----------------------------------------------------------------------------- ImageNet
@@ -194,6 +202,19 @@ def read_index(data_dir: Path, split: str) -> tuple[list[str], torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- common API
+
+def digits_train_class_sizes(data_cfg: dict) -> list[int]:
+    """Images of each digit (label order) in the train split that :func:`prepare_digits` writes with
+    the config's ``data`` block, i.e. without the val and test splits; recomputed from the seeded
+    split, with no data prepared. (ImageNet's are known only from its folders: a method that
+    draws more images than a class has fails at its distill job instead.)"""
+    from sklearn.datasets import load_digits
+
+    targets = load_digits().target
+    train = digits_split(targets, data_cfg["digits_test_fraction"], data_cfg["split_seed"],
+                         data_cfg["digits_val_fraction"])[0]
+    return np.bincount(targets[train], minlength=len(DATASETS["digits"].class_names)).tolist()
+
 
 def prepare(name: str, out_dir: Path, data_cfg: dict) -> dict:
     """Prepare dataset ``name`` into ``out_dir``; returns the split sizes."""

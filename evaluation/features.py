@@ -21,6 +21,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .artifacts import atomic_path, manifest, resolve_device
+from .cli import entry_point
 from .datasets import load_split, split_labels, split_paths
 from .metrics.extractors import Extractor, create_extractor
 
@@ -57,6 +58,7 @@ def write_features(spec: dict, data_dir: Path, split: str, extractor_name: str, 
     return record
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="JSON config slice of the job")

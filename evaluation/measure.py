@@ -21,7 +21,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .artifacts import manifest, resolve_device, write_json_atomic
+from .cli import entry_point
 from .datasets import dataset_info
+from .errors import InputError
 from .metrics import metrics_config
 from .metrics.bootstrap import bootstrap, resample_indices
 from .metrics.diversity import diversity
@@ -35,7 +37,7 @@ from .synsets import read_synset, synset_provenance
 BOOTSTRAP_STREAM, KID_STREAM, OT_STREAM = 0, 1, 2   # derive_seed(metrics.seed, stream)
 
 
-class FeatureArtifactError(ValueError):
+class FeatureArtifactError(InputError):
     """A real-features file that does not match the metrics config; one line naming it."""
 
 
@@ -115,6 +117,7 @@ def measure_set(spec: dict, synset_dir: Path, fid_features: Path, features: Path
     return record
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="JSON config slice: dataset, method, ipc, seed, metrics")

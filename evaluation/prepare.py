@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 from .artifacts import atomic_path, manifest, write_json_atomic
+from .cli import entry_point
 from .datasets import prepare
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import InputError
+
 REFERENCE_FILE = Path(__file__).parent / "data" / "protocols.yaml"
 IPC_RULE = "ipc_rule"
 # (largest IPC, epochs) in increasing IPC order; larger IPCs train for FALLBACK_EPOCHS.
@@ -34,7 +36,7 @@ def resolve_protocol(name: str, entry: dict | None) -> dict:
     entry = copy.deepcopy(entry or {})
     base = entry.pop("base", name)
     if base not in references:
-        raise ValueError(f"protocol {name!r} has no reference protocol {base!r}; set protocols.{name}.base "
+        raise InputError(f"protocol {name!r} has no reference protocol {base!r}; set protocols.{name}.base "
                          f"to one of: {', '.join(references)}")
     return {**references[base], **entry, "base": base}
 
@@ -46,7 +48,7 @@ def hard_label_epochs(ipc: int, num_classes: int) -> int:
     the count is scaled by 2/3 and rounded down to hundreds (IPC 10: 1300, IPC 20: 1000).
     """
     if ipc < 1:
-        raise ValueError(f"ipc {ipc!r} is invalid; valid: a positive integer")
+        raise InputError(f"ipc {ipc!r} is invalid; valid: a positive integer")
     epochs = next((count for bound, count in EPOCHS_BY_IPC if ipc <= bound), FALLBACK_EPOCHS)
     if num_classes == HUNDRED_CLASSES:
         epochs = int(2 / 3 * epochs)
@@ -95,7 +97,7 @@ SCHEDULES: dict[str, Callable[[int, float], Callable[[int], float]]] = {
 def lr_factor(schedule: str, epochs: int, gamma: float) -> Callable[[int], float]:
     """``epoch -> lr multiplier`` (``LambdaLR``'s function, stepped once per epoch) of ``schedule``."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+        raise InputError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     return SCHEDULES[schedule](epochs, gamma)
 
 
@@ -105,7 +107,7 @@ def evaluation_epochs(epochs: int, num_evals: int, eval_from: float = 0.0) -> li
     epochs of the last 20% (300 epochs, 6 evaluations from 0.8: 250, 260, ..., 300)."""
     start = math.floor(eval_from * epochs)
     if not 1 <= num_evals <= epochs - start:
-        raise ValueError(f"num_evals {num_evals!r} is invalid; valid: 1 <= num_evals <= {epochs - start} "
+        raise InputError(f"num_evals {num_evals!r} is invalid; valid: 1 <= num_evals <= {epochs - start} "
                          f"(epochs {epochs}, eval_from {eval_from})")
     return [start + (epochs - start) * i // num_evals for i in range(1, num_evals + 1)]
 

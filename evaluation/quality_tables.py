@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import read_json_object, write_text_atomic
+from .errors import InputError
 from .tables import (
     CODE_VERSION,
     CONFIG,
@@ -109,19 +110,19 @@ def _read_metrics(path: Path) -> list[dict]:
     record = {}
     for key, kind in REQUIRED_KEYS.items():
         if key not in data:
-            raise ValueError(f"{path}: missing required key '{key}'; re-run the measurement that wrote it")
+            raise InputError(f"{path}: missing required key '{key}'; re-run the measurement that wrote it")
         if kind is dict and not isinstance(data[key], dict):
-            raise ValueError(f"{path}: key '{key}' is {data[key]!r}, not an object; "
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not an object; "
                              "re-run the measurement that wrote it")
         try:
             record[key] = data[key] if kind is dict else kind(data[key])
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
                              "re-run the measurement that wrote it") from None
     for role in EXTRACTOR_ROLES:
         extractor = record["extractors"].get(role)
         if not isinstance(extractor, dict) or "name" not in extractor:
-            raise ValueError(f"{path}: extractors.{role}.name is missing; re-run the measurement "
+            raise InputError(f"{path}: extractors.{role}.name is missing; re-run the measurement "
                              "that wrote it")
         record[f"{role}_name"] = str(extractor["name"])
         record[f"{role}_resize"] = str(extractor.get("resize", "not recorded"))
@@ -138,7 +139,7 @@ def _read_metrics(path: Path) -> list[dict]:
     for name in METRICS:
         entry = metrics.get(name) or {}
         if not isinstance(entry, dict):
-            raise TypeError(f"{path}: metrics.{name} is {entry!r}, not an object; "
+            raise InputError(f"{path}: metrics.{name} is {entry!r}, not an object; "
                             "re-run the measurement that wrote it")
         rows.append({**record, "metric": name, "value": entry.get("value"),
                      "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high")})
@@ -158,7 +159,7 @@ def check_consistent(frame: pd.DataFrame, metrics: Sequence[str]) -> None:
             known = group[group[column].notna()].drop_duplicates(column)
             if len(known) > 1:
                 first, second = known.iloc[0], known.iloc[1]
-                raise ValueError(f"metrics records disagree on {what}: {_plain(first[column])!r} "
+                raise InputError(f"metrics records disagree on {what}: {_plain(first[column])!r} "
                                  f"({first['path']}) vs {_plain(second[column])!r} ({second['path']}); "
                                  "recompute them with one metrics config")
 
@@ -206,9 +207,9 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
     that its records agree on what those metrics were computed with."""
     unknown = [name for name in metrics if name not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; use names from {', '.join(METRICS)}")
+        raise InputError(f"unknown metrics {unknown}; use names from {', '.join(METRICS)}")
     if frame.empty:
-        raise ValueError("no metrics records to tabulate; check the paths passed to load_metrics")
+        raise InputError("no metrics records to tabulate; check the paths passed to load_metrics")
     frame = frame[frame["metric"].isin(metrics)]
     check_consistent(frame, metrics)
     order = ordered_methods(frame, method_order)

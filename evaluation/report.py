@@ -22,7 +22,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .artifacts import write_text_atomic
+from .artifacts import atomic_path, write_text_atomic
+from .cli import entry_point
 from .costs import write_costs
 from .quality_tables import load_metrics, write_quality_tables
 from .reported import (
@@ -136,8 +137,8 @@ def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir:
     """Write every table of the report into ``out_dir``: the metric tables only with ``metrics``,
     the cost tables only with ``benchmarks``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame = load_runs(runs)
+    frame = load_runs(runs)   # every input is read before the first table is written
+    metric_frame = load_metrics(metrics) if metrics else None
     write_text_atomic(out_dir / "runs.csv",
                       frame.reindex(columns=RUN_COLUMNS).to_csv(index=False, lineterminator="\n"))
     by_protocol = protocol_notes(runs)
@@ -149,7 +150,6 @@ def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir:
         write_variance(frame, out_dir)
     if backbone_checks:
         write_text_atomic(out_dir / "backbone.md", backbone_table(backbone_checks))
-    metric_frame = load_metrics(metrics) if metrics else None
     if metric_frame is not None:
         write_quality_tables(metric_frame, out_dir, method_order, method_notes)
     write_reported_tables(frame, out_dir, metric_frame, method_map, method_order, by_protocol, method_notes,
@@ -158,6 +158,7 @@ def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir:
         write_costs(benchmarks, out_dir, method_order, load_reference(reference))
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", default=[], type=Path,
@@ -177,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="reference CSV (default: the packaged evaluation/data/reported_results.csv)")
     args = parser.parse_args(argv)
     order = args.method_order.split(",") if args.method_order else None
-    write_report(args.runs, args.backbone_checks, args.out, order, args.note, args.metrics, args.benchmarks,
-                 parse_method_map(args.method_map), args.reference)
+    with atomic_path(args.out) as tmp:   # the tables folder appears complete or not at all
+        tmp.mkdir()
+        write_report(args.runs, args.backbone_checks, tmp, order, args.note, args.metrics, args.benchmarks,
+                     parse_method_map(args.method_map), args.reference)
 
 
 if __name__ == "__main__":

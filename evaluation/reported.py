@@ -42,6 +42,7 @@ import pandas as pd
 import yaml
 
 from .artifacts import write_text_atomic
+from .errors import InputError
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
 from .tables import (
@@ -131,12 +132,12 @@ def load_reference(path: str | Path = REFERENCE_FILE, vocabulary: dict | None = 
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [column for column in REFERENCE_COLUMNS if column not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: lacks columns {missing}; use the shared reference's layout")
+        raise InputError(f"{path}: lacks columns {missing}; use the shared reference's layout")
     rows = []
     for index, row in frame.iterrows():
         source = next((entry for entry in vocabulary["sources"] if row["source"].startswith(entry["match"])), None)
         if source is None:
-            raise ValueError(f"{path}: row {index + 2} has source {row['source']!r}, which no entry of "
+            raise InputError(f"{path}: row {index + 2} has source {row['source']!r}, which no entry of "
                              f"{VOCABULARY_FILE.name} 'sources' matches; add one")
         ablation = vocabulary["ablations"].get(row["table"])
         method = (ablation["rows"] if ablation else vocabulary["methods"]).get(row["method"])
@@ -184,7 +185,7 @@ def parse_method_map(items: Iterable[str]) -> dict[str, str]:
         for pair in filter(None, (part.strip() for part in item.split(","))):
             variant, sep, method = pair.partition("=")
             if not sep or not variant.strip() or not method.strip():
-                raise ValueError(f"--method-map: '{pair}' is not VARIANT=METHOD; write e.g. random-first-k=random")
+                raise InputError(f"--method-map: '{pair}' is not VARIANT=METHOD; write e.g. random-first-k=random")
             mapping[variant.strip()] = method.strip()
     return mapping
 
@@ -198,7 +199,7 @@ def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None =
     method_map = method_map or {}
     unknown = sorted({target for target in method_map.values() if target not in known})
     if unknown:
-        raise ValueError(f"--method-map: unknown reference method '{unknown[0]}'; valid: {', '.join(sorted(known))}")
+        raise InputError(f"--method-map: unknown reference method '{unknown[0]}'; valid: {', '.join(sorted(known))}")
     resolved = {}
     for variant in variants:
         if variant in method_map:

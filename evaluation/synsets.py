@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 from .artifacts import atomic_path, read_json_object, write_json_atomic
+from .errors import InputError
 
 
-class SynsetError(ValueError):
+class SynsetError(InputError):
     """A synthetic-set folder that does not follow the contract; one line naming the problem."""
 
 

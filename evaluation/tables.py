@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import read_json_object, write_text_atomic
+from .errors import InputError
 
 REQUIRED_KEYS: dict[str, type] = {
     "dataset": str, "method": str, "ipc": int, "seed": int, "protocol": str, "network": str,
@@ -126,17 +127,17 @@ def _read_run(path: Path) -> dict:
               if value is None or isinstance(value, (str, int, float, bool))}
     for key, kind in REQUIRED_KEYS.items():
         if key not in data:
-            raise ValueError(f"{path}: missing required key '{key}'; add it to the run's result JSON")
+            raise InputError(f"{path}: missing required key '{key}'; add it to the run's result JSON")
         try:
             record[key] = kind(data[key])
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
                              "fix the value in the run's result JSON") from None
     for key, kind in OPTIONAL_KEYS.items():
         value = data.get(key)
         allowed = (int, float) if kind is float else (kind,)
         if value is not None and (isinstance(value, bool) or not isinstance(value, allowed)):
-            raise ValueError(f"{path}: key '{key}' is {value!r}, not {kind.__name__} or null; "
+            raise InputError(f"{path}: key '{key}' is {value!r}, not {kind.__name__} or null; "
                              "fix the value in the run's result JSON")
         record[key] = None if value is None else kind(value)
     record.update(_manifest_fields(data.get("manifest")))
@@ -197,7 +198,7 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
     if missing_columns:
         raise ValueError(f"runs lack columns {missing_columns}; build them with load_runs")
     if runs.empty:
-        raise ValueError("no runs to tabulate; check the result paths passed to load_runs")
+        raise InputError("no runs to tabulate; check the result paths passed to load_runs")
     order = ordered_methods(runs, method_order)
     blocks = []
     for (dataset, protocol, network), block_runs in runs.groupby(BLOCK_KEYS, sort=True):
@@ -215,7 +216,7 @@ def ordered_methods(runs: pd.DataFrame, method_order: Sequence[str] | None) -> l
         return appearing
     unlisted = [m for m in appearing if m not in method_order]
     if unlisted:
-        raise ValueError(f"method_order lacks methods {unlisted}; add them to method_order "
+        raise InputError(f"method_order lacks methods {unlisted}; add them to method_order "
                          "or drop their runs")
     return list(method_order)
 

@@ -17,29 +17,33 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 from .artifacts import atomic_path, manifest, resolve_device, write_json_atomic
+from .checkpoint import Checkpoint, job_identity
+from .cli import entry_point
 from .datasets import dataset_info, has_split, load_split, resize_uint8
+from .errors import InputError, MissingWeightsError, load_matching_weights
 from .networks import create_network
 from .protocols import protocol_epochs
 from .seeding import derive_seed
-from .synsets import read_synset
+from .synsets import read_synset, synset_provenance
 from .training import train_and_evaluate
 
 PRETRAINED_IMAGE_SIZE = 224   # torchvision's ImageNet weights: 224 px crops, torchvision's stem
 
 
 def _fit(train_images, train_labels, data_dir: Path, *, protocol: dict, network: dict, num_classes: int,
-         epochs: int, seed: int, device: str, teacher=None):
-    """Train and evaluate on the prepared test split (and the val split when the dataset has one)."""
+         epochs: int, seed: int, device: str, checkpoint: Checkpoint, teacher=None):
+    """Train and evaluate on the prepared test split (and the val split when the dataset has one),
+    resuming from and saving to ``checkpoint``."""
     size = protocol["image_size"] or train_images.shape[-1]
     test = load_split(data_dir, "test", image_size=size)
     val = load_split(data_dir, "val", image_size=size) if has_split(data_dir, "val") else None
     kwargs = {k: v for k, v in network.items() if k != "arch"}
     return train_and_evaluate(train_images, train_labels, test, val=val, protocol=protocol,
                               network=network["arch"], network_kwargs=kwargs, num_classes=num_classes,
-                              epochs=epochs, seed=seed, device=device, teacher=teacher, progress=True)
+                              epochs=epochs, seed=seed, device=device, teacher=teacher, progress=True,
+                              checkpoint=checkpoint)
 
 
 def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
@@ -47,7 +51,7 @@ def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
     resolution than the teacher's are resized (bilinear, antialiased) to it."""
     model, record = load_teacher(teacher_dir, device)
     if list(record["mean"]) != list(protocol["mean"]) or list(record["std"]) != list(protocol["std"]):
-        raise ValueError(f"teacher {teacher_dir} normalises with mean {record['mean']} std {record['std']}, the "
+        raise InputError(f"teacher {teacher_dir} normalises with mean {record['mean']} std {record['std']}, the "
                          f"protocol with {protocol['mean']} {protocol['std']}; use one normalisation for both")
     size = record["image_size"]
 
@@ -71,16 +75,20 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, dev
     teacher = None
     if protocol["loss"] == "soft":
         if teacher_dir is None:
-            raise ValueError(f"protocol {spec['protocol']} (soft labels) needs --teacher DIR")
+            raise InputError(f"protocol {spec['protocol']} (soft labels) needs --teacher DIR")
         teacher = soft_label_teacher(teacher_dir, protocol, device)
     seed = derive_seed(spec["seed"], spec["repeat"])
+    checkpoint = Checkpoint.beside(out, job_identity("evaluate", spec, [synset_dir, data_dir, teacher_dir],
+                                                     device=device))
     result, _ = _fit(images, labels, data_dir, protocol=protocol, network=spec["network"],
                      num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
-                     seed=seed, device=device, teacher=teacher)
+                     seed=seed, device=device, checkpoint=checkpoint, teacher=teacher)
     record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol", "repeat")}
     record.update(network=spec["network_name"], **result,
-                  manifest=manifest(spec, seed=seed, device=device, started=started))
+                  manifest=manifest(spec, seed=seed, device=device, started=started,
+                                    synset=synset_provenance(synset_dir)))
     write_json_atomic(out, record)
+    checkpoint.remove()
     return record
 
 
@@ -93,9 +101,10 @@ def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dic
     protocol = {**spec["protocol_params"], "epochs": teacher["epochs"], "epoch_scale": 1.0,
                 "batch_size": teacher["batch_size"], "lr": teacher["lr"], "lr_by_arch": {}}
     images, labels = load_split(data_dir, "train", image_size=protocol["image_size"])
+    checkpoint = Checkpoint.beside(out_dir, job_identity("teacher", spec, [data_dir], device=device))
     result, model = _fit(images, labels, data_dir, protocol=protocol, network=teacher["network"],
                          num_classes=info.num_classes, epochs=teacher["epochs"], seed=teacher["seed"],
-                         device=device)
+                         device=device, checkpoint=checkpoint)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         torch.save({"state_dict": model.state_dict(), "network": teacher["network"],
@@ -103,14 +112,18 @@ def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dic
                     "mean": protocol["mean"], "std": protocol["std"]}, tmp / "model.pt")
         write_json_atomic(tmp / "manifest.json", manifest(spec, seed=teacher["seed"], device=device,
                                                           started=started, **result))
+    checkpoint.remove()
     return result
 
 
 def torchvision_weights_file(network: dict) -> tuple[Path, str]:
     """Where torchvision keeps the ImageNet weights of ``network`` (a ``resnet``), and their URL."""
     if network["arch"] != "resnet":
-        raise ValueError(f"teacher.source torchvision supports arch resnet (RDED's ResNet-18), not "
+        raise InputError(f"teacher.source torchvision supports arch resnet (RDED's ResNet-18), not "
                          f"{network['arch']!r}; set teacher.network to {{arch: resnet, depth: 18, norm: batch}}")
+    # imported here, not at the top: importing torchvision costs every evaluation job about 1.5 s
+    import torchvision
+
     weights = getattr(torchvision.models, f"ResNet{network.get('depth', 18)}_Weights").IMAGENET1K_V1
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name, weights.url
 
@@ -123,11 +136,11 @@ def pretrained_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -
     network = spec["teacher"]["network"]
     path, url = torchvision_weights_file(network)
     if not path.is_file():
-        raise FileNotFoundError(f"teacher weights {path} are missing (offline); download {url} to that "
-                                f"path or point TORCH_HOME at a directory holding hub/checkpoints/{path.name}")
+        raise MissingWeightsError(f"teacher weights {path} are missing (offline); download {url} to that "
+                                  f"path or point TORCH_HOME at a directory holding hub/checkpoints/{path.name}")
     kwargs = {k: v for k, v in network.items() if k != "arch"}
     model = create_network("resnet", 1000, PRETRAINED_IMAGE_SIZE, **kwargs)
-    model.load_state_dict(torch.load(path, map_location="cpu"))
+    load_matching_weights(model, torch.load(path, map_location="cpu"), path, f"replace it with torchvision's {url}")
     rows = torch.tensor(info.backbone_labels)
     state = model.state_dict()
     state["fc.weight"], state["fc.bias"] = state["fc.weight"][rows], state["fc.bias"][rows]
@@ -150,10 +163,12 @@ def load_teacher(teacher_dir: Path, device: str = "cpu") -> tuple[torch.nn.Modul
     record = torch.load(Path(teacher_dir) / "model.pt", map_location=device)
     kwargs = {k: v for k, v in record["network"].items() if k != "arch"}
     model = create_network(record["network"]["arch"], record["num_classes"], record["image_size"], **kwargs)
-    model.load_state_dict(record["state_dict"])
+    load_matching_weights(model, record["state_dict"], Path(teacher_dir) / "model.pt",
+                          f"re-make the teacher for network {record['network']} (delete {teacher_dir} and re-run)")
     return model.to(device).eval(), record
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["synset", "teacher"])

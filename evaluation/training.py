@@ -14,6 +14,8 @@ evaluations), the last one, and the honest one (test top-1 at the evaluation wit
 validation top-1). The whole training set lives on the device as one float tensor; all data
 randomness comes from one ``torch.Generator`` and model initialisation runs under a forked, seeded
 global RNG, so a run is a function of its arguments and leaves the caller's RNG state untouched.
+With a :class:`~evaluation.checkpoint.Checkpoint` the loop saves its state at epoch ends (at the
+checkpoint's cadence) and resumes from a saved one, ending bit-identical to an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from evaluation.augment import (
     random_resized_crop,
     shuffle_patches,
 )
+from evaluation.checkpoint import Checkpoint, restore_rng, rng_state
 from evaluation.networks import create_network
 from evaluation.protocols import evaluation_epochs, lr_factor, selection_convention
 from evaluation.seeding import derive_seed
@@ -141,10 +144,13 @@ def batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pro
     """Loss of one augmented batch: hard-label cross-entropy (mixed by CutMix's ``lam``) or the
     soft-label KL against the teacher's logits on the same augmented images."""
     inputs, labels_a, labels_b, lam = augment_batch(images, labels, protocol, generator=generator)
-    outputs = model(inputs)
+    # config performance.autocast_bf16 (off in every shipped profile): the forwards in bfloat16
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=protocol.get("autocast_bf16", False)):
+        outputs = model(inputs).float()   # no copy when float32 already
+        if protocol["loss"] == "soft":
+            with torch.no_grad():
+                targets = teacher(inputs).float()
     if protocol["loss"] == "soft":
-        with torch.no_grad():
-            targets = teacher(inputs)
         return soft_label_loss(outputs, targets, protocol["temperature"])
     if lam == 1.0:
         return F.cross_entropy(outputs, labels_a)
@@ -176,14 +182,15 @@ def train_and_evaluate(train_images: torch.Tensor, train_labels: torch.Tensor,
                        test: tuple[torch.Tensor, torch.Tensor], *, protocol: dict, network: str,
                        network_kwargs: dict, num_classes: int, epochs: int, seed: int, device: str,
                        val: tuple[torch.Tensor, torch.Tensor] | None = None, teacher: Teacher | None = None,
-                       progress: bool = False) -> tuple[dict, nn.Module]:
+                       progress: bool = False, checkpoint: Checkpoint | None = None) -> tuple[dict, nn.Module]:
     """Train ``network`` from scratch on uint8 ``train_images`` under ``protocol`` (a dict of the
     settings in ``evaluation/data/protocols.yaml``) for ``epochs`` and evaluate at the protocol's
     evaluation epochs on ``test`` (and ``val``), both (uint8 images, labels).
 
     Returns ``({"best_top1", "best_epoch", "last_top1", "val_selected_top1", "val_selected_epoch",
     "selection", "curve": [{"epoch", "top1", "val_top1"}], "epochs"}, model)``, top-1 in percent;
-    the model is the evaluated one (the EMA model under ``ema_decay``) in eval mode.
+    the model is the evaluated one (the EMA model under ``ema_decay``) in eval mode. With
+    ``checkpoint`` the run resumes from its saved state and saves its own when due (module docstring).
     """
     _check_protocol(protocol, teacher)
     height, width = train_images.shape[-2:]
@@ -205,18 +212,30 @@ def train_and_evaluate(train_images: torch.Tensor, train_labels: torch.Tensor,
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(protocol["ema_decay"]), use_buffers=True)
            if protocol["ema_decay"] else None)
     evaluated = ema.module if ema is not None else model
+    # config performance.compile: the training forward through torch.compile (same parameters)
+    trained = torch.compile(model) if protocol.get("compile", False) else model
     generator = torch.Generator().manual_seed(derive_seed(seed, DATA_STREAM))
     data = to_unit_float(train_images, device)
     targets = train_labels.to(device)
     batch_size, mean, std = protocol["batch_size"], protocol["mean"], protocol["std"]
-    curve = []
-    bar = tqdm(range(1, epochs + 1), desc=f"train {network}", disable=not progress)
+    curve, done = [], 0
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        curve, done = state["curve"], state["epoch"]
+        restore_rng(state["rng"], generator)
+    bar = tqdm(range(done + 1, epochs + 1), desc=f"train {network}", disable=not progress, initial=done,
+               total=epochs)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(data), generator=generator).to(device)
         for first in range(0, len(data), batch_size):
             batch = order[first:first + batch_size]
-            loss = batch_loss(model, data[batch], targets[batch], protocol, teacher=teacher,
+            loss = batch_loss(trained, data[batch], targets[batch], protocol, teacher=teacher,
                               generator=generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -229,6 +248,10 @@ def train_and_evaluate(train_images: torch.Tensor, train_labels: torch.Tensor,
             val_accuracy = top1(evaluated, *val, mean, std, batch_size, device) if val is not None else None
             curve.append({"epoch": epoch, "top1": accuracy, "val_top1": val_accuracy})
             bar.set_postfix(top1=f"{accuracy:.2f}")
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                             "curve": curve, "rng": rng_state(generator)}, at=f"epoch {epoch}")
     result = {**selected_results(curve), "selection": selection_convention(protocol), "curve": curve,
               "epochs": epochs}
     return result, evaluated.eval()

@@ -14,6 +14,8 @@ jobs (config ``distill_chunk_classes``).
 """
 from __future__ import annotations
 
+from evaluation.errors import InputError
+
 
 def class_chunks(num_classes: int, chunk_size: int | None) -> list[tuple[int, int]]:
     """Half-open label ranges of ``chunk_size`` classes covering ``range(num_classes)`` in order,
@@ -32,9 +34,9 @@ def class_chunks(num_classes: int, chunk_size: int | None) -> list[tuple[int, in
 def check_classes(classes: range, num_classes: int) -> range:
     """``classes`` itself if it is a non-empty contiguous range inside ``range(num_classes)``."""
     if not isinstance(classes, range) or classes.step != 1:
-        raise ValueError(f"classes {classes!r} must be a contiguous range of dataset labels (START:STOP)")
+        raise InputError(f"classes {classes!r} must be a contiguous range of dataset labels (START:STOP)")
     if len(classes) == 0 or classes.start < 0 or classes.stop > num_classes:
-        raise ValueError(f"classes {format_classes(classes)} must be a non-empty range inside 0:{num_classes} "
+        raise InputError(f"classes {format_classes(classes)} must be a non-empty range inside 0:{num_classes} "
                          f"(half-open START:STOP of dataset labels, 0 <= START < STOP <= {num_classes})")
     return classes
 
@@ -49,7 +51,7 @@ def parse_classes(text: str | None, num_classes: int) -> range:
             raise ValueError
         classes = range(int(start), int(stop))
     except ValueError:
-        raise ValueError(f"--classes {text!r} is not START:STOP; give a half-open range of dataset labels, "
+        raise InputError(f"--classes {text!r} is not START:STOP; give a half-open range of dataset labels, "
                          f"e.g. 0:{min(250, num_classes)}") from None
     return check_classes(classes, num_classes)
 

@@ -16,8 +16,8 @@ exists. The suite keeps its disentangled-diffusion idea on the shared class-cond
 from __future__ import annotations
 
 import torch
-from sklearn.cluster import MiniBatchKMeans
 
+from evaluation.errors import InputError
 from evaluation.seeding import derive_seed
 
 from .diffusion.generation import Generation
@@ -30,8 +30,11 @@ PORT_NOTE = ("d4m is a port of D4M to the shared DiT backbone (the original uses
 def prototypes(latents: torch.Tensor, ipc: int, km_expand: int, seed: int) -> torch.Tensor:
     """Mini-batch k-means centres [IPC, *latent] of one class's latents (D⁴M ``gen_prototype.py``)."""
     if ipc > len(latents):
-        raise ValueError(f"d4m: ipc {ipc} exceeds the {len(latents)} training images of the class, so "
+        raise InputError(f"d4m: ipc {ipc} exceeds the {len(latents)} training images of the class, so "
                          f"k-means cannot find {ipc} prototypes; lower the IPC")
+    # imported here, not at the top: importing scikit-learn costs every distill job about 1 s
+    from sklearn.cluster import MiniBatchKMeans
+
     km = MiniBatchKMeans(n_clusters=ipc, batch_size=km_expand * ipc, random_state=seed % 2 ** 32, n_init=3)
     km.fit(latents.flatten(1).double().numpy())
     return torch.from_numpy(km.cluster_centers_).to(latents.dtype).view(ipc, *latents.shape[1:])
@@ -42,7 +45,8 @@ def start_step(steps: int, strength: float) -> int:
     return steps - int(steps * strength)
 
 
-@register_method("d4m", needs_backbone=True, needs_latents=True, table_note=PORT_NOTE)
+@register_method("d4m", needs_backbone=True, needs_latents=True, table_note=PORT_NOTE,
+                 ipc_limited_by_class=True)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     real = torch.load(ctx.latents_path)

@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 
 from evaluation.artifacts import manifest
+from evaluation.cli import entry_point
 from evaluation.datasets import dataset_info
+from evaluation.errors import InputError
 from evaluation.synsets import write_synset
 
 from .chunks import parse_classes
@@ -44,9 +46,9 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
     started = time.time()
     method = get_method(spec["method"])
     if method.needs_backbone and backbone_dir is None:
-        raise ValueError(f"method '{method.name}' needs a backbone; pass --backbone DIR")
+        raise InputError(f"method '{method.name}' needs a backbone; pass --backbone DIR")
     if method.needs_latents and latents_path is None:
-        raise ValueError(f"method '{method.name}' needs the real latents; pass --latents FILE")
+        raise InputError(f"method '{method.name}' needs the real latents; pass --latents FILE")
     info = dataset_info(spec["dataset"])
     ctx = DistillContext(dataset=info, data_dir=Path(data_dir), ipc=ipc, seed=seed,
                          params=spec.get("params", {}), sampler=spec.get("sampler", {}),
@@ -60,6 +62,7 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
                           records=synset.records))
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="JSON: method, params, dataset, sampler, data")
@@ -76,10 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
     num_classes = dataset_info(spec["dataset"]).num_classes
-    try:
-        classes = parse_classes(args.classes, num_classes)
-    except ValueError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    classes = parse_classes(args.classes, num_classes)
     torch.set_num_threads(args.threads)
     distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, args.device, classes)
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import torch
 
+from evaluation.errors import InputError
 from evaluation.seeding import generator
 
 from .diffusion.generation import Generation
@@ -58,7 +59,7 @@ from .diffusion.semantic import (
 from .registry import DistillContext, SyntheticSet, register_method
 
 
-class GuidanceError(FloatingPointError):
+class GuidanceError(InputError, FloatingPointError):
     """Non-finite OT guidance; the message names the step, the class and the fix."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from evaluation.datasets import IMAGE_EXTENSIONS, DatasetInfo, read_image
+from evaluation.errors import InputError
 from evaluation.synsets import class_folder
 
 from .registry import DistillContext, SyntheticSet, register_method
@@ -22,18 +23,23 @@ from .registry import DistillContext, SyntheticSet, register_method
 def class_folders(root: Path, info: DatasetInfo) -> list[Path]:
     """The class folders of ``root`` in label order, matched by wnid, class name or label."""
     if not root.is_dir():
-        raise ValueError(f"external set {root} does not exist; set params.path to an ImageFolder directory")
+        raise InputError(f"external set {root} does not exist; set params.path to an ImageFolder directory")
     folders = {p.name: p for p in root.iterdir() if p.is_dir()}
     for names in (info.wnids, info.class_names, tuple(class_folder(k) for k in range(info.num_classes))):
         if names and set(names) == set(folders):
             return [folders[name] for name in names]
     found = ", ".join(sorted(folders)[:4]) + (" ..." if len(folders) > 4 else "")
-    raise ValueError(f"external set {root}: its {len(folders)} class folders ({found}) do not match the "
+    raise InputError(f"external set {root}: its {len(folders)} class folders ({found}) do not match the "
                      f"{info.num_classes} classes of {info.name}; name one folder per class by wnid, class "
                      f"name or zero-padded label (00000, 00001, ...)")
 
 
-@register_method("external", needs_backbone=False, uses_seed=False)
+def check_params(params: dict, info: DatasetInfo) -> None:
+    """The config-time check (registry ``check_params``): the folder exists and its classes match."""
+    class_folders(Path(params["path"]), info)
+
+
+@register_method("external", needs_backbone=False, uses_seed=False, check_params=check_params)
 def distill(ctx: DistillContext) -> SyntheticSet:
     folders = class_folders(Path(ctx.params["path"]), ctx.dataset)
     size = ctx.data["digits_image_size" if ctx.dataset.source == "digits" else "imagenet_image_size"]
@@ -41,7 +47,7 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     for folder in folders[ctx.classes.start:ctx.classes.stop]:
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if len(files) < ctx.ipc:
-            raise ValueError(f"external set: {folder} holds {len(files)} images, fewer than ipc {ctx.ipc}; "
+            raise InputError(f"external set: {folder} holds {len(files)} images, fewer than ipc {ctx.ipc}; "
                              f"lower the IPC or add images")
         images += [read_image(path, size) for path in files[:ctx.ipc]]
     return SyntheticSet(torch.stack(images), torch.tensor(ctx.classes).repeat_interleave(ctx.ipc))

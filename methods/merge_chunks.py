@@ -18,7 +18,9 @@ import shutil
 from pathlib import Path
 
 from evaluation.artifacts import atomic_path, code_version, write_json_atomic
+from evaluation.cli import entry_point
 from evaluation.datasets import dataset_info
+from evaluation.errors import InputError
 from evaluation.synsets import index_synset, write_labels
 
 from .chunks import format_classes
@@ -27,7 +29,7 @@ SHARED = ("config", "seed", "ipc", "code_version")   # what every chunk of one s
 CHUNK_FIELDS = ("device", "wall_time_s", "packages", "num_images")
 
 
-class MergeError(ValueError):
+class MergeError(InputError):
     """Chunks that cannot form one set; one line naming the problem and the fix."""
 
 
@@ -125,16 +127,14 @@ def merge_chunks(chunks: list[Path], dataset: str, out_dir: Path) -> None:
         write_json_atomic(tmp / "manifest.json", merged)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", required=True, nargs="+", type=Path, help="chunk sets (methods.distill --classes)")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    try:
-        merge_chunks(args.chunks, args.dataset, args.out)
-    except ValueError as err:  # MergeError, SynsetError, unknown dataset: one line each
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    merge_chunks(args.chunks, args.dataset, args.out)
 
 
 if __name__ == "__main__":

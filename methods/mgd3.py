@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from evaluation.errors import InputError
 from evaluation.seeding import generator
 
 from .diffusion.generation import Generation
@@ -45,7 +46,7 @@ def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
     for c in ctx.classes:
         latents = real["mean"][real["labels"] == c]
         if ctx.ipc > len(latents):
-            raise ValueError(f"mgd3: ipc {ctx.ipc} exceeds the {len(latents)} training images of class {c}, "
+            raise InputError(f"mgd3: ipc {ctx.ipc} exceeds the {len(latents)} training images of class {c}, "
                              f"so k-means cannot find {ctx.ipc} modes; lower the IPC")
         result = kmeans(latents.flatten(1), ctx.ipc, generator=generator(ctx.seed, c, 3), iters=iters,
                         restarts=restarts)
@@ -53,7 +54,7 @@ def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
     return torch.stack(modes)
 
 
-@register_method("mgd3", needs_backbone=True, needs_latents=True)
+@register_method("mgd3", needs_backbone=True, needs_latents=True, ipc_limited_by_class=True)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     modes = class_modes(ctx, params["kmeans_iters"], params["kmeans_restarts"])

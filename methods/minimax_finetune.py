@@ -14,6 +14,8 @@ DiffFit-style parameter-efficient fine-tuning on one dataset's real latents:
   ``memory_size`` per class, the class terms averaged over the classes of the batch.
 * AdamW (lr 1e-3, wd 0), EMA of the weights; the EMA weights, with γ folded into the output
   projections, are saved as an ordinary diffusers DiT, so ``minimax`` samples from it like ``dit``.
+* the steps checkpoint to ``<out>.ckpt`` at the checkpoint cadence and an interrupted run resumes
+  from it, ending bit-identical (evaluation/checkpoint.py).
 
 Usage: ``python -m methods.minimax_finetune --spec JSON --backbone DIR --latents FILE --out DIR``
 """
@@ -31,6 +33,8 @@ from diffusers.models.embeddings import LabelEmbedding
 from tqdm import tqdm
 
 from evaluation.artifacts import atomic_path, manifest, resolve_device, write_json_atomic
+from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
+from evaluation.cli import entry_point
 from evaluation.seeding import generator
 
 from .diffusion.backbone import Backbone, open_backbone
@@ -111,8 +115,10 @@ def minimax_terms(x0: torch.Tensor, labels: torch.Tensor, memories: Memories) ->
     return torch.stack(rep).mean(), (torch.stack(div).mean() if div else zero)
 
 
-def finetune(backbone: Backbone, latents: dict, params: dict, device: str) -> Backbone:
-    """Fine-tune in place on the latents artifact; returns the backbone holding the folded EMA."""
+def finetune(backbone: Backbone, latents: dict, params: dict, device: str,
+             checkpoint: Checkpoint | None = None) -> Backbone:
+    """Fine-tune in place on the latents artifact; returns the backbone holding the folded EMA. With
+    ``checkpoint`` the steps resume from its saved state and save their own when due."""
     dit = backbone.transformer.train()
     dit.requires_grad_(False)
     ema_model = copy.deepcopy(dit).eval()  # before the γ hooks, which must not be copied
@@ -130,7 +136,22 @@ def finetune(backbone: Backbone, latents: dict, params: dict, device: str) -> Ba
         members = torch.nonzero(labels == c).flatten()
         pick = members[torch.randperm(len(members), generator=gen)[: params["memory_size"]].to(device)]
         memories.push(memories.real, labels[pick], mean[pick])
-    for _ in tqdm(range(params["steps"]), desc="minimax", mininterval=5):
+    # only the trained parameters change (the EMA of a frozen one stays equal to it), so only they are saved
+    tuned = {name for name, p in dit.named_parameters() if p.requires_grad}
+    done = 0
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        dit.load_state_dict(state["dit"], strict=False)
+        gammas.load_state_dict(state["gammas"])
+        ema_model.load_state_dict(state["ema"], strict=False)
+        for s_ema, saved in zip(ema_scales, state["ema_scales"], strict=True):
+            s_ema.copy_(saved)
+        optimizer.load_state_dict(state["optimizer"])
+        memories.real, memories.generated = ([m.to(device) for m in store] for store in state["memories"])
+        restore_rng(state["rng"], gen)
+        done = state["done"]
+    for step in tqdm(range(done, params["steps"]), initial=done, total=params["steps"], desc="minimax",
+                     mininterval=5):
         idx = torch.randint(0, len(mean), (params["batch_size"],), generator=gen).to(device)
         z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen).to(device)
         y = labels[idx]
@@ -147,12 +168,19 @@ def finetune(backbone: Backbone, latents: dict, params: dict, device: str) -> Ba
                 p_ema.lerp_(p, 1.0 - params["ema_decay"])
             for s_ema, s in zip(ema_scales, gammas.scales):
                 s_ema.lerp_(s, 1.0 - params["ema_decay"])
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save({"done": step + 1, "gammas": gammas.state_dict(), "ema_scales": ema_scales,
+                             "dit": {k: v for k, v in dit.state_dict().items() if k in tuned},
+                             "ema": {k: v for k, v in ema_model.state_dict().items() if k in tuned},
+                             "optimizer": optimizer.state_dict(), "memories": (memories.real, memories.generated),
+                             "rng": rng_state(gen)}, at=f"step {step + 1}")
     gammas.remove()
     fold(ema_model, ema_scales)
     backbone.transformer = ema_model.eval().requires_grad_(False)
     return backbone
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="JSON: the minimax variant's params")
@@ -165,11 +193,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     started, params, device = time.time(), json.loads(args.spec), resolve_device(args.device)
     torch.manual_seed(params["seed"])
-    backbone = finetune(open_backbone(args.backbone, device), torch.load(args.latents), params, device)
+    checkpoint = Checkpoint.beside(args.out, job_identity("minimax_finetune", params, [args.backbone, args.latents],
+                                                          device=device))
+    backbone = finetune(open_backbone(args.backbone, device), torch.load(args.latents), params, device, checkpoint)
     with atomic_path(args.out) as tmp:
         backbone.save(tmp)
         write_json_atomic(tmp / "manifest.json", manifest(params, seed=params["seed"], device=device,
                                                           started=started))
+    checkpoint.remove()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from evaluation.datasets import load_split, split_labels, split_paths
+from evaluation.errors import InputError
 from evaluation.seeding import generator
 
 from .registry import DistillContext, SyntheticSet, register_method
@@ -21,7 +22,7 @@ def select_indices(labels: torch.Tensor, num_classes: int, ipc: int, seed: int, 
     for c in range(num_classes) if classes is None else classes:
         members = torch.nonzero(labels == c).flatten()
         if ipc > len(members):
-            raise ValueError(f"ipc {ipc} exceeds the {len(members)} training images of class {c}; "
+            raise InputError(f"ipc {ipc} exceeds the {len(members)} training images of class {c}; "
                              f"lower the IPC in the config")
         if selection == "first_k":
             order = sorted(members.tolist(), key=lambda i: (paths[i] if paths else i))
@@ -32,7 +33,7 @@ def select_indices(labels: torch.Tensor, num_classes: int, ipc: int, seed: int, 
     return chosen
 
 
-@register_method("random", needs_backbone=False)
+@register_method("random", needs_backbone=False, ipc_limited_by_class=True)
 def distill(ctx: DistillContext) -> SyntheticSet:
     labels = split_labels(ctx.data_dir, "train")
     indices = select_indices(labels, ctx.dataset.num_classes, ctx.ipc, ctx.seed, ctx.params.get("selection", "seeded"),

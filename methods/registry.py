@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from evaluation.datasets import DatasetInfo
+from evaluation.errors import InputError
 
 from .chunks import check_classes
 
@@ -64,24 +65,31 @@ class MethodSpec:
     table_note: str | None    # footnote of every table that shows the method
     finetune: str | None      # entry point of a rule that fine-tunes the backbone for the method
     uses_seed: bool           # False for methods whose output does not depend on the seed (external)
+    ipc_limited_by_class: bool  # takes IPC real images (or IPC k-means prototypes) of each class, so IPC
+                                # may not exceed the smallest class (digits: checked with the config)
+    check_params: Callable[[dict, DatasetInfo], object] | None  # cheap check of a variant's params against
+                                # a dataset with the config, before any job; raises InputError
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
-                    table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True):
+                    table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
+                    ipc_limited_by_class: bool = False,
+                    check_params: Callable[[dict, DatasetInfo], object] | None = None):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
-        METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed)
+        METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed,
+                                   ipc_limited_by_class, check_params)
         return fn
     return decorator
 
 
 def get_method(name: str) -> MethodSpec:
     if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'; valid: {', '.join(sorted(METHODS))}")
+        raise InputError(f"unknown method '{name}'; valid: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 

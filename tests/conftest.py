@@ -1,4 +1,5 @@
-"""Shared fixtures: offline Hugging Face, a tiny untrained backbone saved to disk, prepared digits."""
+"""Shared fixtures: offline Hugging Face, a tiny untrained backbone saved to disk, prepared digits,
+and the test profile run end to end."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from evaluation.datasets import prepare_digits
 from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
 from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
+from tests.workflow_run import TEST_PROFILE, snakemake
 
 # one batch holds one sample of each of the 10 digit classes: the round batching greedy matching uses,
 # so that every diffusion method's batches equal dit's and "reduces to dit" can be bit-exact
@@ -69,3 +71,13 @@ def digits_context(digits_dir, tiny_backbone_dir, latents_path):
         return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, method_params(method, **params), SAMPLER,
                               {}, tiny_backbone_dir, latents_path)
     return make
+
+
+@pytest.fixture(scope="session")
+def test_profile_run(tmp_path_factory):
+    """``(results, workdir)`` of the test profile run end to end in a fresh work directory, once per
+    session: tests/test_workflow.py inspects it, tests/test_resume.py compares an interrupted run with it."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    proc = snakemake(workdir, "--cores", "2", "--configfile", str(TEST_PROFILE))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir / "results" / "test", workdir

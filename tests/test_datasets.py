@@ -17,6 +17,7 @@ from evaluation.datasets import (
     SUBSETS_FILE,
     DatasetError,
     dataset_info,
+    digits_train_class_sizes,
     imagenet_class_folders,
     load_split,
     prepare_digits,
@@ -466,3 +467,10 @@ def test_hold_out_is_seeded_and_keeps_half_a_class():
     assert len(held) == 3 and sorted(kept + held) == files and kept == sorted(kept)
     assert hold_out(files, 3, seed=0) == (kept, held) and hold_out(files, 3, seed=1) != (kept, held)
     assert len(hold_out(files, 50, seed=0)[1]) == 5
+
+
+def test_digits_train_class_sizes_match_the_prepared_split(digits_dir):
+    """What the config checks IPC against (evaluation/config.py) is the prepared train split's."""
+    data_cfg = {"digits_test_fraction": 0.2, "split_seed": 0, "digits_val_fraction": 0.1}
+    labels = torch.load(digits_dir / "train.pt")["labels"]
+    assert digits_train_class_sizes(data_cfg) == torch.bincount(labels, minlength=10).tolist()

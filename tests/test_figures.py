@@ -154,25 +154,26 @@ def test_accuracy_without_validation_readings_says_so(figures):
     assert "val-selected: none recorded" in soft and "best (solid) n = 2" in soft
 
 
-def one_line_error(tree: Path, tmp_path: Path, **kwargs) -> str:
+def one_line_error(tree: Path, tmp_path: Path, capsys, **kwargs) -> str:
     with pytest.raises(SystemExit) as exit_info:
         run(tree, tmp_path / "fig", **kwargs)
-    message = str(exit_info.value.code)
-    assert message.startswith("evaluation.figures: error: ") and "\n" not in message
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.startswith("evaluation.figures.build: error: ") and message.count("\n") == 1
     assert not (tmp_path / "fig" / "index.md").exists()
     return message
 
 
-def test_missing_runs_csv_is_one_line_error(tree, tmp_path):
+def test_missing_runs_csv_is_one_line_error(tree, tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()
     for part in ("synsets", "features", "teachers"):   # everything but tables/
         (bare / part).symlink_to(tree / part)
-    assert "runs.csv; build the tables first" in one_line_error(bare, tmp_path)
+    assert "runs.csv; build the tables first" in one_line_error(bare, tmp_path, capsys)
 
 
-def test_unknown_method_is_one_line_error(tree, tmp_path):
-    message = one_line_error(tree, tmp_path, methods="dit,nosuch")
+def test_unknown_method_is_one_line_error(tree, tmp_path, capsys):
+    message = one_line_error(tree, tmp_path, capsys, methods="dit,nosuch")
     assert "unknown method 'nosuch'" in message and "methods there: dit, dmgd, dmgd-nosem" in message
 
 
@@ -180,6 +181,6 @@ def test_cli_reports_bad_input_on_one_stderr_line(tree, tmp_path):
     result = subprocess.run([sys.executable, "-m", "evaluation.figures", "--results", str(tree), "--methods",
                              "dit", "--datasets", "digits", "--ipcs", "7", "--seeds", "0", "--extractor",
                              "teacher"], check=False, capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2 and result.stderr.startswith("evaluation.figures: error: ")
     assert io.StringIO(result.stderr).read().strip().count("\n") == 0
     assert "missing synthetic set" in result.stderr and "ipc7" in result.stderr

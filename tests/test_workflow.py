@@ -3,32 +3,15 @@ paper profile over a fake ImageNet tree."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.fake_imagenet import make_fake_imagenet, make_fake_imagenet_1k
+from tests.workflow_run import ROOT, snakemake
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "XDG_CACHE_HOME": str(workdir / ".cache")}
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-                           "-d", str(workdir), *args], capture_output=True, text=True, env=env)
-
-
-@pytest.fixture(scope="module")
-def test_profile_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    proc = snakemake(workdir, "--cores", "2", "--configfile", str(ROOT / "config" / "test.yaml"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir / "results" / "test", workdir
-
+# test_profile_run (tests/conftest.py): the test profile end to end, once per session
 
 def test_tables_hold_every_method_and_ipc(test_profile_run):
     results, _ = test_profile_run
@@ -64,6 +47,10 @@ def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
     assert (results / "teachers" / "digits" / "model.pt").exists()
     logged = " ".join(str(p.relative_to(workdir / "logs" / "test")) for p in (workdir / "logs" / "test").rglob("*.log"))
     metrics = json.loads((results / "metrics" / "digits" / "dmgd" / "ipc2" / "seed0.json").read_text())
+    run = json.loads((results / "eval" / "digits" / "dmgd" / "ipc2" / "seed0" / "hard_label-convnet-2-rep0.json").read_text())
+    for record in (run, metrics):   # results name the set they were made from (tables compare it)
+        assert record["manifest"]["synset"]["config"] == ot["config"]
+        assert record["manifest"]["synset"]["code_version"] == ot["code_version"]
     assert metrics["extractors"]["fid"]["name"] == "teacher" and metrics["count"] == 20
     assert (results / "features" / "digits" / "teacher-train.pt").exists()
     for rule in ("prepare_data", "train_backbone", "train_teacher", "check_backbone", "distill", "evaluate",
@@ -116,6 +103,22 @@ def test_changing_a_sampler_parameter_reruns_exactly_the_sampling_jobs(test_prof
     # (2 protocols) and metrics, and the check; not random's, not Minimax's fine-tuning, which does
     # not depend on the sampler, and not the cached real features
     assert jobs == {"distill": "10", "check_backbone": "1", "evaluate": "20", "measure": "10"}
+
+
+def test_changing_a_method_parameter_reruns_exactly_its_jobs(test_profile_run):
+    _, workdir = test_profile_run
+    overlay = workdir / "overlay-dmgd.yaml"
+    overlay.write_text("methods: {dmgd: {method: dmgd, params: {semantic_window: [3, 8], guidance_window: [5, 8], "
+                       "support_points: 4}}}\n")
+    proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = dict(line.split()[:2] for line in (proc.stdout + proc.stderr).splitlines()
+                if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "measure", "tables", "train_backbone",
+                                                             "check_backbone", "train_teacher", "real_features"})
+    # dmgd's two sets (IPC 1, 2), their evaluations (2 protocols) and metrics, then the tables
+    assert jobs == {"distill": "2", "evaluate": "4", "measure": "2", "tables": "1"}
+    assert "results/test/synsets/digits/dmgd/" in proc.stdout + proc.stderr
+    assert "synsets/digits/dit/" not in proc.stdout + proc.stderr
 
 
 def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):

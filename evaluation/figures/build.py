@@ -21,8 +21,7 @@ some variant records ``final_ot_loss``), ``accuracy/<dataset>-<protocol>-<networ
 from __future__ import annotations
 
 import argparse
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +29,15 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from ..artifacts import resolve_device, write_text_atomic
-from ..datasets import DatasetError, dataset_info
-from ..measure import FeatureArtifactError, load_real_features
-from ..metrics.extractors import MissingWeightsError, create_extractor, list_extractors
+from ..artifacts import atomic_path, resolve_device, write_text_atomic
+from ..cli import entry_point
+from ..datasets import dataset_info
+from ..errors import InputError
+from ..measure import load_real_features
+from ..metrics.extractors import create_extractor, list_extractors
 from ..metrics.ot_distance import real_subset
 from ..seeding import derive_seed
-from ..synsets import SynsetError, read_synset
+from ..synsets import read_synset
 from .accuracy import READINGS, draw_accuracy
 from .ot_loss import RECORD, draw_ot_loss, read_ot_losses
 from .render import method_colors
@@ -49,7 +50,7 @@ SECTIONS = {"samples": "Sample grids", "tsne": "t-SNE of real and synthetic feat
             "ot_loss": "Final OT loss per sample", "accuracy": "Accuracy against IPC"}
 
 
-class FigureInputError(ValueError):
+class FigureInputError(InputError):
     """A stored result the figures need is missing or does not fit the request; one line."""
 
 
@@ -277,6 +278,7 @@ def _names(text: str) -> list[str]:
     return [v for v in text.split(",") if v]
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True, type=Path, help="results/<profile>")
@@ -300,11 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     options = {k: v for k, v in vars(args).items() if k != "threads"}
     spec = FigureSpec(**{**options, "out": args.out or args.results / "figures", "device": resolve_device(args.device)})
-    try:
-        with threadpool_limits(args.threads):
-            draw_all(spec)
-    except (FigureInputError, DatasetError, SynsetError, FeatureArtifactError, MissingWeightsError) as error:
-        sys.exit(f"evaluation.figures: error: {error}")
+    with threadpool_limits(args.threads), atomic_path(spec.out) as tmp:   # the folder appears whole or not at all
+        tmp.mkdir()
+        draw_all(replace(spec, out=tmp))
 
 
 if __name__ == "__main__":

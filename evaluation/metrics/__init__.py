@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import InputError
+
 # evaluation.config.SCHEMA_FILE, read here without importing the method registry that module needs
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 IGNORED_KEYS = ("enabled",)   # a DAG switch inside the config block, not a metric setting
@@ -23,6 +25,6 @@ def metrics_config(block: dict) -> dict:
     settings = {k: p["default"] for k, p in properties.items() if k not in IGNORED_KEYS}
     unknown = sorted(set(block) - set(properties))
     if unknown:
-        raise ValueError(f"metrics.{unknown[0]} is not a metrics setting; valid: {', '.join(settings)}")
+        raise InputError(f"metrics.{unknown[0]} is not a metrics setting; valid: {', '.join(settings)}")
     settings.update((k, v) for k, v in block.items() if k not in IGNORED_KEYS)
     return settings

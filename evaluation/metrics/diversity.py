@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 CHUNK = 1024   # rows of the distance matrix held at once
 
 
@@ -15,7 +17,7 @@ def diversity(synthetic: np.ndarray) -> float:
     duplicated images are exactly 0 apart.
     """
     if len(synthetic) < 2:
-        raise ValueError(f"diversity needs at least 2 synthetic samples, got {len(synthetic)}")
+        raise InputError(f"diversity needs at least 2 synthetic samples, got {len(synthetic)}")
     x = torch.as_tensor(np.asarray(synthetic, dtype=np.float64))
     nearest = []
     for start in range(0, len(x), CHUNK):

@@ -33,16 +33,13 @@ from cleanfid.resize import build_resizer
 from torch import nn
 
 from ..augment import normalize
+from ..errors import InputError, MissingWeightsError, load_matching_weights
 
 PIXEL_MAX = 255.0
 # clean-fid's mode whose resize outside the model is the identity (its TF-Inception resizes inside):
 # for our own models it means "native images in [0, 255]"; the model resizes as its policy says.
 NATIVE_MODE = "legacy_tensorflow"
 CLEAN_MODE = "clean"                   # PIL bicubic on float channels to 299 x 299, no quantisation
-
-
-class MissingWeightsError(FileNotFoundError):
-    """Pretrained weights absent offline; the message names the file and where to put it."""
 
 
 @dataclass
@@ -89,7 +86,7 @@ def list_extractors() -> list[str]:
 def create_extractor(name: str, device: str = "cpu", teacher_dir: str | Path | None = None) -> Extractor:
     """The extractor ``name`` on ``device`` (``teacher`` needs ``teacher_dir``)."""
     if name not in EXTRACTORS:
-        raise ValueError(f"unknown feature extractor '{name}'; valid: {', '.join(list_extractors())}")
+        raise InputError(f"unknown feature extractor '{name}'; valid: {', '.join(list_extractors())}")
     return EXTRACTORS[name](device=device, teacher_dir=teacher_dir)
 
 
@@ -149,7 +146,8 @@ def vgg16_fc7(device: str = "cpu", teacher_dir=None) -> Extractor:
         raise MissingWeightsError(f"VGG-16 ImageNet weights missing: put {path.name} ({VGG_WEIGHTS.url}) in "
                                   f"{path.parent}/ ($TORCH_HOME/hub/checkpoints); offline runs never download")
     vgg = torchvision.models.vgg16(weights=None)
-    vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    load_matching_weights(vgg, torch.load(path, map_location="cpu", weights_only=True), path,
+                          f"replace it with torchvision's {VGG_WEIGHTS.url}")
     model = VGGFc7(vgg).to(device).eval()
     return Extractor("vgg16_fc7", f"torch bilinear (antialiased) to {VGG_SIZE}x{VGG_SIZE}, ImageNet mean/std",
                      vgg.classifier[3].out_features, model, NATIVE_MODE, VGG_SIZE, device)
@@ -176,7 +174,7 @@ def teacher(device: str = "cpu", teacher_dir: str | Path | None = None) -> Extra
     from ..train import load_teacher
 
     if teacher_dir is None:
-        raise ValueError("extractor 'teacher' needs the teacher directory; pass --teacher DIR")
+        raise InputError("extractor 'teacher' needs the teacher directory; pass --teacher DIR")
     network, record = load_teacher(Path(teacher_dir), device)
     size = record["image_size"]
     model = TeacherFeatures(network, size, record["mean"], record["std"]).eval()

@@ -16,6 +16,8 @@ from prdc.prdc import (
     get_kth_value,
 )
 
+from ..errors import InputError
+
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
 
 
@@ -23,7 +25,7 @@ def check_sizes(real_count: int, synthetic_count: int, nearest_k: int) -> None:
     """prdc's k-NN radius (k + 1-th smallest distance, self included) needs more than k + 1 points."""
     for side, count in (("real", real_count), ("synthetic", synthetic_count)):
         if count < nearest_k + 2:
-            raise ValueError(f"prdc with nearest_k={nearest_k} needs at least {nearest_k + 2} {side} samples, "
+            raise InputError(f"prdc with nearest_k={nearest_k} needs at least {nearest_k + 2} {side} samples, "
                              f"got {count}; lower metrics.nearest_k")
 
 

@@ -9,15 +9,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
-from diffusers.models.embeddings import LabelEmbedding
+
+from evaluation.errors import InputError, first_complaint
+
+if TYPE_CHECKING:  # diffusers is imported where a backbone is built: importing it costs about 2 s,
+    # and every job that validates a config imports this module through the method registry
+    from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
 LAYOUT = "a local directory holding transformer/, vae/ and scheduler/ (diffusers layout)"
 
 
-class BackboneError(RuntimeError):
+class BackboneError(InputError, RuntimeError):
     """The backbone cannot be loaded; the message names the source and how to provide it."""
 
 
@@ -27,6 +32,8 @@ def dit_scheduler(config: dict | None = None) -> DDPMScheduler:
     With these settings ``set_timesteps(50)`` yields DiT's ``create_diffusion("50")`` timesteps
     (index i -> round(i*999/49)), see methods_and_protocols.md §1.
     """
+    from diffusers import DDPMScheduler
+
     base = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
     base.update({k: v for k, v in (config or {}).items() if k in base})
     return DDPMScheduler(**base, variance_type="learned_range", timestep_spacing="linspace",
@@ -98,7 +105,7 @@ def _load(cls, source: str, subfolder: str | None, what: str):
         path = local / subfolder if subfolder else local
         if not path.is_dir():
             raise BackboneError(f"{what}: {path} does not exist; backbone.source must be {LAYOUT}")
-        return cls.from_pretrained(path, low_cpu_mem_usage=False)
+        return _load_complete(cls, path, what)
     try:
         return cls.from_pretrained(source, subfolder=subfolder, low_cpu_mem_usage=False)
     except (OSError, ValueError) as err:
@@ -108,6 +115,22 @@ def _load(cls, source: str, subfolder: str | None, what: str):
             f"backbone.source to {LAYOUT}") from err
 
 
+def _load_complete(cls, path: Path, what: str):
+    """A local diffusers model whose weights fill its ``config.json`` exactly: weights of another
+    architecture (torch's size mismatch) and weights missing from the checkpoint (which diffusers
+    would initialise at random with only a warning) are one :class:`BackboneError` line each."""
+    fix = "save the backbone again or set backbone.source to a checkpoint that matches its config.json"
+    try:
+        model, info = cls.from_pretrained(path, low_cpu_mem_usage=False, output_loading_info=True)
+    except RuntimeError as err:
+        raise BackboneError(f"{what}: the weights in {path} are of another architecture than its config.json "
+                            f"({first_complaint(err)}); {fix}") from None
+    if info["missing_keys"]:
+        raise BackboneError(f"{what}: {path} lacks {len(info['missing_keys'])} weights of its config.json "
+                            f"(e.g. {min(info['missing_keys'])}), which would start at random; {fix}")
+    return model
+
+
 def load_backbone(source: str, vae: str | None = None, device: str = "cpu") -> Backbone:
     """Load DiT + VAE + scheduler from a hub id or a local directory (``vae`` overrides ``vae/``).
 
@@ -115,6 +138,8 @@ def load_backbone(source: str, vae: str | None = None, device: str = "cpu") -> B
     diffusers holds its own table and would drop labels independently; the suite applies the
     null label itself (training) or explicitly (CFG).
     """
+    from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
+
     transformer = _load(DiTTransformer2DModel, source, "transformer", "DiT transformer")
     autoencoder = _load(AutoencoderKL, vae, None, "VAE") if vae else _load(AutoencoderKL, source, "vae", "VAE")
     scheduler_dir = Path(source) / "scheduler"
@@ -139,6 +164,8 @@ def open_backbone(artifact_dir: str | Path, device: str = "cpu") -> Backbone:
 
 
 def disable_label_dropout(transformer: DiTTransformer2DModel) -> None:
+    from diffusers.models.embeddings import LabelEmbedding
+
     for module in transformer.modules():
         if isinstance(module, LabelEmbedding):
             module.dropout_prob = 0.0

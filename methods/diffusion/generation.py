@@ -45,7 +45,8 @@ class Generation:
     def from_context(cls, ctx, sampler_cfg: dict | None = None) -> Generation:
         cfg = sampler_cfg or ctx.sampler
         backbone = open_backbone(ctx.backbone_dir, device=ctx.device)
-        sampler = Sampler(backbone, cfg["steps"], cfg["cfg_scale"], cfg["cfg_channels"])
+        sampler = Sampler(backbone, cfg["steps"], cfg["cfg_scale"], cfg["cfg_channels"],
+                          autocast_bf16=cfg.get("autocast_bf16", False), compile=cfg.get("compile", False))
         return cls(backbone, sampler, torch.tensor(ctx.dataset.backbone_labels), ctx.seed, ctx.ipc,
                    cfg["batch_size"], ctx.classes)
 

@@ -31,12 +31,14 @@ class KMeansResult:
     masses: Tensor  # [k], counts / N: the cluster fractions of DMGD Algorithm 2, line 6
 
 
-def squared_distances(points: Tensor, centers: Tensor) -> Tensor:
+def squared_distances(points: Tensor, centers: Tensor, point_norms: Tensor | None = None) -> Tensor:
     """‖x_n − c_rj‖² for points [N, D] and centres [R, k, D] → [R, N, k], by the expanded form.
 
-    ‖x‖² − 2 x·c + ‖c‖², clamped at zero against the rounding of the subtraction.
+    ‖x‖² − 2 x·c + ‖c‖², clamped at zero against the rounding of the subtraction. ``point_norms``
+    (``points.pow(2).sum(-1)``) may be passed by a caller that computes distances to the same points
+    many times.
     """
-    point_norms = points.pow(2).sum(-1)[None, :, None]
+    point_norms = (points.pow(2).sum(-1) if point_norms is None else point_norms)[None, :, None]
     center_norms = centers.pow(2).sum(-1)[:, None, :]
     cross = torch.einsum("nd,rkd->rnk", points, centers)
     return (point_norms - 2.0 * cross + center_norms).clamp_min(0.0)
@@ -54,7 +56,8 @@ def kmeans_plus_plus_init(points: Tensor, k: int, restarts: int, generator: torc
     uniforms = torch.rand(restarts, k, generator=generator, dtype=points.dtype).to(points.device)
     first = (uniforms[:, 0] * n).long().clamp_max(n - 1)
     centers = [points[first]]  # each [R, D]
-    nearest_sq = squared_distances(points, centers[0][:, None, :])[..., 0]  # [R, N]
+    norms = points.pow(2).sum(-1)
+    nearest_sq = squared_distances(points, centers[0][:, None, :], norms)[..., 0]  # [R, N]
     for i in range(1, k):
         all_covered = nearest_sq.sum(-1, keepdim=True) <= 0
         weights = torch.where(all_covered, torch.ones_like(nearest_sq), nearest_sq)
@@ -62,7 +65,7 @@ def kmeans_plus_plus_init(points: Tensor, k: int, restarts: int, generator: torc
         target = uniforms[:, i : i + 1] * cumulative[:, -1:]
         chosen = torch.searchsorted(cumulative, target, right=True).squeeze(-1).clamp_max(n - 1)
         centers.append(points[chosen])
-        to_new = squared_distances(points, centers[-1][:, None, :])[..., 0]
+        to_new = squared_distances(points, centers[-1][:, None, :], norms)[..., 0]
         nearest_sq = torch.minimum(nearest_sq, to_new)
     return torch.stack(centers, dim=1)
 
@@ -117,9 +120,10 @@ def kmeans(points: Tensor, k: int, *, generator: torch.Generator, iters: int = 1
     centers = seed(points, k, restarts, generator)
     threshold = tol * points.var(dim=0, unbiased=False).mean()
     stacked_points = points.expand(restarts, n, points.shape[1])
+    norms = points.pow(2).sum(-1)   # once, not in every assignment step
 
     for _ in range(iters):
-        distances = squared_distances(points, centers)
+        distances = squared_distances(points, centers, norms)
         labels = distances.argmin(-1)  # [R, N]
         counts = torch.zeros(restarts, k, dtype=work_dtype, device=points.device)
         counts.scatter_add_(1, labels, torch.ones_like(labels, dtype=work_dtype))
@@ -133,7 +137,7 @@ def kmeans(points: Tensor, k: int, *, generator: torch.Generator, iters: int = 1
         if bool((shift <= threshold).all()):
             break
 
-    distances = squared_distances(points, centers)
+    distances = squared_distances(points, centers, norms)
     nearest_sq, labels = distances.min(-1)
     best = int(nearest_sq.sum(-1).argmin())
     best_centers, best_labels = centers[best], labels[best]

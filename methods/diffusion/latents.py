@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from evaluation.artifacts import atomic_path, manifest, resolve_device
+from evaluation.cli import entry_point
 from evaluation.datasets import load_split, split_labels
 
 from .backbone import Backbone, open_backbone
@@ -38,6 +39,7 @@ def encode_split(backbone: Backbone, data_dir: Path, image_size: int | None) -> 
     return {"mean": torch.cat(means), "std": torch.cat(stds), "labels": labels}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path)

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 from evaluation.artifacts import atomic_path, manifest, write_json_atomic
+from evaluation.cli import entry_point
 
 from .backbone import load_backbone
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True)

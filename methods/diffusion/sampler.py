@@ -118,13 +118,17 @@ class Sampler:
     """DiT's p_sample_loop for a batch of labels; per-sample noise streams make it batch-invariant."""
 
     def __init__(self, backbone: Backbone, steps: int = 50, cfg_scale: float = 4.0,
-                 cfg_channels: int | None = None):
+                 cfg_channels: int | None = None, autocast_bf16: bool = False, compile: bool = False):
+        """``autocast_bf16`` runs the DiT forward under bfloat16 autocast, ``compile`` through
+        ``torch.compile`` (config ``performance``; the step arithmetic stays float32 either way)."""
         if not backbone.learns_sigma:
             raise ValueError("the sampler needs a DiT with learned sigma (out_channels = 2 x in_channels)")
         self.backbone = backbone
         self.steps = steps
         self.cfg_scale = cfg_scale
         self.cfg_channels = cfg_channels
+        self.autocast_bf16 = autocast_bf16
+        self.transformer = torch.compile(backbone.transformer) if compile else backbone.transformer
         self.coefficients = step_coefficients(backbone.scheduler, steps)
 
     def model_output(self, x_t: torch.Tensor, t: int, labels: torch.Tensor) -> torch.Tensor:
@@ -133,7 +137,9 @@ class Sampler:
             x_t = torch.cat([x_t, x_t])
             labels = torch.cat([labels, torch.full_like(labels, self.backbone.null_label)])
         timestep = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
-        return self.backbone.transformer(x_t, timestep=timestep, class_labels=labels).sample
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out = self.transformer(x_t, timestep=timestep, class_labels=labels).sample
+        return out.float()   # no copy when it is float32 already
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, noise_seeds: Sequence[int], hooks: Sequence[Hook] = (),

@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
-from diffusers.models.embeddings import LabelEmbedding
 
 from evaluation.seeding import derive_seed
+
+if TYPE_CHECKING:  # imported where used: diffusers costs about 2 s to import (see backbone.py)
+    from diffusers.models.embeddings import LabelEmbedding
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ class StepLabels:
 
 def label_embedders(transformer: torch.nn.Module) -> list[LabelEmbedding]:
     """Every label embedder of a DiT (one per block in diffusers, one shared in the original)."""
+    from diffusers.models.embeddings import LabelEmbedding
+
     return [m for m in transformer.modules() if isinstance(m, LabelEmbedding)]
 
 

@@ -27,6 +27,9 @@ ENV = "../../environment.yml"  # conda env of every rule (relative to this folde
 GPU_WRAP = "python -m evaluation.gpu_slots -- " if GPU else ""
 _gpu_limit = workflow.global_resources.get("gpu")
 os.environ.setdefault("DMGD_GPU_SLOTS", str(getattr(_gpu_limit, "value", _gpu_limit) or 0))
+# The checkpoint cadence of the long jobs (evaluation/checkpoint.py) travels the same way, so that
+# changing it re-runs nothing.
+os.environ["DMGD_CHECKPOINT_INTERVAL_S"] = str(config["checkpoint_interval_s"])
 
 
 wildcard_constraints:
@@ -46,13 +49,19 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def performance_options():
+    """The options of config 'performance' that are on: merged into the sampler and protocol specs
+    only then, so that with the defaults every job's command line (and result) stays as it was."""
+    return {key: True for key, on in config["performance"].items() if on}
+
+
 def method_spec(wildcards):
     """The config slice a distillation job depends on (a change re-runs exactly these jobs)."""
     variant = config["methods"][wildcards.method]
     spec = {"method": variant["method"], "params": variant["params"], "dataset": wildcards.dataset,
             "data": config["data"]}
     if get_method(variant["method"]).needs_backbone:
-        spec["sampler"] = {**config["sampler"], **variant.get("sampler", {})}
+        spec["sampler"] = {**config["sampler"], **variant.get("sampler", {}), **performance_options()}
     return as_json(spec)
 
 
@@ -93,7 +102,7 @@ def eval_spec(wildcards):
                     "seed": int(wildcards.seed), "protocol": wildcards.protocol,
                     "repeat": int(wildcards.repeat), "network_name": wildcards.network,
                     "network": config["evaluation"]["networks"][wildcards.network],
-                    "protocol_params": config["protocols"][wildcards.protocol]})
+                    "protocol_params": {**config["protocols"][wildcards.protocol], **performance_options()}})
 
 
 def eval_targets():
