@@ -7,10 +7,12 @@ config slice, seed, code version, package versions, device and wall time (DESIGN
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -74,12 +76,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     On any exception the temporary is removed, and so are the parent folders that this call
     created and that are still empty, so a failed write leaves neither ``path`` half-written nor
-    new empty folders (DESIGN.md: bad input leaves no partial output).
+    new empty folders (DESIGN.md: bad input leaves no partial output). A process killed mid-write
+    cannot clean up; the next write of ``path`` removes that attempt's temporary first.
     """
     path = Path(path)
     created = missing_folders(path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
         try:
             yield tmp
@@ -91,6 +95,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         remove_empty_folders(created)
         raise
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of ``path`` that killed earlier writes left: the ``.<name>.<8
+    characters>`` folders that ``tempfile.mkdtemp`` named for it (one writer per path at a time, as
+    under Snakemake, so none of them is in use)."""
+    name = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}")
+    for entry in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if name.fullmatch(entry.name) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def missing_folders(folder: Path) -> list[Path]:
