@@ -32,7 +32,12 @@ import torch.nn.functional as F
 from diffusers.models.embeddings import LabelEmbedding
 from tqdm import tqdm
 
-from evaluation.artifacts import atomic_path, manifest, resolve_device, write_json_atomic
+from evaluation.artifacts import (
+    atomic_path,
+    manifest,
+    resolve_device,
+    write_json_atomic,
+)
 from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
 from evaluation.cli import entry_point
 from evaluation.seeding import generator

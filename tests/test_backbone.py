@@ -9,7 +9,12 @@ import pytest
 import torch
 from diffusers.models.embeddings import LabelEmbedding
 
-from methods.diffusion.backbone import BackboneError, dit_scheduler, load_backbone, open_backbone
+from methods.diffusion.backbone import (
+    BackboneError,
+    dit_scheduler,
+    load_backbone,
+    open_backbone,
+)
 
 
 def forward(backbone):

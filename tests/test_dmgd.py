@@ -13,7 +13,6 @@ from methods.dmgd import GuidanceError, local_density, support_points
 from tests.conftest import SAMPLER, method_params
 
 
-
 def dmgd_params(**overrides) -> dict:
     return method_params("dmgd", **overrides)
 
@@ -44,7 +43,7 @@ def test_semantic_matching_alone_changes_the_images(run):
 def test_guidance_lowers_the_final_ot_loss(run):
     free, records_free = run(name="free", semantic_matching=False, rho=0.0, guidance_window=[0, 9])
     guided, records = run(name="guided", semantic_matching=False, rho=20.0, guidance_window=[0, 9])
-    total = lambda r: sum(map(sum, r["final_ot_loss"]))  # noqa: E731
+    total = lambda r: sum(map(sum, r["final_ot_loss"]))
     assert len(records["final_ot_loss"]) == 10 and all(len(row) == 2 for row in records["final_ot_loss"])
     assert total(records) < total(records_free)
     assert not torch.equal(free, guided)

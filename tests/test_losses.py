@@ -8,7 +8,11 @@ import torch
 from scipy.stats import norm
 
 from methods.diffusion.backbone import load_backbone
-from methods.diffusion.losses import DiffusionLoss, discretized_gaussian_log_likelihood, normal_kl
+from methods.diffusion.losses import (
+    DiffusionLoss,
+    discretized_gaussian_log_likelihood,
+    normal_kl,
+)
 
 
 def test_normal_kl_matches_torch_distributions():

@@ -28,7 +28,7 @@ def test_each_sample_moves_towards_its_mode(context):
     labels, index = generation.batches(by_round=False)[0]
     free = generation.sample(labels, index)
     guided = generation.sample(labels, index, [ModeGuidance(modes[labels, index], 0.1, 4)])
-    distance = lambda z: (z - modes[labels, index]).flatten(1).norm(dim=1)  # noqa: E731
+    distance = lambda z: (z - modes[labels, index]).flatten(1).norm(dim=1)
     assert (distance(guided) < distance(free)).all()
 
 

@@ -5,10 +5,14 @@ import torch
 
 from evaluation.datasets import dataset_info
 from methods.diffusion.backbone import open_backbone
-from methods.minimax_finetune import Memories, finetune, minimax_terms, trainable_parameters
+from methods.minimax_finetune import (
+    Memories,
+    finetune,
+    minimax_terms,
+    trainable_parameters,
+)
 from methods.registry import DistillContext, get_method
 from tests.conftest import SAMPLER, method_params
-
 
 
 def tuned(tiny_backbone_dir, latents_path, **params):
@@ -35,7 +39,7 @@ def test_only_difffit_parameters_change(tiny_backbone_dir, latents_path):
 def test_no_steps_is_dit_bit_for_bit(tmp_path, digits_dir, tiny_backbone_dir, latents_path):
     backbone = tuned(tiny_backbone_dir, latents_path, steps=0)
     backbone.save(tmp_path / "minimax")
-    ctx = lambda path: DistillContext(dataset_info("digits"), digits_dir, 2, 0, {}, SAMPLER, {}, path)  # noqa: E731
+    ctx = lambda path: DistillContext(dataset_info("digits"), digits_dir, 2, 0, {}, SAMPLER, {}, path)
     assert torch.equal(get_method("minimax").distill(ctx(tmp_path / "minimax")).images,
                        get_method("dit").distill(ctx(tiny_backbone_dir)).images)
 
@@ -48,7 +52,7 @@ def test_minimax_terms_against_a_direct_computation():
     memories.push(memories.generated, torch.tensor([0, 0]), fake)
     x0, labels = torch.randn(3, 3, generator=gen), torch.tensor([0, 0, 1])
     rep, div = minimax_terms(x0, labels, memories)
-    cos = lambda a, b: torch.nn.functional.cosine_similarity(a[:, None], b[None], dim=-1)  # noqa: E731
+    cos = lambda a, b: torch.nn.functional.cosine_similarity(a[:, None], b[None], dim=-1)
     rep0 = (1 - cos(x0[:2], real[:2]).max(1).values).mean()
     rep1 = (1 - cos(x0[2:], real[2:]).max(1).values).mean()
     torch.testing.assert_close(rep, (rep0 + rep1) / 2)

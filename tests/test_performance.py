@@ -71,7 +71,8 @@ def test_bf16_autocast_training_loss_stays_within_tolerance():
 
 
 def test_compiled_training_forward_matches_eager():
-    # a small network: inductor compiles in seconds on 2 CPU cores
+    # a small network; the first compile on a machine takes about a minute on 2 CPU cores (inductor
+    # builds its C++ kernels), later runs hit inductor's cache (15 s)
     model, images, labels, protocol = training_batch({})
     plain = loss_of(model, images, labels, protocol)
     compiled = loss_of(torch.compile(model), images, labels, protocol)

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import time
+from base64 import urlsafe_b64decode
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,29 @@ def file_mtimes(results: Path) -> dict[Path, int]:
             and not any(part.startswith(".") for part in path.relative_to(results).parts)}
 
 
+def incomplete_outputs(workdir: Path) -> set[Path]:
+    """The outputs that Snakemake had not yet recorded as finished when it was killed: its markers
+    in ``.snakemake/incomplete/``, each an output path in URL-safe base64 split into folder names
+    ('@' before every part but the last). A job whose output was renamed into place in the instant
+    before the kill is among them, and Snakemake rightly runs it again."""
+    markers = workdir / ".snakemake" / "incomplete"
+    outputs = set()
+    for marker in (m for m in markers.rglob("*") if m.is_file()) if markers.is_dir() else ():
+        encoded = "".join(part.lstrip("@") for part in marker.relative_to(markers).parts)
+        try:
+            outputs.add((workdir / urlsafe_b64decode(encoded).decode()).resolve())
+        except ValueError:   # Snakemake's own bookkeeping files (e.g. migration_underway)
+            continue
+    return outputs
+
+
+def finished_mtimes(workdir: Path, results: Path) -> dict[Path, int]:
+    """:func:`file_mtimes` of the artifacts Snakemake recorded as finished."""
+    unfinished = incomplete_outputs(workdir)
+    return {path: mtime for path, mtime in file_mtimes(results).items()
+            if not {path.resolve(), *path.resolve().parents} & unfinished}
+
+
 def without_manifest(path: Path) -> dict:
     record = json.loads(path.read_text())
     record.pop("manifest", None)
@@ -170,7 +194,7 @@ def test_killed_runs_resume_to_the_uninterrupted_results(test_profile_run, tmp_p
             if job.checkpoint is not None:
                 assert (results / job.checkpoint).is_file(), f"{point.name}: no checkpoint {job.checkpoint}"
                 resumed.append(job)
-        finished.append(file_mtimes(results))
+        finished.append(finished_mtimes(workdir, results))
         unlock = snakemake(workdir, "--unlock", "--configfile", str(TEST_PROFILE))  # the one step after a kill
         assert unlock.returncode == 0, unlock.stderr[-2000:]
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(TEST_PROFILE))

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from methods.diffusion.backbone import dit_scheduler, load_backbone
-from methods.diffusion.sampler import Sampler, guided_output, posterior, step_coefficients
+from methods.diffusion.sampler import (
+    Sampler,
+    guided_output,
+    posterior,
+    step_coefficients,
+)
 
 STEPS = 50
 

@@ -8,8 +8,14 @@ import torch
 from diffusers.models.embeddings import LabelEmbedding
 
 from methods.diffusion.backbone import load_backbone
-from methods.diffusion.semantic import (DynamicLabels, SemanticSchedule, StepLabels, dynamic_label_embedding,
-                                        label_embedders, rescale)
+from methods.diffusion.semantic import (
+    DynamicLabels,
+    SemanticSchedule,
+    StepLabels,
+    dynamic_label_embedding,
+    label_embedders,
+    rescale,
+)
 
 T = {i: round(i * 999 / 49) for i in range(50)}  # DiT's respaced timesteps
 

@@ -8,7 +8,12 @@ import torchvision
 
 from evaluation.datasets import dataset_info
 from evaluation.protocols import resolve_protocol
-from evaluation.train import load_teacher, pretrained_teacher, soft_label_teacher, torchvision_weights_file
+from evaluation.train import (
+    load_teacher,
+    pretrained_teacher,
+    soft_label_teacher,
+    torchvision_weights_file,
+)
 
 NETWORK = {"arch": "resnet", "depth": 18, "norm": "batch"}
 SPEC = {"dataset": "imagenet_woof", "teacher": {"source": "torchvision", "network": NETWORK},

@@ -3,6 +3,7 @@ paper profile over a fake ImageNet tree."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -78,9 +79,8 @@ def test_chunked_distillation_dag(tmp_path):
     proc = snakemake(tmp_path / "work", "-n", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
-    counts = dict(line.split()[:2] for line in out.splitlines()
-                  if line.split()[:1] and line.split()[0] in {"distill", "merge_chunks"})
-    assert counts == {"distill": str(14 * 3), "merge_chunks": "14"}   # 10 classes in chunks 0-4, 4-8, 8-10
+    counts = job_stats(out, {"distill", "merge_chunks"})
+    assert counts == {"distill": 14 * 3, "merge_chunks": 14}   # 10 classes in chunks 0-4, 4-8, 8-10
 
 
 def test_second_run_does_nothing(test_profile_run):
@@ -94,15 +94,13 @@ def test_changing_a_sampler_parameter_reruns_exactly_the_sampling_jobs(test_prof
     overlay = workdir / "overlay.yaml"
     overlay.write_text("sampler: {steps: 12}\n")  # nested overrides go in a later --configfile
     proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
-    jobs = dict(line.split()[:2] for line in (proc.stdout + proc.stderr).splitlines()
-                if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "check_backbone", "measure",
-                                                             "train_backbone", "train_teacher", "prepare_data",
-                                                             "real_features"})
+    jobs = job_stats(proc.stdout + proc.stderr, {"distill", "evaluate", "check_backbone", "measure", "train_backbone",
+                                                 "train_teacher", "prepare_data", "real_features"})
     assert proc.returncode == 0
     # the sampling methods' synsets (dit, mgd3, d4m, minimax, dmgd; 2 IPCs each), their evaluations
     # (2 protocols) and metrics, and the check; not random's, not Minimax's fine-tuning, which does
     # not depend on the sampler, and not the cached real features
-    assert jobs == {"distill": "10", "check_backbone": "1", "evaluate": "20", "measure": "10"}
+    assert jobs == {"distill": 10, "check_backbone": 1, "evaluate": 20, "measure": 10}
 
 
 def test_changing_a_method_parameter_reruns_exactly_its_jobs(test_profile_run):
@@ -112,13 +110,11 @@ def test_changing_a_method_parameter_reruns_exactly_its_jobs(test_profile_run):
                        "support_points: 4}}}\n")
     proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = dict(line.split()[:2] for line in (proc.stdout + proc.stderr).splitlines()
-                if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "measure", "tables", "train_backbone",
-                                                             "check_backbone", "train_teacher", "real_features"})
+    jobs = job_stats(proc.stdout + proc.stderr)
     # dmgd's two sets (IPC 1, 2), their evaluations (2 protocols) and metrics, then the tables
-    assert jobs == {"distill": "2", "evaluate": "4", "measure": "2", "tables": "1"}
-    assert "results/test/synsets/digits/dmgd/" in proc.stdout + proc.stderr
-    assert "synsets/digits/dit/" not in proc.stdout + proc.stderr
+    assert jobs == {"distill": 2, "evaluate": 4, "measure": 2, "tables": 1, "all": 1, "total": 10}
+    distilled = re.findall(r"rule distill:\n(?:    .*\n)*?    output: (\S+)", proc.stdout + proc.stderr)
+    assert sorted(set(distilled)) == [f"results/test/synsets/digits/dmgd/ipc{ipc}/seed0" for ipc in (1, 2)]
 
 
 def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
@@ -127,13 +123,12 @@ def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
                      str(ROOT / "config" / "paper" / "woof.yaml"), "--config", f"imagenet_root={root}")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
-    counts = dict(line.split()[:2] for line in out.splitlines()
-                  if line.split()[:1] and line.split()[0] in {"distill", "evaluate", "load_backbone", "encode_latents",
-                                                              "finetune_backbone", "measure", "real_features"})
+    counts = job_stats(out, {"distill", "evaluate", "load_backbone", "encode_latents", "finetune_backbone", "measure",
+                             "real_features"})
     # 7 methods x 4 IPCs; x 2 protocols (SGD and DMGD's AdamW) x 3 networks x 5 repeats; one metrics
     # job per set against real features of two extractors; Minimax fine-tunes once per dataset
-    assert counts == {"load_backbone": "1", "encode_latents": "1", "finetune_backbone": "1", "distill": "28",
-                      "evaluate": "840", "measure": "28", "real_features": "2"}
+    assert counts == {"load_backbone": 1, "encode_latents": 1, "finetune_backbone": 1, "distill": 28,
+                      "evaluate": 840, "measure": 28, "real_features": 2}
 
 
 PAPER_PROFILES = sorted(p.name for p in (ROOT / "config" / "paper").glob("*.yaml"))
@@ -148,18 +143,25 @@ def fake_roots(tmp_path_factory):
             "1k": make_fake_imagenet_1k(base / "1k")}
 
 
-def dry_run_counts(workdir: Path, profile: str, root: Path) -> dict[str, int]:
-    proc = snakemake(workdir, "-n", "--cores", "1", "--configfile", str(ROOT / "config" / "paper" / profile),
-                     "--config", f"imagenet_root={root}")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-2000:]
+def job_stats(out: str, rules: set[str] | None = None) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a (dry) run: jobs per rule (with its ``total`` row), or
+    those of ``rules`` only."""
+    assert "Job stats:" in out, out[-2000:]
     counts = {}
     for line in out[out.index("Job stats:"):].splitlines()[3:]:
         rule, count = line.split()
         counts[rule] = int(count)
         if rule == "total":
-            return counts
+            return counts if rules is None else {r: n for r, n in counts.items() if r in rules}
     raise AssertionError(f"no job stats total in {out[-2000:]}")
+
+
+def dry_run_counts(workdir: Path, profile: str, root: Path) -> dict[str, int]:
+    proc = snakemake(workdir, "-n", "--cores", "1", "--configfile", str(ROOT / "config" / "paper" / profile),
+                     "--config", f"imagenet_root={root}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    return job_stats(out)
 
 
 @pytest.mark.parametrize("profile", PAPER_PROFILES)
@@ -172,7 +174,7 @@ def test_every_paper_profile_dry_runs_over_a_fake_imagenet(profile, fake_roots, 
 
 def test_paper_profile_missing_class_folder_fails_in_one_line(tmp_path):
     root = make_fake_imagenet(tmp_path / "imagenet", ["imagenet_woof"])
-    missing = sorted((root / "val").iterdir())[0]
+    missing = min((root / "val").iterdir())
     for image in missing.iterdir():
         image.unlink()
     missing.rmdir()

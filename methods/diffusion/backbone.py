@@ -68,7 +68,7 @@ class Backbone:
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device
 
-    def to(self, device: str | torch.device) -> "Backbone":
+    def to(self, device: str | torch.device) -> Backbone:
         self.transformer.to(device)
         self.vae.to(device)
         return self

@@ -20,8 +20,9 @@ branch (step index, t, x_t, ε, x̂0, μ, σ_t) and may return a shifted mean (D
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Sequence
+from typing import ContextManager
 
 import torch
 

@@ -34,8 +34,9 @@ always restores the model.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -110,7 +111,7 @@ class DynamicLabels:
         self.noise = torch.cat(torch.stack(noise, 1).unbind(2), 1) if active else None   # [steps, 2B, D]
         self.other = torch.stack(other, 1).repeat(1, 2) if active else None               # [steps, 2B]
 
-    def for_step(self, index: int, t: int) -> "StepLabels | None":
+    def for_step(self, index: int, t: int) -> StepLabels | None:
         weights = self.weights.get(index)
         if weights is None:
             return None
@@ -135,7 +136,7 @@ class StepLabels:
         if self.fidelity == "paper":
             return rescale(mixed, y, dims=(1,))
         # official: statistics pooled over each sample's rows (b and B + b under CFG)
-        groups = lambda v: v.view(rows // batch, batch, -1)  # noqa: E731
+        groups = lambda v: v.view(rows // batch, batch, -1)
         return rescale(groups(mixed), groups(y), dims=(0, 2)).view_as(y)
 
 

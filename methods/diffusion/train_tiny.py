@@ -29,7 +29,7 @@ from evaluation.cli import entry_point
 from evaluation.datasets import load_split
 from evaluation.seeding import generator
 
-from .backbone import Backbone, dit_scheduler, disable_label_dropout
+from .backbone import Backbone, disable_label_dropout, dit_scheduler
 from .losses import DiffusionLoss
 
 LOG_EVERY = 25
