@@ -29,7 +29,7 @@ _gpu_limit = workflow.global_resources.get("gpu")
 os.environ.setdefault("DMGD_GPU_SLOTS", str(getattr(_gpu_limit, "value", _gpu_limit) or 0))
 # The checkpoint cadence of the long jobs (evaluation/checkpoint.py) travels the same way, so that
 # changing it re-runs nothing.
-os.environ["DMGD_CHECKPOINT_INTERVAL_S"] = str(config["checkpoint_interval_s"])
+os.environ.update(DMGD_CHECKPOINT_INTERVAL_S=str(config["checkpoint_interval_s"]))
 
 
 wildcard_constraints:
