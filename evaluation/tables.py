@@ -168,7 +168,7 @@ def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | No
 
     The config is ``manifest.config`` without the ``excluded`` keys, plus, under ``synset``, the
     config slice of the synthetic set the record was made from (``manifest.synset.config``: the
-    method and its parameters, seed excluded), so that two results of one cell made from sets of
+    method and its parameters; the set's seed is kept beside it, not in it), so that two results of one cell made from sets of
     different method parameters differ here even when their own job's config agrees. A set made
     by another code version than the record shows as ``<record version> (synset <set version>)``.
     """
@@ -181,7 +181,7 @@ def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | No
         return code_version, None
     config = {k: v for k, v in config.items() if k not in excluded}
     if isinstance(synset.get("config"), dict):
-        config["synset"] = {k: v for k, v in synset["config"].items() if k != "seed"}
+        config["synset"] = synset["config"]
     return code_version, json.dumps(config, sort_keys=True)
 
 
