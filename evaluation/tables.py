@@ -168,8 +168,9 @@ def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | No
 
     The config is ``manifest.config`` without the ``excluded`` keys, plus, under ``synset``, the
     config slice of the synthetic set the record was made from (``manifest.synset.config``: the
-    method and its parameters; the set's seed is kept beside it, not in it), so that two results of one cell made from sets of
-    different method parameters differ here even when their own job's config agrees. A set made
+    method and its parameters; the set's seed is kept beside it, not in it), so that two results of
+    one cell made from sets of different method parameters differ here even when their own job's
+    config agrees. A set made
     by another code version than the record shows as ``<record version> (synset <set version>)``.
     """
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else None
