@@ -16,22 +16,13 @@ The supplementary's Algorithm 1 on the shared sampler, in the order of the paper
    class finished before it; classes are independent, so the n-th samples of all classes advance
    together in one batch, with one batched Sinkhorn per step.
 
-``fidelity`` chooses where the paper and the official code (solomonWQC/DMGD) differ
-(methods_and_protocols.md §2); ``official`` is the default:
-
-=========================  ===================================  ======================================
-                           paper                                official
-=========================  ===================================  ======================================
-label noise n              N(0, I)                              U[0, 1) (``torch.rand_like``)
-blend weights              √σ, (1 − √σ) on step index            √λ, √(1 − λ), λ linear in original t
-exploration stage          ỹ = n                                ỹ = β_n·n
-other class y*             one per sample                       a new one at every step
-rescaling (eq. 42)         each vector to its own label         pooled over the [cond; null] pair
-clustering                 on the unit-sphere projections       on raw latents, centres projected
-OT loss                    new sample's row of ⟨γ, C⟩ (eq. 49)  Σ γ∘C over all rows
-guidance step ρ_t          ρ·|log Σ_t| (eq. 51; the sign is     ρ·σ_t, σ_t = exp(½ log Σ_t)
-                           taken so that the step descends)
-=========================  ===================================  ======================================
+``fidelity`` chooses, field by field, where the paper and the official code (solomonWQC/DMGD) differ
+(methods/dmgd_fidelity.py: label noise, blend weights, y* policy, rescaling, clustering space and
+k-means initialisation, empty clusters, Sinkhorn order, OT loss rows, ρ_t), with the presets
+``official`` (the default) and ``paper``. ``official`` reproduces the official ``sample.main`` step
+by step to 1e-5 (``tests/test_golden_dmgd.py``, ρ 0.5 and ρ 0) except where the suite deliberately
+departs: an emptied k-means cluster is re-seeded (the official code's zero centre makes the OT loss
+NaN; ``kmeans_empty_clusters: zero`` restores it and the guidance then stops with an error).
 
 In both, the gradient reaches x_t through x̂0 only (∂x̂0/∂x_t = 1/√ᾱ_t at fixed ε, as the
 official code, which computes ε before enabling gradients) unless ``through_network`` asks for
@@ -56,6 +47,7 @@ from .diffusion.semantic import (
     dynamic_label_embedding,
     label_embedders,
 )
+from .dmgd_fidelity import Fidelity, resolve_fidelity
 from .registry import DistillContext, SyntheticSet, register_method
 
 
@@ -65,7 +57,8 @@ class GuidanceError(InputError, FloatingPointError):
 
 # ----------------------------------------------------------------------------- approximation
 
-def support_points(latents: torch.Tensor, params: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def support_points(latents: torch.Tensor, params: dict, fidelity: Fidelity,
+                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Support points on the unit sphere [K, D] and masses [K] of one class (Algorithm 2, Table 6)."""
     flat = latents.flatten(1).double()
     method, k = params["approximation"], min(params["support_points"], len(flat))
@@ -75,9 +68,9 @@ def support_points(latents: torch.Tensor, params: dict, gen: torch.Generator) ->
         density = local_density(flat, params["dbs_neighbours"])
         chosen = torch.multinomial(density, k, replacement=False, generator=gen)
         return unit_sphere(flat[chosen]), density[chosen] / density[chosen].sum()
-    data = unit_sphere(flat) if params["fidelity"] == "paper" else flat
+    data = unit_sphere(flat) if fidelity.clustering_space == "sphere" else flat
     result = kmeans(data, k, generator=gen, iters=params["kmeans_iters"], restarts=params["kmeans_restarts"],
-                    init="k-means++" if params["fidelity"] == "paper" else "random")
+                    init=fidelity.kmeans_init, empty_clusters=fidelity.kmeans_empty_clusters)
     return unit_sphere(result.centers), result.masses
 
 
@@ -101,16 +94,19 @@ def local_density(points: torch.Tensor, neighbours: int) -> torch.Tensor:
 class DistributionMatching:
     """The OT guidance hook with the per-class memory of finished samples (greedy progressive).
 
-    ``supports`` and ``masses`` hold one row per class of ``classes`` (dataset labels)."""
+    ``supports`` and ``masses`` hold one row per class of ``classes`` (dataset labels); the supports
+    may be raw (the OT cost projects both sides onto the sphere) and the masses any non-negative
+    weights summing to 1 per class."""
 
-    def __init__(self, supports: torch.Tensor, masses: torch.Tensor, params: dict, classes: range):
+    def __init__(self, supports: torch.Tensor, masses: torch.Tensor, params: dict, fidelity: Fidelity,
+                 classes: range):
         self.supports, self.masses, self.params = supports, masses, params   # [C, K, D], [C, K]
+        self.fidelity = fidelity
         self.row = {c: k for k, c in enumerate(classes)}
         self.memory: dict[int, list[torch.Tensor]] = {c: [] for c in classes}
         self.classes = torch.empty(0, dtype=torch.long)
         self.rows = torch.empty(0, dtype=torch.long)
         self.finished: torch.Tensor | None = None
-        self.loss_rows = "last" if params["fidelity"] == "paper" else "all"
         lo, hi = params["guidance_window"]
         self.window = range(lo, hi + 1)
 
@@ -133,7 +129,8 @@ class DistributionMatching:
         a = torch.full(sources.shape[:2], 1.0 / sources.shape[1], dtype=sources.dtype, device=sources.device)
         cost = sphere_cost(sources, targets)
         plan = sinkhorn(a, self.masses[self.rows].to(sources), cost, epsilon=self.params["sinkhorn_epsilon"],
-                        iters=self.params["sinkhorn_iters"], log_domain=self.params["log_domain"])
+                        iters=self.params["sinkhorn_iters"], log_domain=self.params["log_domain"],
+                        order=self.fidelity.sinkhorn_order)
         return transport_loss(plan, cost, rows)
 
     def __call__(self, state: StepState) -> torch.Tensor | None:
@@ -142,10 +139,10 @@ class DistributionMatching:
         with torch.enable_grad():
             if self.params["through_network"]:
                 x_t = state.x_t.detach().requires_grad_(True)
-                grad, = torch.autograd.grad(self.loss(state.denoise(x_t), self.loss_rows).sum(), x_t)
+                grad, = torch.autograd.grad(self.loss(state.denoise(x_t), self.fidelity.ot_loss_rows).sum(), x_t)
             else:
                 x0 = state.x0.detach().requires_grad_(True)
-                grad, = torch.autograd.grad(self.loss(x0, self.loss_rows).sum(), x0)
+                grad, = torch.autograd.grad(self.loss(x0, self.fidelity.ot_loss_rows).sum(), x0)
                 grad = grad / state.alpha_bar ** 0.5
         grad = grad.to(state.mean.dtype)
         finite = torch.isfinite(grad).flatten(1).all(1)
@@ -153,7 +150,7 @@ class DistributionMatching:
             bad = int(self.classes[~finite.cpu()][0])
             raise GuidanceError(f"non-finite OT guidance at step index {state.index} (t={state.t}) for class "
                                 f"{bad}; lower rho, raise sinkhorn_epsilon or set log_domain: true")
-        if self.params["fidelity"] == "paper":
+        if self.fidelity.rho_t == "log_variance":
             step = self.params["rho"] * (2.0 * state.sigma.log()).abs()
         else:
             step = self.params["rho"] * state.sigma
@@ -171,7 +168,7 @@ class DistributionMatching:
 
 # ----------------------------------------------------------------------------- the method
 
-def class_supports(ctx: DistillContext, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def class_supports(ctx: DistillContext, params: dict, fidelity: Fidelity) -> tuple[torch.Tensor, torch.Tensor]:
     """Support points and masses of each class of ``ctx.classes``, from the real latents artifact."""
     real = torch.load(ctx.latents_path)
     supports, masses = [], []
@@ -181,7 +178,7 @@ def class_supports(ctx: DistillContext, params: dict) -> tuple[torch.Tensor, tor
         if params["latent_posterior"] == "sample":
             noise = torch.randn(latents.shape, generator=generator(ctx.seed, c, 1))
             latents = latents + real["std"][members] * noise
-        points, mass = support_points(latents, params, generator(ctx.seed, c, 2))
+        points, mass = support_points(latents, params, fidelity, generator(ctx.seed, c, 2))
         supports.append(points)
         masses.append(mass)
     # dbs/kmeans on a tiny class gives fewer points: pad with zero mass to the largest count over the
@@ -195,36 +192,48 @@ def class_supports(ctx: DistillContext, params: dict) -> tuple[torch.Tensor, tor
             torch.stack([pad(m) for m in masses]).to(real["mean"].dtype))
 
 
-@register_method("dmgd", needs_backbone=True, needs_latents=True)
-def distill(ctx: DistillContext) -> SyntheticSet:
-    params = ctx.params
-    generation = Generation.from_context(ctx)
+def generate(generation: Generation, params: dict, fidelity: Fidelity,
+             matching: DistributionMatching | None) -> tuple[dict, dict]:
+    """Algorithm 1 over the generation's classes: ``{(class, index): latent}`` and the final OT loss of
+    each sample (None without distribution matching). With ``matching``, batches hold one round each
+    (greedy progressive matching); semantic matching draws through each sample's randomness."""
     steps = generation.sampler.steps
     t2, t1 = params["semantic_window"]
-    schedule = SemanticSchedule(params["fidelity"], t2, t1, params["beta_n"], params["beta_s"], steps,
+    schedule = SemanticSchedule(fidelity.blend, t2, t1, params["beta_n"], params["beta_s"], steps,
                                 generation.backbone.scheduler.config.num_train_timesteps)
-    matching = None
-    if params["distribution_matching"]:
-        matching = DistributionMatching(*class_supports(ctx, params), params, ctx.classes)
-    embed_dim = generation.backbone.transformer.inner_dim
+    embed_dim = generation.backbone.transformer.config.num_attention_heads * \
+        generation.backbone.transformer.config.attention_head_dim
     embedders = label_embedders(generation.backbone.transformer)
     timesteps = [(steps - 1 - k, c.t) for k, c in enumerate(generation.sampler.coefficients)]
     latents, final_losses = {}, {}
     for labels, index in generation.batches(by_round=matching is not None):
+        randomness = generation.randomness(labels, index)
         conditioning = None
         if params["semantic_matching"] and schedule.active:
-            # y* is drawn among all the dataset's classes, also when ctx.classes is a chunk
-            dynamic = DynamicLabels(schedule, generation.backbone_labels[labels], generation.backbone_labels,
-                                    generation.noise_seeds(labels, index), embed_dim, timesteps)
+            # y* is drawn among all the dataset's classes, also when the generation covers a chunk
+            dynamic = DynamicLabels(schedule, fidelity, generation.backbone_labels[labels], generation.backbone_labels,
+                                    randomness, embed_dim, timesteps)
 
             def conditioning(i: int, t: int, d: DynamicLabels = dynamic):
                 return dynamic_label_embedding(embedders, d.for_step(i, t))
         if matching is not None:
             matching.start_batch(labels)
-        z0 = generation.sample(labels, index, [matching] if matching else [], conditioning)
+        z0 = generation.sample(labels, index, [matching] if matching else [], conditioning, randomness=randomness)
         losses = matching.finish(z0) if matching else [None] * len(labels)
         for c, i, z, loss in zip(labels.tolist(), index.tolist(), z0, losses):
             latents[(c, i)], final_losses[(c, i)] = z, loss
+    return latents, final_losses
+
+
+@register_method("dmgd", needs_backbone=True, needs_latents=True)
+def distill(ctx: DistillContext) -> SyntheticSet:
+    params = ctx.params
+    fidelity = resolve_fidelity(params["fidelity"])
+    generation = Generation.from_context(ctx)
+    matching = None
+    if params["distribution_matching"]:
+        matching = DistributionMatching(*class_supports(ctx, params, fidelity), params, fidelity, ctx.classes)
+    latents, final_losses = generate(generation, params, fidelity, matching)
     images, out_labels = generation.decode(latents)
     records = {"final_ot_loss": [[final_losses[(c, i)] for i in range(ctx.ipc)]
                                  for c in ctx.classes]} if matching else {}

@@ -32,7 +32,8 @@ def test_local_directory_round_trip(tiny_backbone_dir):
 
 
 def test_pointer_manifest_is_followed(tiny_backbone_dir, tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"source": str(tiny_backbone_dir), "vae": None}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"source": str(tiny_backbone_dir), "vae": None,
+                                                                "numerics": "official"}))
     torch.testing.assert_close(forward(open_backbone(tmp_path)), forward(load_backbone(str(tiny_backbone_dir))))
 
 

@@ -10,6 +10,7 @@ from evaluation.seeding import generator
 from evaluation.synsets import read_synset
 from methods.distill import distill
 from methods.dmgd import GuidanceError, local_density, support_points
+from methods.dmgd_fidelity import resolve_fidelity
 from tests.conftest import SAMPLER, method_params
 
 
@@ -52,7 +53,7 @@ def test_guidance_lowers_the_final_ot_loss(run):
 @pytest.mark.parametrize("fidelity", ["official", "paper"])
 @pytest.mark.parametrize("through_network", [False, True])
 def test_fidelities_and_gradient_paths_run(run, fidelity, through_network):
-    images, records = run(fidelity=fidelity, through_network=through_network, guidance_window=[5, 8])
+    images, records = run(fidelity={"preset": fidelity}, through_network=through_network, guidance_window=[5, 8])
     assert images.shape == (20, 3, 16, 16)
     assert all(torch.isfinite(torch.tensor(row)).all() for row in records["final_ot_loss"])
 
@@ -67,11 +68,11 @@ def test_support_point_approximations():
     latents = torch.cat([torch.randn(30, 4, 2, 2, generator=gen_data) + 4 * k for k in range(3)])
     for method, k in [("kmeans", 3), ("mean", 1), ("dbs", 3)]:
         params = dmgd_params(approximation=method, support_points=3)
-        points, masses = support_points(latents, params, generator(0))
+        points, masses = support_points(latents, params, resolve_fidelity(params["fidelity"]), generator(0))
         assert points.shape == (k, 16) and masses.shape == (k,)
         torch.testing.assert_close(points.norm(dim=1), torch.ones(k, dtype=points.dtype))
         assert masses.sum().item() == pytest.approx(1.0)
-    kmeans_masses = support_points(latents, dmgd_params(), generator(0))[1]
+    kmeans_masses = support_points(latents, dmgd_params(), resolve_fidelity({}), generator(0))[1]
     assert sorted(kmeans_masses[kmeans_masses > 0].tolist()) != []
 
 
@@ -86,5 +87,5 @@ def test_dbs_density_is_higher_in_dense_regions():
 def test_semantic_matching_without_cfg(run, fidelity):
     """At 1 + w = 1 (Table 8) the sampler runs only the conditional rows; the embedding follows."""
     no_cfg = {**SAMPLER, "cfg_scale": 1.0}
-    images, _ = run(sampler=no_cfg, fidelity=fidelity, semantic_window=[3, 8], guidance_window=[5, 8])
+    images, _ = run(sampler=no_cfg, fidelity={"preset": fidelity}, semantic_window=[3, 8], guidance_window=[5, 8])
     assert images.shape == (20, 3, 16, 16)

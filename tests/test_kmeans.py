@@ -6,7 +6,7 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
 
-from methods.diffusion.kmeans import kmeans
+from methods.diffusion.kmeans import kmeans, random_init
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,66 @@ def test_empty_clusters_are_reseeded():
         result = kmeans(points, 3, generator=torch.Generator().manual_seed(seed), init="random")
         assert result.inertia == 0.0
         assert sorted(result.counts.tolist()) == [2, 2, 20]
+
+
+def test_random_init_draws_with_replacement():
+    # fast_pytorch_kmeans 0.2.x: torch.randint rows, so duplicates are possible (k = N makes them certain here)
+    points = torch.arange(8, dtype=torch.float64)[:, None]
+    centers = random_init(points, 8, 3, torch.Generator().manual_seed(0))
+    expected = torch.randint(8, (3, 8), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(centers[..., 0], expected.double())
+    assert any(len(row.unique()) < 8 for row in centers[..., 0])
+
+
+def two_groups():
+    """Two tight groups far from the origin, and initial centres that duplicate one point."""
+    gen = torch.Generator().manual_seed(0)
+    points = torch.cat([torch.randn(10, 2, generator=gen, dtype=torch.float64) * 0.1 + 5.0,
+                        torch.randn(10, 2, generator=gen, dtype=torch.float64) * 0.1 - 5.0])
+    return points, points[[0, 0, 10]]
+
+
+def test_given_init_and_zero_policy_leave_a_duplicate_centre_empty_at_zero():
+    points, init = two_groups()
+    result = kmeans(points, 3, generator=None, init=init, empty_clusters="zero")
+    assert result.counts.tolist() == [10, 0, 10]  # ties go to the first centre; k entries kept
+    assert torch.equal(result.centers[1], torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(result.centers[0], points[:10].mean(0))
+    reseeded = kmeans(points, 3, generator=None, init=init)
+    assert bool((reseeded.counts > 0).all())
+
+
+def test_without_final_assignment_the_labels_are_those_before_the_last_move():
+    points, _ = two_groups()
+    init = points[[0, 1, 2]]  # all in the first group: the second group's points join one centre
+    once = kmeans(points, 3, generator=None, init=init, iters=1, final_assignment=False)
+    assert torch.equal(once.labels, torch.cdist(points, init).argmin(1))
+    assert torch.equal(once.counts, torch.bincount(once.labels, minlength=3))
+    assert not torch.equal(once.labels, torch.cdist(points, once.centers).argmin(1))
+    final = kmeans(points, 3, generator=None, init=init, iters=1)
+    assert torch.equal(final.centers, once.centers)
+    assert torch.equal(final.labels, torch.cdist(points, final.centers).argmin(1))
+
+
+def test_absolute_tolerance_ignores_the_data_scale():
+    points = 1000.0 * torch.randn(50, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    init = points[:5]
+    one_step = kmeans(points, 5, generator=None, init=init, iters=1)
+    # the first move shifts the centres by ~6e6 in total: under 1e3 × the variance (~1e9), not under 1e3
+    relative = kmeans(points, 5, generator=None, init=init, tol=1e3)
+    absolute = kmeans(points, 5, generator=None, init=init, tol=1e3, tol_mode="absolute")
+    assert torch.equal(relative.centers, one_step.centers)
+    assert not torch.equal(absolute.centers, one_step.centers)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(init=torch.zeros(3, 2), restarts=2), "runs once, got restarts=2; pass restarts=1"),
+    (dict(init=torch.zeros(2, 2)), r"init of shape \(2, 2\) must be \[k, D\] = \[3, 2\]"),
+    (dict(generator=None), "init='k-means\\+\\+' draws from a generator, got None; pass a torch.Generator"),
+    (dict(tol_mode="scaled"), "tol_mode='scaled' is unknown; use one of \\('relative', 'absolute'\\)"),
+    (dict(empty_clusters="drop"), "empty_clusters='drop' is unknown; use one of \\('reseed', 'zero'\\)"),
+])
+def test_invalid_options_are_refused(kwargs, message):
+    arguments = dict(generator=torch.Generator().manual_seed(0)) | kwargs
+    with pytest.raises(ValueError, match=message):
+        kmeans(torch.randn(6, 2), 3, **arguments)

@@ -1,11 +1,11 @@
-"""Batched Sinkhorn against POT, the sphere cost, and gradients of the transport loss."""
+"""Batched Sinkhorn against POT and DMGD's row-first scaling, the sphere cost, and gradients of the transport loss."""
 from __future__ import annotations
 
 import ot
 import pytest
 import torch
 
-from methods.diffusion.ot import sinkhorn, sphere_cost, transport_loss, unit_sphere
+from methods.diffusion.ot import SINKHORN_ORDERS, sinkhorn, sphere_cost, transport_loss, unit_sphere
 
 
 def random_problem(batch: int, n: int, m: int, seed: int):
@@ -25,7 +25,7 @@ PROBLEMS = [(3, 4, 6, 0.1, 5), (2, 7, 3, 0.05, 100), (2, 5, 5, 0.1, 100), (1, 8,
 @pytest.mark.parametrize("batch, n, m, epsilon, iters", PROBLEMS)
 def test_plans_match_pot(batch, n, m, epsilon, iters, log_domain, method):
     a, b, cost = random_problem(batch, n, m, seed=n * m + iters)
-    plans = sinkhorn(a, b, cost, epsilon=epsilon, iters=iters, log_domain=log_domain)
+    plans = sinkhorn(a, b, cost, epsilon=epsilon, iters=iters, log_domain=log_domain, order="columns_first")
     assert plans.shape == (batch, n, m)
     for i in range(batch):
         expected = ot.sinkhorn(a[i].numpy(), b[i].numpy(), cost[i].numpy(), epsilon, method=method,
@@ -33,11 +33,42 @@ def test_plans_match_pot(batch, n, m, epsilon, iters, log_domain, method):
         torch.testing.assert_close(plans[i], torch.from_numpy(expected), rtol=0.0, atol=1e-6)
 
 
+def dmgd_scaling(a, b, cost, epsilon, iters):
+    """DMGD's loop as the golden README describes it: scale the matrix exp(−C/ε) itself, rows then columns."""
+    plan = torch.exp(-cost / epsilon)
+    for _ in range(iters):
+        plan = plan * (a / plan.sum(-1))[:, :, None]
+        plan = plan * (b / plan.sum(-2))[:, None, :]
+    return plan
+
+
+@pytest.mark.parametrize("log_domain", [False, True])
+@pytest.mark.parametrize("batch, n, m, epsilon, iters", PROBLEMS)
+def test_rows_first_is_dmgds_matrix_scaling(batch, n, m, epsilon, iters, log_domain):
+    a, b, cost = random_problem(batch, n, m, seed=n * m + iters)
+    plans = sinkhorn(a, b, cost, epsilon=epsilon, iters=iters, log_domain=log_domain)  # rows_first by default
+    torch.testing.assert_close(plans, dmgd_scaling(a, b, cost, epsilon, iters), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(plans.sum(-2), b, rtol=1e-12, atol=1e-12)  # the last step scales columns
+
+
+def test_orders_differ_after_few_iterations():
+    a, b, cost = random_problem(1, 8, 2, seed=0)
+    rows = sinkhorn(a, b, cost, epsilon=0.05, iters=5, order="rows_first")
+    columns = sinkhorn(a, b, cost, epsilon=0.05, iters=5, order="columns_first")
+    assert float((rows - columns).abs().max()) > 1e-3
+
+
+def test_unknown_order_is_refused():
+    a, b, cost = random_problem(1, 3, 4, seed=8)
+    with pytest.raises(ValueError, match=r"order='rows' is unknown; use one of \('rows_first', 'columns_first'\)"):
+        sinkhorn(a, b, cost, epsilon=0.1, iters=5, order="rows")
+
+
 def test_log_domain_survives_where_the_plain_kernel_underflows():
     a, b, cost = random_problem(2, 4, 5, seed=1)
     cost = cost + 1.0  # every exp(-C/ε) < exp(-1000): zero in float64
     plain = sinkhorn(a, b, cost, epsilon=1e-3, iters=20)
-    stable = sinkhorn(a, b, cost, epsilon=1e-3, iters=20, log_domain=True)
+    stable = sinkhorn(a, b, cost, epsilon=1e-3, iters=20, log_domain=True, order="columns_first")
     assert not torch.isfinite(plain).all()
     assert torch.isfinite(stable).all()
     expected = ot.sinkhorn(a[0].numpy(), b[0].numpy(), cost[0].numpy(), 1e-3, method="sinkhorn_log",
@@ -45,17 +76,19 @@ def test_log_domain_survives_where_the_plain_kernel_underflows():
     torch.testing.assert_close(stable[0], torch.from_numpy(expected), rtol=0.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("order", SINKHORN_ORDERS)
 @pytest.mark.parametrize("log_domain", [False, True])
-def test_converged_plans_have_the_requested_marginals(log_domain):
+def test_converged_plans_have_the_requested_marginals(log_domain, order):
     a, b, cost = random_problem(3, 6, 4, seed=2)
-    plans = sinkhorn(a, b, cost, epsilon=0.1, iters=500, log_domain=log_domain)
+    plans = sinkhorn(a, b, cost, epsilon=0.1, iters=500, log_domain=log_domain, order=order)
     torch.testing.assert_close(plans.sum(-1), a, rtol=0.0, atol=1e-6)
     torch.testing.assert_close(plans.sum(-2), b, rtol=0.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("order", SINKHORN_ORDERS)
 @pytest.mark.parametrize("log_domain", [False, True])
 @pytest.mark.parametrize("rows", ["last", "all"])
-def test_transport_loss_gradient_passes_gradcheck(log_domain, rows):
+def test_transport_loss_gradient_passes_gradcheck(log_domain, rows, order):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.randn(2, 4, 4, generator=gen, dtype=torch.float64)
@@ -64,7 +97,8 @@ def test_transport_loss_gradient_passes_gradcheck(log_domain, rows):
 
     def loss(source):
         cost = sphere_cost(source, y)
-        return transport_loss(sinkhorn(a, b, cost, epsilon=0.1, iters=5, log_domain=log_domain), cost, rows)
+        plan = sinkhorn(a, b, cost, epsilon=0.1, iters=5, log_domain=log_domain, order=order)
+        return transport_loss(plan, cost, rows)
 
     torch.autograd.gradcheck(loss, (x,))
     loss(x).sum().backward()

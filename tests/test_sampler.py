@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from methods.diffusion.backbone import dit_scheduler, load_backbone
+from methods.diffusion.randomness import seeded
 from methods.diffusion.sampler import (
     Sampler,
     guided_output,
@@ -104,16 +105,16 @@ def sampler(tiny_backbone_dir):
 
 def test_sampling_is_independent_of_batch_composition(sampler):
     labels, seeds = torch.tensor([0, 1, 2, 3]), [10, 11, 12, 13]
-    batched = sampler.sample(labels, seeds)
-    alone = torch.cat([sampler.sample(labels[i:i + 1], seeds[i:i + 1]) for i in range(4)])
+    batched = sampler.sample(labels, seeded(seeds))
+    alone = torch.cat([sampler.sample(labels[i:i + 1], seeded(seeds[i:i + 1])) for i in range(4)])
     torch.testing.assert_close(batched, alone, rtol=1e-3, atol=2e-4)  # float32 batched matmuls
 
 
 def test_same_seed_same_latents_other_seed_other_latents(sampler):
     labels = torch.tensor([4, 5])
-    a, b = sampler.sample(labels, [1, 2]), sampler.sample(labels, [1, 2])
+    a, b = sampler.sample(labels, seeded([1, 2])), sampler.sample(labels, seeded([1, 2]))
     assert torch.equal(a, b)
-    assert not torch.allclose(a, sampler.sample(labels, [3, 4]))
+    assert not torch.allclose(a, sampler.sample(labels, seeded([3, 4])))
 
 
 def test_hook_sees_every_step_and_its_shift_reaches_the_sample(sampler):
@@ -131,10 +132,10 @@ def test_hook_sees_every_step_and_its_shift_reaches_the_sample(sampler):
         return state.mean + delta if state.index == 0 else None
 
     labels, seeds = torch.tensor([6, 7]), [5, 6]
-    plain = sampler.sample(labels, seeds, hooks=[record])
+    plain = sampler.sample(labels, seeded(seeds), hooks=[record])
     assert [i for i, _ in seen] == list(range(7, -1, -1))
     assert [t for _, t in seen] == [c.t for c in sampler.coefficients]
-    shifted = sampler.sample(labels, seeds, hooks=[shift_last])
+    shifted = sampler.sample(labels, seeded(seeds), hooks=[shift_last])
     torch.testing.assert_close(shifted, plain + delta)
 
 

@@ -8,6 +8,7 @@ import torch
 from diffusers.models.embeddings import LabelEmbedding
 
 from methods.diffusion.backbone import load_backbone
+from methods.diffusion.randomness import seeded
 from methods.diffusion.semantic import (
     DynamicLabels,
     SemanticSchedule,
@@ -16,12 +17,16 @@ from methods.diffusion.semantic import (
     label_embedders,
     rescale,
 )
+from methods.dmgd_fidelity import resolve_fidelity
 
 T = {i: round(i * 999 / 49) for i in range(50)}  # DiT's respaced timesteps
 
 
+BLEND = {"official": "timestep_lambda", "paper": "step_sigma"}
+
+
 def schedule(fidelity, window=(25, 45), beta_n=0.06, beta_s=0.01):
-    return SemanticSchedule(fidelity, window[0], window[1], beta_n, beta_s, steps=50)
+    return SemanticSchedule(BLEND[fidelity], window[0], window[1], beta_n, beta_s, steps=50)
 
 
 @pytest.mark.parametrize("index, expected", [
@@ -66,21 +71,23 @@ def test_rescale_matches_target_statistics():
 TIMESTEPS = [(i, T[i]) for i in range(49, -1, -1)]
 
 
-def dynamic(fidelity, labels=(1, 2), seeds=(11, 12), dataset=tuple(range(10))):
-    return DynamicLabels(schedule(fidelity), torch.tensor(labels), torch.tensor(dataset), list(seeds),
-                         embed_dim=16, timesteps=TIMESTEPS)
+def dynamic(fidelity, labels=(1, 2), seeds=(11, 12), dataset=tuple(range(10)), **overrides):
+    return DynamicLabels(schedule(fidelity), resolve_fidelity({"preset": fidelity, **overrides}), torch.tensor(labels),
+                         torch.tensor(dataset), seeded(seeds), embed_dim=16, timesteps=TIMESTEPS)
 
 
 @pytest.mark.parametrize("fidelity", ["official", "paper"])
-def test_other_class_is_another_class_of_the_dataset(fidelity):
+@pytest.mark.parametrize("other_class", ["per_sample", "per_step"])
+def test_other_class_is_another_class_of_the_dataset(fidelity, other_class):
     dataset = (193, 182, 258, 162)
     labels = dataset * 5
-    d = dynamic(fidelity, labels=labels, seeds=range(20), dataset=dataset)
-    steps = [d.for_step(i, T[i]).other[:20] for i in range(26, 50)]
+    d = dynamic(fidelity, labels=labels, seeds=range(20), dataset=dataset, other_class=other_class)
+    steps = [d.for_step(i, T[i]).other[:20] for i in range(26, 50) if d.for_step(i, T[i]) is not None]
     for other in steps:
         assert (other != torch.tensor(labels)).all() and set(other.tolist()) <= set(dataset)
     varies = any(not torch.equal(steps[0], o) for o in steps[1:])
-    assert varies == (fidelity == "official")  # official redraws y* every step; paper once per sample
+    # both presets keep one y* per sample (the official random.choice before the loop; Algorithm 1)
+    assert varies == (other_class == "per_step")
 
 
 def embed_step(fidelity):
@@ -119,10 +126,10 @@ def test_context_manager_patches_every_block_and_always_restores(tiny_backbone_d
     backbone = load_backbone(str(tiny_backbone_dir))
     dit = backbone.transformer
     embedders = [m for m in dit.modules() if isinstance(m, LabelEmbedding)]
-    assert len(embedders) == dit.config.num_layers  # diffusers: one table per block
+    assert len(embedders) == dit.config.num_layers  # diffusers: one embedder per block (official numerics: one table)
     x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([500, 500]), torch.tensor([1, 10])
     plain = dit(x, timestep=t, class_labels=y).sample
-    step = StepLabels("paper", (0.0, 1.0, 0.0), torch.randn(2, dit.inner_dim), torch.tensor([3, 3]))
+    step = StepLabels("per_vector", (0.0, 1.0, 0.0), torch.randn(2, dit.inner_dim), torch.tensor([3, 3]))
     with dynamic_label_embedding(label_embedders(dit), step):
         patched = dit(x, timestep=t, class_labels=y).sample
         assert all("forward" in m.__dict__ for m in embedders)
@@ -139,7 +146,8 @@ def test_a_shared_table_gets_the_same_embedding_in_every_block(tiny_backbone_dir
     embedders = [m for m in backbone.transformer.modules() if isinstance(m, LabelEmbedding)]
     for m in embedders[1:]:
         m.embedding_table = embedders[0].embedding_table  # the original DiT's single shared table
-    step = StepLabels("official", (0.5, 0.06, 0.01), torch.rand(2, backbone.transformer.inner_dim), torch.tensor([2, 2]))
+    step = StepLabels("pooled_pair", (0.5, 0.06, 0.01), torch.rand(2, backbone.transformer.inner_dim),
+                      torch.tensor([2, 2]))
     with dynamic_label_embedding(embedders, step):
         outs = [m(torch.tensor([1, 10])) for m in embedders]
     assert all(torch.equal(outs[0], o) for o in outs[1:])

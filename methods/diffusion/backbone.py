@@ -1,8 +1,11 @@
 """The diffusion backbone: a VAE, a class-conditional DiT with learned sigma, and its noise schedule.
 
 One loader serves every source: a Hugging Face hub id (``facebook/DiT-XL-2-256``), a local
-directory in the diffusers layout (``transformer/``, ``vae/``, optional ``scheduler/``), or the
-tiny embedded backbone that the DAG trains and saves in that same layout.
+directory in the diffusers layout (``transformer/``, ``vae/``, optional ``scheduler/``), an official
+DiT checkpoint file (``DiT-XL-2-256x256.pt``, converted at load: ``official_dit.py``), or the tiny
+embedded backbone that the DAG trains and saves in the diffusers layout. Every backbone carries its
+``numerics`` (``official``: the network computes the official DiT; ``diffusers``: the stock
+diffusers network), applied at load and recorded in each saved backbone's ``backbone.json``.
 """
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ import torch
 
 from evaluation.errors import InputError, first_complaint
 
+from .official_dit import apply_numerics, load_official_checkpoint, untied
+
 if TYPE_CHECKING:  # diffusers is imported where a backbone is built: importing it costs about 2 s,
     # and every job that validates a config imports this module through the method registry
     from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
-LAYOUT = "a local directory holding transformer/, vae/ and scheduler/ (diffusers layout)"
+LAYOUT = ("a local directory holding transformer/, vae/ and scheduler/ (diffusers layout) or an official DiT "
+          "checkpoint file (DiT-XL-2-256x256.pt) with backbone.vae set")
+RECORD = "backbone.json"   # beside transformer/ in a saved backbone: {"numerics": ...}
 
 
 class BackboneError(InputError, RuntimeError):
@@ -45,6 +52,10 @@ class Backbone:
     transformer: DiTTransformer2DModel
     vae: AutoencoderKL
     scheduler: DDPMScheduler
+    numerics: str = "official"   # official_dit.NUMERICS
+
+    def __post_init__(self):
+        apply_numerics(self.transformer, self.numerics)
 
     @property
     def num_classes(self) -> int:
@@ -94,9 +105,11 @@ class Backbone:
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
-        self.transformer.save_pretrained(directory / "transformer")
+        with untied(self.transformer):
+            self.transformer.save_pretrained(directory / "transformer")
         self.vae.save_pretrained(directory / "vae")
         self.scheduler.save_pretrained(directory / "scheduler")
+        (directory / RECORD).write_text(json.dumps({"numerics": self.numerics}) + "\n")
 
 
 def _load(cls, source: str, subfolder: str | None, what: str):
@@ -111,7 +124,7 @@ def _load(cls, source: str, subfolder: str | None, what: str):
     except (OSError, ValueError) as err:
         raise BackboneError(
             f"{what}: cannot load hub id '{source}' (offline or not cached: {type(err).__name__}); "
-            f"run `huggingface-cli download {source}` on a machine with internet, or set "
+            f"run `hf download {source}` on a machine with internet, or set "
             f"backbone.source to {LAYOUT}") from err
 
 
@@ -131,36 +144,53 @@ def _load_complete(cls, path: Path, what: str):
     return model
 
 
-def load_backbone(source: str, vae: str | None = None, device: str = "cpu") -> Backbone:
-    """Load DiT + VAE + scheduler from a hub id or a local directory (``vae`` overrides ``vae/``).
+def load_backbone(source: str, vae: str | None = None, device: str = "cpu", numerics: str | None = None,
+                  num_heads: int | None = None) -> Backbone:
+    """Load DiT + VAE + scheduler from a hub id, a local directory or an official checkpoint file.
 
-    Label dropout inside diffusers' per-block label embedders is disabled: each DiT block of
-    diffusers holds its own table and would drop labels independently; the suite applies the
-    null label itself (training) or explicitly (CFG).
+    ``vae`` overrides ``vae/`` (and is required with a checkpoint file, which holds only the DiT).
+    ``numerics`` defaults to the one a saved backbone records in ``backbone.json``, else ``official``
+    (hub and official weights are the official DiT's); ``num_heads`` is needed only for a checkpoint
+    whose hidden size is not one of the official configs'. Label dropout inside diffusers' label
+    embedders is disabled: the suite applies the null label itself (training) or explicitly (CFG).
     """
     from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
-    transformer = _load(DiTTransformer2DModel, source, "transformer", "DiT transformer")
+    local = Path(source)
+    if local.is_file():
+        if not vae:
+            raise BackboneError(f"{source} is an official DiT checkpoint, which holds only the DiT; set backbone.vae "
+                                f"to the VAE it was trained with (stabilityai/sd-vae-ft-ema or a local AutoencoderKL "
+                                f"directory)")
+        transformer = load_official_checkpoint(local, num_heads, numerics or "official")
+        scheduler_dir = None
+    else:
+        transformer = _load(DiTTransformer2DModel, source, "transformer", "DiT transformer")
+        scheduler_dir = local / "scheduler"
+        if numerics is None and (local / RECORD).is_file():
+            numerics = json.loads((local / RECORD).read_text())["numerics"]
     autoencoder = _load(AutoencoderKL, vae, None, "VAE") if vae else _load(AutoencoderKL, source, "vae", "VAE")
-    scheduler_dir = Path(source) / "scheduler"
-    scheduler = dit_scheduler(DDPMScheduler.load_config(scheduler_dir) if scheduler_dir.is_dir() else None)
+    scheduler = dit_scheduler(DDPMScheduler.load_config(scheduler_dir)
+                              if scheduler_dir is not None and scheduler_dir.is_dir() else None)
     disable_label_dropout(transformer)
     transformer.eval().requires_grad_(False)
     autoencoder.eval().requires_grad_(False)
-    return Backbone(transformer, autoencoder, scheduler).to(device)
+    return Backbone(transformer, autoencoder, scheduler, numerics or "official").to(device)
 
 
 def open_backbone(artifact_dir: str | Path, device: str = "cpu") -> Backbone:
     """Load the backbone artifact of a profile: trained weights, or a manifest naming a source.
 
-    ``backbones/<name>/`` holds either the diffusers layout (tiny, Minimax) or only a
-    ``manifest.json`` whose ``source``/``vae`` point at a hub id or local directory (DiT-XL/2).
+    ``backbones/<name>/`` holds either the diffusers layout with ``backbone.json`` (tiny, Minimax) or
+    only a ``manifest.json`` whose ``source``/``vae``/``numerics``/``num_heads`` name a hub id, a
+    local directory or an official checkpoint file (DiT-XL/2).
     """
     artifact_dir = Path(artifact_dir)
     if (artifact_dir / "transformer").is_dir():
         return load_backbone(str(artifact_dir), device=device)
     record = json.loads((artifact_dir / "manifest.json").read_text())
-    return load_backbone(record["source"], record.get("vae"), device=device)
+    return load_backbone(record["source"], record.get("vae"), device=device, numerics=record["numerics"],
+                         num_heads=record.get("num_heads"))
 
 
 def disable_label_dropout(transformer: DiTTransformer2DModel) -> None:

@@ -22,6 +22,7 @@ import torch
 from evaluation.seeding import derive_seed
 
 from .backbone import Backbone, open_backbone
+from .randomness import SampleRandomness, seeded
 from .sampler import Conditioning, Hook, Sampler
 
 BatchFn = Callable[[torch.Tensor, torch.Tensor], object]  # (dataset labels, sample indices) -> per-batch value
@@ -36,6 +37,8 @@ class Generation:
     ipc: int
     batch_size: int
     classes: range | None = None    # dataset labels to generate; None = all
+    # (dataset labels, sample indices) -> each sample's randomness; None = streams derived from the seed
+    randomness_of: Callable[[torch.Tensor, torch.Tensor], list[SampleRandomness]] | None = None
 
     def __post_init__(self):
         if self.classes is None:
@@ -62,12 +65,18 @@ class Generation:
 
     def sample(self, labels: torch.Tensor, index: torch.Tensor, hooks: list[Hook] = (),
                conditioning: Conditioning | None = None, init: torch.Tensor | None = None,
-               start: int = 0) -> torch.Tensor:
-        return self.sampler.sample(self.backbone_labels[labels], self.noise_seeds(labels, index), hooks,
-                                   conditioning, init, start)
+               start: int = 0, randomness: list[SampleRandomness] | None = None) -> torch.Tensor:
+        """Latents of the batch; ``randomness`` (default :meth:`randomness`) when a method draws more
+        values of the same samples itself (DMGD's semantic matching)."""
+        randomness = self.randomness(labels, index) if randomness is None else randomness
+        return self.sampler.sample(self.backbone_labels[labels], randomness, hooks, conditioning, init, start)
 
-    def noise_seeds(self, labels: torch.Tensor, index: torch.Tensor) -> list[int]:
-        return [derive_seed(self.seed, int(c), int(i)) for c, i in zip(labels, index)]
+    def randomness(self, labels: torch.Tensor, index: torch.Tensor) -> list[SampleRandomness]:
+        """Each sample's random values: from ``randomness_of`` when given (tests replay recorded values),
+        else from streams derived from (seed, class, index)."""
+        if self.randomness_of is not None:
+            return self.randomness_of(labels, index)
+        return seeded([derive_seed(self.seed, int(c), int(i)) for c, i in zip(labels, index)])
 
     def generate(self, batch_hooks: BatchFn | None = None, batch_init: BatchFn | None = None,
                  start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

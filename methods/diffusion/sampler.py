@@ -15,7 +15,9 @@ log is clipped at the last step to the value of the step before (DiT's
 ``DDPMScheduler.step`` and against an independent float64 computation of DiT's formulas.
 
 Guided methods plug in through hooks: a hook sees the :class:`StepState` of the conditional
-branch (step index, t, x_t, ε, x̂0, μ, σ_t) and may return a shifted mean (DMGD, MGD³).
+branch (step index, t, x_t, ε, x̂0, μ, σ_t) and may return a shifted mean (DMGD, MGD³). Every random
+value (z and each step's noise) comes from the sample's :class:`~.randomness.SampleRandomness`;
+``tests/test_golden_sampling.py`` replays the official loop's values and matches its every x_t.
 """
 from __future__ import annotations
 
@@ -26,9 +28,8 @@ from typing import ContextManager
 
 import torch
 
-from evaluation.seeding import generator as derived_generator
-
 from .backbone import Backbone
+from .randomness import SampleRandomness
 
 
 @dataclass
@@ -116,7 +117,7 @@ def guided_output(model_out: torch.Tensor, channels: int, cfg_scale: float,
 
 
 class Sampler:
-    """DiT's p_sample_loop for a batch of labels; per-sample noise streams make it batch-invariant."""
+    """DiT's p_sample_loop for a batch of labels; per-sample randomness makes it batch-invariant."""
 
     def __init__(self, backbone: Backbone, steps: int = 50, cfg_scale: float = 4.0,
                  cfg_channels: int | None = None, autocast_bf16: bool = False, compile: bool = False):
@@ -143,10 +144,11 @@ class Sampler:
         return out.float()   # no copy when it is float32 already
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, noise_seeds: Sequence[int], hooks: Sequence[Hook] = (),
+    def sample(self, labels: torch.Tensor, randomness: Sequence[SampleRandomness], hooks: Sequence[Hook] = (),
                conditioning: Conditioning | None = None, init: torch.Tensor | None = None,
                start: int = 0) -> torch.Tensor:
-        """Latents for ``labels`` (backbone class ids); sample i draws all its noise from seed i.
+        """Latents for ``labels`` (backbone class ids); sample i draws its noise from ``randomness[i]``
+        (``randomness.seeded(seeds)`` for the suite's derived streams).
 
         ``conditioning(index, t)`` wraps each forward (DMGD's dynamic label embeddings).
         ``init`` (clean latents) with ``start`` > 0 begins at the start-th step from
@@ -154,8 +156,8 @@ class Sampler:
         """
         device = self.backbone.device
         channels = self.backbone.latent_shape[0]
-        streams = [derived_generator(s) for s in noise_seeds]
-        x = self._noise(streams).to(device)
+        shape = self.backbone.latent_shape
+        x = torch.stack([r.initial_noise(shape) for r in randomness]).to(device)
         if init is not None and start > 0:
             a = self.coefficients[start].alpha_bar
             x = a ** 0.5 * init.to(x) + (1.0 - a) ** 0.5 * x
@@ -181,9 +183,8 @@ class Sampler:
                 shifted = hook(state)
                 if shifted is not None:
                     mean = shifted
-            x = mean if k == last else mean + sigma * self._noise(streams).to(device)
+            if k == last:
+                x = mean
+            else:
+                x = mean + sigma * torch.stack([r.step_noise(last - k, shape) for r in randomness]).to(device)
         return x
-
-    def _noise(self, streams: list[torch.Generator]) -> torch.Tensor:
-        shape = self.backbone.latent_shape
-        return torch.stack([torch.randn(shape, generator=g) for g in streams])

@@ -1,35 +1,38 @@
 """DMGD's semantic matching: dynamic label embeddings over three stages of the sampling loop.
 
-Supplementary eqs. 40–42 (``paper``) and ``SemanticMatching.random_label_conditioning`` of the
-official code (``official``, methods_and_protocols.md §2 "DMGD"). With step index i (49 … 0) and
-the stage window [t2, t1] (default [25, 45]):
+Supplementary eqs. 40–42 (``blend: step_sigma``) and ``SemanticMatching.random_label_conditioning``
+of the official code (``blend: timestep_lambda``); methods/dmgd_fidelity.py lists every field. With
+step index i (49 … 0) and the stage window [t2, t1] (default [25, 45]):
 
-paper (eq. 40, σ = (t1 − i)/(t1 − t2), eq. 41)::
+step_sigma (eq. 40, σ = (t1 − i)/(t1 − t2), eq. 41)::
 
     ỹ = n                                       i ≥ t1   (stochastic exploration)
     ỹ = √σ·y + (1 − √σ)(β_s·y* + β_n·n)         t2 < i < t1  (dynamic soft label)
     ỹ = y                                       i ≤ t2   (semantic refinement)
 
-    n ~ N(0, I) drawn at every step; y* one random other class of the dataset per sample
-    (Algorithm 1, line 6); each vector rescaled to its own label's mean and std (eq. 42).
-
-official (original timestep t; thresholds T1 = t1·1000/S, T2 = t2·1000/S, i.e. 900 and 500)::
+timestep_lambda (original timestep t; thresholds T1 = t1·1000/S, T2 = t2·1000/S, i.e. 900 and 500)::
 
     λ = 0 for t > T1,  (T1 − t)/(T1 − T2) for T2 ≤ t ≤ T1,  1 for t < T2
     ỹ = √λ·y + β_n·√(1−λ)·n + 1[t ≤ T1]·β_s·√(1−λ)·y*
 
-    n ~ U[0, 1) (``torch.rand_like``) and y* a fresh random other class at every step; ỹ
-    rescaled to the scalar mean and std pooled over the sample's [cond; null] pair.
+n is drawn at every step (``label_noise``: U[0, 1) as the official ``torch.rand_like`` or the
+paper's N(0, I)); y* is one random other class of the dataset, drawn once per sample and kept (the
+official code and Algorithm 1, line 6) or anew at every step (``other_class: per_step``). ỹ is
+rescaled (eq. 42) to the scalar mean and std pooled over the sample's [cond; null] rows (official)
+or each vector to its own label's (paper). Below T2 the official code still blends and rescales,
+which returns y up to float rounding; the suite uses y there (``tests/test_golden_dmgd.py``
+matches the official trajectories to 1e-5 with this).
 
 Both apply the construction to the null label of classifier-free guidance too (the official code
 blends the whole CFG batch; the paper "suggests imposing a dynamic process on it as well").
 A window with t1 ≥ S has no exploration stage and one with t2 < 0 no refinement stage (Table 7's
 variants; Table 8's tw = [25, 50] equals Table 7's "w/ Semantic Refinement"). With
-β_n = β_s = 0 semantic matching is off and sampling is plain DiT.
+β_n = β_s = 0 semantic matching is off and sampling is plain DiT. Every random value comes through
+the samples' :class:`~.randomness.SampleRandomness`.
 
 The embedding is injected into every DiT block's label embedder (diffusers gives each block its
-own table; the original DiT shares one), each block using its own table, by a context manager that
-always restores the model.
+own table; with ``numerics: official`` they are one shared table, as the original DiT), each block
+using its own table, by a context manager that always restores the model.
 """
 from __future__ import annotations
 
@@ -40,15 +43,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from evaluation.seeding import derive_seed
+from .randomness import SampleRandomness
 
 if TYPE_CHECKING:  # imported where used: diffusers costs about 2 s to import (see backbone.py)
     from diffusers.models.embeddings import LabelEmbedding
 
+    from methods.dmgd_fidelity import Fidelity
+
 
 @dataclass(frozen=True)
 class SemanticSchedule:
-    fidelity: str            # "official" | "paper"
+    blend: str               # "timestep_lambda" (official) | "step_sigma" (paper), dmgd_fidelity.CHOICES
     t2: int                  # lower stage boundary (step index)
     t1: int                  # upper stage boundary (step index)
     beta_n: float
@@ -62,7 +67,7 @@ class SemanticSchedule:
 
     def weights(self, index: int, t: int) -> tuple[float, float, float] | None:
         """(w_label, w_noise, w_other) of eq. 40 / the official blend, None for the plain label."""
-        if self.fidelity == "paper":
+        if self.blend == "step_sigma":
             if index >= self.t1:
                 return 0.0, 1.0, 0.0
             if index <= self.t2:
@@ -85,28 +90,26 @@ def rescale(vectors: torch.Tensor, target: torch.Tensor, dims: tuple[int, ...]) 
 
 
 class DynamicLabels:
-    """Per-step randomness of semantic matching for one batch, drawn from per-sample streams.
+    """Per-step randomness of semantic matching for one batch, drawn through each sample's
+    :class:`~.randomness.SampleRandomness` (the same objects its sampler uses) when the batch starts,
+    so every network call of a step (also a second one through the network) sees the same values."""
 
-    Sample b draws its noise and y* from seeds derived from its noise seed, so the images do not
-    depend on batch composition, and the sampler's own noise stream is untouched. Each sample
-    draws everything it needs for the whole trajectory at once (one call per sample, not per step).
-    """
-
-    def __init__(self, schedule: SemanticSchedule, labels: torch.Tensor, dataset_labels: torch.Tensor,
-                 noise_seeds: list[int], embed_dim: int, timesteps: list[tuple[int, int]]):
-        self.schedule = schedule
+    def __init__(self, schedule: SemanticSchedule, fidelity: Fidelity, labels: torch.Tensor,
+                 dataset_labels: torch.Tensor, randomness: list[SampleRandomness], embed_dim: int,
+                 timesteps: list[tuple[int, int]]):
+        self.schedule, self.rescale = schedule, fidelity.rescale
         self.weights = {index: schedule.weights(index, t) for index, t in timesteps} if schedule.active else {}
         active = [index for index, w in self.weights.items() if w is not None]
         self.slot = {index: k for k, index in enumerate(active)}
-        draw = torch.randn if schedule.fidelity == "paper" else torch.rand
-        # paper: one y* per sample (Algorithm 1, line 6); official: a new y* at every step
-        picks = 1 if schedule.fidelity == "paper" else len(active)
         noise, other = [], []
-        for label, seed in zip(labels.cpu().tolist(), noise_seeds):
-            stream = torch.Generator().manual_seed(derive_seed(seed, 7))
-            noise.append(draw(len(active), 2, embed_dim, generator=stream))
-            choices = dataset_labels.cpu()[dataset_labels.cpu() != label]
-            other.append(choices[torch.randint(len(choices), (picks,), generator=stream)].expand(len(active)))
+        for label, rand in zip(labels.cpu().tolist(), randomness):
+            candidates = dataset_labels.cpu()[dataset_labels.cpu() != label]
+            if fidelity.other_class == "per_sample":
+                other.append(torch.full((len(active),), rand.other_class(candidates, None)))
+            else:
+                other.append(torch.tensor([rand.other_class(candidates, index) for index in active], dtype=torch.long))
+            noise.append(torch.stack([rand.label_noise(index, (2, embed_dim), fidelity.label_noise)
+                                      for index in active]) if active else None)
         # rows as the sampler's CFG batch: [cond_0 … cond_{B-1}, null_0 … null_{B-1}]
         self.noise = torch.cat(torch.stack(noise, 1).unbind(2), 1) if active else None   # [steps, 2B, D]
         self.other = torch.stack(other, 1).repeat(1, 2) if active else None               # [steps, 2B]
@@ -116,13 +119,13 @@ class DynamicLabels:
         if weights is None:
             return None
         k = self.slot[index]
-        return StepLabels(self.schedule.fidelity, weights, self.noise[k], self.other[k])
+        return StepLabels(self.rescale, weights, self.noise[k], self.other[k])
 
 
 @dataclass
 class StepLabels:
     """The dynamic embedding of one step, applied by every block with its own label table."""
-    fidelity: str
+    rescale: str           # "pooled_pair" | "per_vector"
     weights: tuple[float, float, float]
     noise: torch.Tensor    # [2B, D]
     other: torch.Tensor    # [2B] class ids y*
@@ -133,7 +136,7 @@ class StepLabels:
         rows, batch = len(labels), len(self.noise) // 2
         y = table[labels]
         mixed = w_label * y + w_noise * self.noise[:rows].to(y) + w_other * table[self.other[:rows].to(labels.device)]
-        if self.fidelity == "paper":
+        if self.rescale == "per_vector":
             return rescale(mixed, y, dims=(1,))
         # official: statistics pooled over each sample's rows (b and B + b under CFG)
         groups = lambda v: v.view(rows // batch, batch, -1)

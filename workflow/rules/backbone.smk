@@ -8,7 +8,7 @@ if config["backbone"]["source"] == "train":
         params:
             wrap=GPU_WRAP,
             device=DEVICE,
-            spec=as_json({"train": config["backbone"]["train"],
+            spec=as_json({"train": config["backbone"]["train"], "numerics": config["backbone"]["numerics"],
                           "num_classes": len(dataset_info(config["backbone"]["train"]["dataset"]).backbone_labels)}),
         threads: 2
         priority: 10  # the head of the critical path: every diffusion method waits for it
@@ -35,6 +35,8 @@ else:
         params:
             source=config["backbone"]["source"],
             vae=config["backbone"]["vae"] or "",
+            numerics=config["backbone"]["numerics"],
+            heads=f"--num-heads {config['backbone']['num_heads']}" if config["backbone"]["num_heads"] else "",
         conda:
             ENV
         log:
@@ -46,7 +48,7 @@ else:
             runtime=30,
         shell:
             "python -m methods.diffusion.link --source {params.source:q} --vae {params.vae:q}"
-            " --out {output} > {log} 2>&1"
+            " --numerics {params.numerics} {params.heads} --out {output} > {log} 2>&1"
 
 
 rule check_backbone:
@@ -129,4 +131,4 @@ rule finetune_backbone:
         runtime=600,
     shell:
         "{params.wrap}python -m {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
-        " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
+        " --dataset {wildcards.dataset} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
