@@ -1,17 +1,48 @@
-"""``mgd3``: Mode-Guided Dataset Distillation (MGD³), training-free mode guidance on the backbone.
+"""``mgd3``: Mode-Guided Dataset Distillation (MGD³, arXiv 2505.18963), training-free mode guidance on the backbone.
 
-Mode discovery: per class, k-means with k = IPC on the VAE latents of all the class's training
-images, taken as posterior means (the reference encodes with ``latent_dist.mean``); the k-th
-sample of a class is guided to centroid k. Mode guidance as the reference DDPM code implements it
-(methods_and_protocols.md §2 "MGD3"): while the step index is above ``t_stop``,
+No official code runs here: the authors' repository (jachansantiago/mode_guidance) could not be read,
+so each formula names the text it follows (methods_and_protocols.md §0 and §2 "MGD3"): the paper, or
+the closest copies of the authors' code, llmnjust-afk/ICLR2027_KD ``sample_mode_guidance.py`` and
+zelectricsheep/AGS-DD-anonymous ``diffusion/gaussian_diffusion.py`` (``p_sample_loop_with_mode_guidance``).
 
-    μ ← μ + λ·σ_t·(m_k − x̂0),   σ_t = exp(½ log Σ_t),  x̂0 from the (guided) conditional branch
+1. Mode discovery (paper §4; code: ``sample_mode_guidance.py`` ``main``, features from
+   ``tsne_plots.get_features_per_class``): per class, k-means with k = IPC on the VAE latents of all
+   the class's training images, taken as posterior means (``latent_dist.mean``·scaling factor,
+   flattened). The modes are the centroids; the k-th sample of a class is guided to centroid k
+   (:func:`class_modes`, ``distill``). Departures: the code clusters with scikit-learn
+   ``KMeans(n_clusters=IPC, random_state=0, n_init="auto")``; the suite uses its batched torch k-means
+   (``methods/diffusion/kmeans.py``: k-means++, ``kmeans_iters`` Lloyd steps, best of
+   ``kmeans_restarts``) seeded from (seed, class, 3), so its centroids are a k-means solution of the
+   same data, not scikit-learn's. The code encodes ADM centre crops with RandomHorizontalFlip still
+   on; the suite encodes the prepared split once, unflipped (``methods/diffusion/latents.py``).
 
-with λ = 0.1 and t_stop = 25, so guidance runs for indices 49…26. The paper's eq. 6 writes the
-term on ε̂ (``ε̂ = ε̃ + λ g σ_t``, the wrong sign for ε) and its Algorithm 1 (DDIM) on ε with
-sqrt(1 − ᾱ); the suite follows the code, which shifts the posterior mean. The reference clusters
-with scikit-learn ``KMeans(random_state=0)``; the suite's batched torch k-means (k-means++, tested
-against scikit-learn's inertia) takes a seed derived from (seed, class).
+2. Mode guidance (code, not the paper's equations): while the loop index is above ``t_stop``,
+
+       x_{t−1} = μθ + λ·σ_t·(m_k − x̂0) + σ_t·z,   σ_t = exp(½ log Σθ) (learned range),
+
+   with x̂0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t from the CFG-guided conditional branch, λ = ``strength`` = 0.1 and
+   ``t_stop`` = 25, so at 50 steps guidance runs for indices 49…26. :class:`ModeGuidance` is a
+   sampler hook that returns the shifted μ; the shared sampler (``methods/diffusion/sampler.py``:
+   DiT's respaced DDPM step, CFG) adds σ_t·z. The paper's Eq. 6 writes the term on ε̂
+   (``ε̂ = ε̃ + λ g σ_t``, the wrong sign for ε) and its Algorithm 1 (DDIM) as
+   ``ε̂ = ε − √(1−ᾱ)·λ·g``; the suite follows the code, which shifts the posterior mean.
+   ``t_stop`` is a loop index and is not rescaled with ``sampler.steps``: with S ≤ 26 steps the
+   default 25 guides no step (the test profile sets 5 of 10).
+
+3. Sampling settings (methods_and_protocols.md §2): DDPM, 50 steps, CFG 4.0 through DiT's
+   ``forward_with_cfg`` (first 3 latent channels; the suite's ``sampler.cfg_channels``), batch 1,
+   seeds 0, 1, 2 for three datasets (the MGD3 scripts). Departure: the code draws all noise from
+   the global ``torch.manual_seed(seed)`` stream; the suite draws each sample's noise from streams
+   derived from (seed, class, index) (``methods/diffusion/generation.py``, ``randomness.py``), so a
+   seed does not give the code's images.
+
+Tested against an independent re-derivation in tests/test_mgd3_d4m_reference.py: a float64 DiT
+respaced DDPM step with learned-range variance, CFG and the shift of item 2, written from the formulas
+above and run with the same network and the same noise on the tiny test backbone, matches the suite's
+guided latents to 1e-5 of their largest magnitude (measured ~1e-6, float32 rounding), at the test's
+10 steps and at the reference's 50 steps with t_stop 25; a stop one step off or λ off by 10 % is
+seen. ``distill`` is checked the same way (sample k of class c guided to centroid k of the suite's
+k-means). Not tested: that the suite's centroids equal scikit-learn's ``KMeans``, or anything on DiT-XL/2.
 """
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
 """``minimax``: sampling from the Minimax-fine-tuned backbone (Gu et al., CVPR 2024).
 
-The fine-tuning is its own DAG job (``methods/minimax_finetune.py``: DiffFit-style parameters,
-representativeness and diversity terms over memories, EMA), whose artifact this method receives as
-its backbone; generation is then the same DDPM loop as ``dit`` (the reference ``sample.py``).
+The fine-tuning is its own DAG job (``methods/minimax_finetune.py``, one per dataset: DiffFit-style
+parameters with the reference's four γ per block folded into the saved weights, label dropout,
+representativeness and diversity terms over FIFO memories, EMA), conditioned, like this sampling, on
+the dataset's backbone class ids (ImageWoof: 193, 182, …); its artifact, an ordinary diffusers DiT,
+is this method's backbone. Generation is then the same DDPM loop as ``dit`` (the reference
+``sample.py``, which loads the EMA weights).
 """
 from __future__ import annotations
 

@@ -1,23 +1,59 @@
 """Minimax fine-tuning of the backbone (Gu et al., CVPR 2024; vimar-gu/MinimaxDiffusion ``train_dit.py``).
 
-DiffFit-style parameter-efficient fine-tuning on one dataset's real latents:
+What the reference does, and how the suite does it (``reference/golden/README.md``, ``minimax_step.pt``,
+pins one loss evaluation and its gradients: ``tests/test_golden_minimax.py``):
 
-* trainable: every bias, every label-embedding table, every affine normalisation weight, and the
-  added per-block scale parameters γ (one per channel on the attention and MLP outputs of the first
-  half of the blocks, as the reference adds ``gamma`` to 14 of DiT-XL's 28 blocks). The reference
-  selects by name ({bias, norm, gamma, y_embed}); in diffusers' DiT the adaLN modulation linear is
-  called ``norm1.linear``, so the suite selects by module type to keep that weight frozen, as in
-  the original DiT where it is ``adaLN_modulation``.
-* loss: DiT's diffusion loss plus the minimax terms on the predicted x̂0, per class:
-  λ_pos·(1 − max_m cos(x̂0, real_m)) (representativeness against a memory of real latents) and
-  λ_neg·max_m cos(x̂0, gen_m) (diversity against a memory of earlier predictions), memories of
-  ``memory_size`` per class, the class terms averaged over the classes of the batch.
-* AdamW (lr 1e-3, wd 0), EMA of the weights; the EMA weights, with γ folded into the output
-  projections, are saved as an ordinary diffusers DiT, so ``minimax`` samples from it like ``dit``.
-* the steps checkpoint to ``<out>.ckpt`` at the checkpoint cadence and an interrupted run resumes
-  from it, ending bit-identical (evaluation/checkpoint.py).
+* **Conditioning.** The reference's ``ImageFolder`` returns each image's dataset label ``ry`` and its
+  DiT class id ``y``; the network is conditioned on ``y`` (ImageWoof: 193, 182, …), the memories and
+  terms are grouped by ``ry``. So here: the network sees ``backbone_labels[ry]`` (the dataset's ids in
+  the backbone's label table, ``dataset_info(name).backbone_labels``), the memories are keyed by the
+  dataset label.
+* **Label dropout.** ``model.train()`` turns on DiT's ``LabelEmbedder.token_drop``: u = rand(B), rows with
+  u < 0.1 see the null class (row ``num_classes``). Param ``label_dropout`` (0.1), the uniforms drawn
+  through the randomness seam (``TrainingRandomness.dropout_uniform``) after t and the noise, as the
+  official order.
+* **Trainable parameters** (``mark_difffit_trainable``): names containing bias, norm, gamma or y_embed.
+  In DiT the LayerNorms have no affine parameters (``norm`` matches nothing there) and ``pos_embed``
+  is frozen; so: every bias (adaLN modulation, attention, MLP, patch embedding, t-MLP, final layer),
+  the whole label table (null row included) and the γ. diffusers calls the adaLN modulation linear
+  ``norm1.linear``, whose weight a name filter would wrongly pick, so :func:`trainable_named_parameters`
+  selects biases by name and label tables / affine norm weights by module type; the selection maps
+  one-to-one onto the reference's names (``tests/test_golden_minimax.py``).
+* **Shared parameters.** The official DiT has one label table and one t-MLP; with ``numerics:
+  official`` the backbone ties diffusers' per-block copies into one parameter (``official_dit``), so
+  the optimiser, the EMA and the checkpoints see it once and its gradient is the official one. With
+  ``numerics: diffusers`` the copies stay independent parameters and are fine-tuned separately (that
+  named variant's documented difference).
+* **γ** (``models.py``, blocks with index < 14 of DiT-XL/2, param ``gamma_blocks``): per block
+  ``gamma1`` (H, attention branch), ``gamma2`` (H, MLP branch), ``attn.gamma1`` (3H, the fused qkv
+  output [q; k; v] before the split) and ``attn.gamma2`` (H, the attention output projection), all
+  initialised to 1 (:class:`Gammas`, reference names). They act through forward hooks (slices of one 3H
+  parameter on to_q/to_k/to_v) and are folded exactly into the weights at the end (:func:`fold`), so the
+  saved backbone is an ordinary diffusers DiT that ``minimax`` samples like ``dit``.
+* **Loss** (``train_dit.py`` under ``--condense``): DiT's hybrid diffusion loss (``losses.py``, official
+  arithmetic) plus, over the distinct dataset labels c of the batch (num = their count) whose pseudo
+  memory is non-empty, with P = the rows of x̂0 (not detached) of class c:
+  pos = Σ_c (1 − min over the whole |P|×|real_c| cosine matrix)·λ_pos/num (raise the least similar
+  pair) and neg = Σ_c (max over the whole |P|×|pseudo_c| matrix)·λ_neg/num (:func:`minimax_terms`).
+* **Memories.** Empty at the start; after each step, for every class c of the batch, the rows of the
+  clean latents x[ry = c] are appended to c's real memory and the rows of x̂0[ry = c] (detached) to its
+  pseudo memory, the oldest dropped beyond ``memory_size`` (64). Raw vectors are stored; the cosine is
+  computed at use (:class:`Memories`). A class therefore first gets terms at its second batch.
+* **Optimiser and EMA.** AdamW (lr 1e-3, wd 0) over the trainable parameters, EMA of the weights
+  (0.9999); the EMA weights, γ folded, are saved (the reference's ``sample.py`` loads the EMA).
+* **Data.** The reference shuffles the dataset every epoch (``DistributedSampler``, drop_last) and
+  encodes each image with ``latent_dist.sample()``; here batches walk a seeded per-epoch permutation of
+  the real latents (drop_last) and each latent is a seeded posterior sample (mean + std·ε).
+* **Checkpoints.** The steps checkpoint to ``<out>.ckpt`` at the checkpoint cadence and an interrupted
+  run resumes from it, ending bit-identical (evaluation/checkpoint.py).
 
-Usage: ``python -m methods.minimax_finetune --spec JSON --backbone DIR --latents FILE --out DIR``
+Deliberate remaining differences from the reference: the latents are of the un-flipped image (the
+reference flips images at random before encoding; the suite encodes each image once); the random
+values come from the suite's seeded streams (the reference's global RNG, per DDP rank); one process
+instead of DDP (the reference's global batch of 8 is one batch here); the EMA is updated only on
+trainable parameters (the reference lerps every parameter, a no-op on frozen ones).
+
+Usage: ``python -m methods.minimax_finetune --spec JSON --backbone DIR --latents FILE --dataset NAME --out DIR``
 """
 from __future__ import annotations
 
@@ -25,10 +61,10 @@ import argparse
 import copy
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.embeddings import LabelEmbedding
 from tqdm import tqdm
 
@@ -40,147 +76,248 @@ from evaluation.artifacts import (
 )
 from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
 from evaluation.cli import entry_point
+from evaluation.datasets import dataset_info
+from evaluation.errors import InputError
 from evaluation.seeding import generator
 
-from .diffusion.backbone import Backbone, open_backbone
+from .diffusion.backbone import Backbone, disable_label_dropout, open_backbone
 from .diffusion.losses import DiffusionLoss
+from .diffusion.randomness import SeededTraining
 
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm)
+BATCH_STREAM, EPOCH_STREAM = 5, 6   # derived-seed keys: latent samples + training draws; epoch permutations
 
 
-def gamma_sites(transformer: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Linear]]:
-    """(branch, its output projection) of the attention and MLP of the first half of the blocks."""
-    blocks = transformer.transformer_blocks[: len(transformer.transformer_blocks) // 2]
-    return [(block.attn1, block.attn1.to_out[0]) for block in blocks] + \
-           [(block.ff, block.ff.net[2]) for block in blocks]
+# ----------------------------------------------------------------------------- γ
+
+class _AttentionGammas(torch.nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.gamma1 = torch.nn.Parameter(torch.ones(3 * hidden))   # [q; k; v] scales of the fused qkv output
+        self.gamma2 = torch.nn.Parameter(torch.ones(hidden))       # attention output projection
+
+
+class _BlockGammas(torch.nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.gamma1 = torch.nn.Parameter(torch.ones(hidden))       # attention branch
+        self.gamma2 = torch.nn.Parameter(torch.ones(hidden))       # MLP branch
+        self.attn = _AttentionGammas(hidden)
 
 
 class Gammas(torch.nn.Module):
-    """DiffFit's per-channel scales γ on the branch outputs of :func:`gamma_sites`."""
+    """The reference's γ of the blocks with index < ``gamma_blocks``, with its parameter names
+    (``blocks.b.gamma1``, ``blocks.b.gamma2``, ``blocks.b.attn.gamma1``, ``blocks.b.attn.gamma2``).
 
-    def __init__(self, transformer: torch.nn.Module):
+    :meth:`attach` makes a diffusers DiT compute the reference's ``DiTBlock`` with them (forward hooks:
+    each of to_q/to_k/to_v scaled by its third of the one 3H ``attn.gamma1``, to_out.0 by
+    ``attn.gamma2``, the attention branch by ``gamma1``, the feed-forward branch by ``gamma2``).
+    """
+
+    def __init__(self, transformer: torch.nn.Module, gamma_blocks: int):
         super().__init__()
-        sites = gamma_sites(transformer)
-        self.scales = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(out.out_features))
-                                              for _, out in sites])
-        self.handles = [branch.register_forward_hook(lambda m, i, o, s=s: o * s)
-                        for (branch, _), s in zip(sites, self.scales)]
+        hidden = transformer.transformer_blocks[0].attn1.to_q.out_features
+        count = min(gamma_blocks, len(transformer.transformer_blocks))
+        self.blocks = torch.nn.ModuleList([_BlockGammas(hidden) for _ in range(count)])
+        self.handles: list = []
+
+    def attach(self, transformer: torch.nn.Module) -> Gammas:
+        for block, g in zip(transformer.transformer_blocks, self.blocks):
+            hidden = g.gamma1.numel()
+            for i, proj in enumerate((block.attn1.to_q, block.attn1.to_k, block.attn1.to_v)):
+                rows = slice(i * hidden, (i + 1) * hidden)
+                self._hook(proj, lambda g=g, rows=rows: g.attn.gamma1[rows])
+            self._hook(block.attn1.to_out[0], lambda g=g: g.attn.gamma2)
+            self._hook(block.attn1, lambda g=g: g.gamma1)
+            self._hook(block.ff, lambda g=g: g.gamma2)
+        return self
+
+    def _hook(self, module: torch.nn.Module, scale) -> None:
+        """``scale()`` is read at every forward: its gradient reaches the γ parameter (a slice of attn.gamma1)."""
+        self.handles.append(module.register_forward_hook(lambda m, inputs, output: output * scale()))
 
     def remove(self) -> None:
         """Detach the hooks (the scales are folded into a model's weights by :func:`fold`)."""
         for handle in self.handles:
             handle.remove()
+        self.handles = []
 
 
-def fold(transformer: torch.nn.Module, scales: list[torch.Tensor]) -> None:
-    """γ·(W x + b) = (diag(γ) W) x + γ b: fold the scales into the output projections."""
+def _scale_rows(layer: torch.nn.Linear, scale: torch.Tensor) -> None:
+    layer.weight.mul_(scale[:, None])
+    if layer.bias is not None:
+        layer.bias.mul_(scale)
+
+
+def fold(transformer: torch.nn.Module, gammas: Gammas) -> None:
+    """γ·(W x + b) = (diag(γ) W) x + γ b: fold every γ into the linear layer whose output it scales
+    (to_q/to_k/to_v by their thirds of attn.gamma1, to_out.0 by attn.gamma2·gamma1, ff.net.2 by gamma2);
+    the transformer must carry no γ hooks."""
     with torch.no_grad():
-        for (_, layer), scale in zip(gamma_sites(transformer), scales):
-            layer.weight.mul_(scale[:, None])
-            if layer.bias is not None:
-                layer.bias.mul_(scale)
+        for block, g in zip(transformer.transformer_blocks, gammas.blocks):
+            hidden = g.gamma1.numel()
+            for i, proj in enumerate((block.attn1.to_q, block.attn1.to_k, block.attn1.to_v)):
+                _scale_rows(proj, g.attn.gamma1[i * hidden:(i + 1) * hidden])
+            _scale_rows(block.attn1.to_out[0], g.attn.gamma2 * g.gamma1)
+            _scale_rows(block.ff.net[2], g.gamma2)
+
+
+# ----------------------------------------------------------------------------- trainable parameters
+
+def trainable_named_parameters(transformer: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """DiffFit's parameters of a diffusers DiT (module docstring): every bias, every label table, every
+    affine norm weight; each tied parameter once (under its first name)."""
+    by_type = set()
+    for module in transformer.modules():
+        if isinstance(module, LabelEmbedding):
+            by_type.add(id(module.embedding_table.weight))
+        if isinstance(module, NORMS) and module.weight is not None:
+            by_type.add(id(module.weight))
+    return {name: p for name, p in transformer.named_parameters() if name.endswith("bias") or id(p) in by_type}
 
 
 def trainable_parameters(transformer: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """Biases, label tables and affine norm weights (module docstring); everything else frozen."""
-    chosen = {id(p): p for name, p in transformer.named_parameters() if name.endswith("bias")}
-    for module in transformer.modules():
-        if isinstance(module, LabelEmbedding):
-            chosen[id(module.embedding_table.weight)] = module.embedding_table.weight
-        if isinstance(module, NORMS) and module.weight is not None:
-            chosen[id(module.weight)] = module.weight
-    return list(chosen.values())
+    return list(trainable_named_parameters(transformer).values())
 
+
+def training_mode(transformer: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """Put a DiT in train mode for fine-tuning: everything frozen but DiffFit's parameters (returned by
+    name), diffusers' own label dropout off (the loss applies ``label_dropout`` through the seam)."""
+    disable_label_dropout(transformer)
+    transformer.train().requires_grad_(False)
+    named = trainable_named_parameters(transformer)
+    for p in named.values():
+        p.requires_grad_(True)
+    return named
+
+
+# ----------------------------------------------------------------------------- minimax terms
 
 class Memories:
-    """Per-class FIFO memories of real latents and of predicted x̂0 (flattened, unit-normalised)."""
+    """Per-class FIFO memories (dataset labels) of raw flattened vectors: the clean latents (``real``)
+    and the detached predictions x̂0 (``generated``, the reference's ``pseudo_memory``), oldest first."""
 
     def __init__(self, num_classes: int, size: int):
         self.size = size
         self.real = [torch.empty(0) for _ in range(num_classes)]
         self.generated = [torch.empty(0) for _ in range(num_classes)]
 
-    def push(self, store: list[torch.Tensor], labels: torch.Tensor, vectors: torch.Tensor) -> None:
+    @staticmethod
+    def _append(store: list[torch.Tensor], c: int, rows: torch.Tensor, size: int) -> None:
+        store[c] = torch.cat([store[c].to(rows).reshape(-1, rows.shape[1]), rows])[-size:]
+
+    def push(self, labels: torch.Tensor, real: torch.Tensor, generated: torch.Tensor) -> None:
+        """After a step: every class of the batch appends its rows of both, dropping the oldest."""
         for c in labels.unique().tolist():
-            new = F.normalize(vectors[labels == c].detach().flatten(1), dim=1)
-            store[c] = torch.cat([store[c].to(new), new])[-self.size:]
+            rows = labels == c
+            self._append(self.real, c, real[rows].detach().flatten(1), self.size)
+            self._append(self.generated, c, generated[rows].detach().flatten(1), self.size)
 
 
-def minimax_terms(x0: torch.Tensor, labels: torch.Tensor, memories: Memories) -> tuple[torch.Tensor, torch.Tensor]:
-    """Representativeness 1 − max cos to real memory and diversity max cos to generated memory,
-    each averaged within a class, then over the classes of the batch."""
-    rep, div = [], []
-    flat = F.normalize(x0.flatten(1), dim=1)
-    for c in labels.unique().tolist():
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosine similarity of the rows, as the reference's ``cosine_similarity`` (no eps)."""
+    return (a @ b.T) / (a.norm(dim=-1)[:, None] * b.norm(dim=-1)[None, :])
+
+
+def minimax_terms(x0: torch.Tensor, labels: torch.Tensor, memories: Memories, lambda_pos: float,
+                  lambda_neg: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's weighted representativeness and diversity terms (module docstring):
+    pos = Σ_c (1 − min cos(x̂0_c, real_c))·λ_pos/num, neg = Σ_c max cos(x̂0_c, pseudo_c)·λ_neg/num,
+    over the batch's classes with a non-empty pseudo memory, num = distinct classes in the batch."""
+    classes = labels.unique().tolist()
+    pos, neg = x0.new_zeros(()), x0.new_zeros(())
+    flat = x0.flatten(1)
+    for c in classes:
+        if not len(memories.generated[c]):
+            continue
         rows = flat[labels == c]
-        rep.append((1.0 - (rows @ memories.real[c].T).max(dim=1).values).mean())
-        if len(memories.generated[c]):
-            div.append((rows @ memories.generated[c].T).max(dim=1).values.mean())
-    zero = x0.new_zeros(())
-    return torch.stack(rep).mean(), (torch.stack(div).mean() if div else zero)
+        pos = pos + (1 - cosine_similarity(rows, memories.real[c]).min()) * lambda_pos / len(classes)
+        neg = neg + cosine_similarity(rows, memories.generated[c]).max() * lambda_neg / len(classes)
+    return pos, neg
 
 
-def finetune(backbone: Backbone, latents: dict, params: dict, device: str,
-             checkpoint: Checkpoint | None = None) -> Backbone:
-    """Fine-tune in place on the latents artifact; returns the backbone holding the folded EMA. With
-    ``checkpoint`` the steps resume from its saved state and save their own when due."""
-    dit = backbone.transformer.train()
-    dit.requires_grad_(False)
-    ema_model = copy.deepcopy(dit).eval()  # before the γ hooks, which must not be copied
-    gammas = Gammas(dit).to(device)
-    ema_scales = [s.detach().clone() for s in gammas.scales]
-    trainable = trainable_parameters(dit) + list(gammas.parameters())
-    for p in trainable:
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=params["weight_decay"])
-    loss_fn = DiffusionLoss(backbone)
-    gen = generator(params["seed"], 5)
+# ----------------------------------------------------------------------------- fine-tuning
+
+def batch_indices(step: int, count: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Rows of batch ``step``: each epoch walks a seeded permutation of the ``count`` latents in batches,
+    the last incomplete batch dropped (the reference's shuffled ``DistributedSampler`` with drop_last)."""
+    per_epoch = count // batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = torch.randperm(count, generator=generator(seed, EPOCH_STREAM, epoch))
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+def _check(backbone: Backbone, labels: torch.Tensor, backbone_labels: torch.Tensor, batch_size: int) -> None:
+    if len(labels) and int(labels.max()) >= len(backbone_labels):
+        raise InputError(f"the latents hold dataset label {int(labels.max())} but the dataset has "
+                         f"{len(backbone_labels)} classes; encode the latents of this dataset again")
+    if int(backbone_labels.max()) >= backbone.num_classes or int(backbone_labels.min()) < 0:
+        raise InputError(f"the dataset's backbone class ids reach {int(backbone_labels.max())} but the backbone's "
+                         f"label table has {backbone.num_classes} classes; fine-tune a backbone trained on "
+                         f"these classes (ImageNet subsets: a 1000-class DiT)")
+    if len(labels) < batch_size:
+        raise InputError(f"minimax batch_size {batch_size} exceeds the {len(labels)} real latents of the dataset; "
+                         f"lower the minimax batch_size")
+
+
+def finetune(backbone: Backbone, latents: dict, params: dict, device: str, checkpoint: Checkpoint | None = None,
+             *, backbone_labels: Sequence[int]) -> Backbone:
+    """Fine-tune in place on the latents artifact (dataset labels) conditioning the network on
+    ``backbone_labels[label]``; returns the backbone holding the folded EMA. With ``checkpoint`` the steps
+    resume from its saved state and save their own when due."""
     mean, std, labels = latents["mean"].to(device), latents["std"].to(device), latents["labels"].to(device)
-    memories = Memories(backbone.num_classes, params["memory_size"])
-    for c in range(int(labels.max()) + 1):
-        members = torch.nonzero(labels == c).flatten()
-        pick = members[torch.randperm(len(members), generator=gen)[: params["memory_size"]].to(device)]
-        memories.push(memories.real, labels[pick], mean[pick])
-    # only the trained parameters change (the EMA of a frozen one stays equal to it), so only they are saved
-    tuned = {name for name, p in dit.named_parameters() if p.requires_grad}
+    ids = torch.as_tensor(list(backbone_labels), dtype=torch.long, device=device)
+    _check(backbone, labels, ids, params["batch_size"])
+    dit = backbone.transformer
+    named = training_mode(dit)
+    gammas = Gammas(dit, params["gamma_blocks"]).to(device)
+    ema_model = copy.deepcopy(dit).eval().requires_grad_(False)   # before the γ hooks, which must not be copied
+    ema_gammas = copy.deepcopy(gammas).requires_grad_(False)
+    gammas.attach(dit)
+    ema_named = dict(ema_model.named_parameters())
+    pairs = [(ema_named[n], p) for n, p in named.items()] + list(zip(ema_gammas.parameters(), gammas.parameters()))
+    optimizer = torch.optim.AdamW(list(named.values()) + list(gammas.parameters()), lr=params["lr"],
+                                  weight_decay=params["weight_decay"])
+    loss_fn = DiffusionLoss(backbone)
+    gen = generator(params["seed"], BATCH_STREAM)
+    randomness = SeededTraining(gen)
+    memories = Memories(len(ids), params["memory_size"])
     done = 0
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
-        dit.load_state_dict(state["dit"], strict=False)
+        with torch.no_grad():
+            for n, p in named.items():
+                p.copy_(state["dit"][n])
+                ema_named[n].copy_(state["ema"][n])
         gammas.load_state_dict(state["gammas"])
-        ema_model.load_state_dict(state["ema"], strict=False)
-        for s_ema, saved in zip(ema_scales, state["ema_scales"], strict=True):
-            s_ema.copy_(saved)
+        ema_gammas.load_state_dict(state["ema_gammas"])
         optimizer.load_state_dict(state["optimizer"])
         memories.real, memories.generated = ([m.to(device) for m in store] for store in state["memories"])
         restore_rng(state["rng"], gen)
         done = state["done"]
     for step in tqdm(range(done, params["steps"]), initial=done, total=params["steps"], desc="minimax",
                      mininterval=5):
-        idx = torch.randint(0, len(mean), (params["batch_size"],), generator=gen).to(device)
-        z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen).to(device)
-        y = labels[idx]
-        diffusion, x0 = loss_fn.with_prediction(z, y, gen)
-        rep, div = minimax_terms(x0, y, memories)
-        loss = diffusion + params["lambda_pos"] * rep + params["lambda_neg"] * div
+        idx = batch_indices(step, len(mean), params["batch_size"], params["seed"]).to(device)
+        x = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen).to(device)
+        ry = labels[idx]
+        terms = loss_fn.terms(x, ids[ry], randomness, params["label_dropout"])
+        pos, neg = minimax_terms(terms.x0_pred, ry, memories, params["lambda_pos"], params["lambda_neg"])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (terms.loss + pos + neg).backward()
         optimizer.step()
-        memories.push(memories.real, y, z)
-        memories.push(memories.generated, y, x0)
+        memories.push(ry, x, terms.x0_pred)
         with torch.no_grad():
-            for p_ema, p in zip(ema_model.parameters(), dit.parameters()):
+            for p_ema, p in pairs:
                 p_ema.lerp_(p, 1.0 - params["ema_decay"])
-            for s_ema, s in zip(ema_scales, gammas.scales):
-                s_ema.lerp_(s, 1.0 - params["ema_decay"])
         if checkpoint is not None and checkpoint.due():
-            checkpoint.save({"done": step + 1, "gammas": gammas.state_dict(), "ema_scales": ema_scales,
-                             "dit": {k: v for k, v in dit.state_dict().items() if k in tuned},
-                             "ema": {k: v for k, v in ema_model.state_dict().items() if k in tuned},
+            checkpoint.save({"done": step + 1, "gammas": gammas.state_dict(), "ema_gammas": ema_gammas.state_dict(),
+                             "dit": {n: p.detach() for n, p in named.items()},
+                             "ema": {n: ema_named[n].detach() for n in named},
                              "optimizer": optimizer.state_dict(), "memories": (memories.real, memories.generated),
                              "rng": rng_state(gen)}, at=f"step {step + 1}")
     gammas.remove()
-    fold(ema_model, ema_scales)
+    dit.eval().requires_grad_(False)
+    fold(ema_model, ema_gammas)
     backbone.transformer = ema_model.eval().requires_grad_(False)
     return backbone
 
@@ -191,20 +328,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", required=True, help="JSON: the minimax variant's params")
     parser.add_argument("--backbone", required=True, type=Path)
     parser.add_argument("--latents", required=True, type=Path)
+    parser.add_argument("--dataset", required=True, help="dataset name: its backbone class ids condition the DiT")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started, params, device = time.time(), json.loads(args.spec), resolve_device(args.device)
+    backbone_labels = list(dataset_info(args.dataset).backbone_labels)
     torch.manual_seed(params["seed"])
     checkpoint = Checkpoint.beside(args.out, job_identity("minimax_finetune", params, [args.backbone, args.latents],
-                                                          device=device))
-    backbone = finetune(open_backbone(args.backbone, device), torch.load(args.latents), params, device, checkpoint)
+                                                          device=device, backbone_labels=backbone_labels))
+    backbone = finetune(open_backbone(args.backbone, device), torch.load(args.latents), params, device, checkpoint,
+                        backbone_labels=backbone_labels)
     with atomic_path(args.out) as tmp:
         backbone.save(tmp)
         write_json_atomic(tmp / "manifest.json", manifest(params, seed=params["seed"], device=device,
-                                                          started=started))
+                                                          started=started, dataset=args.dataset,
+                                                          backbone_labels=backbone_labels))
     checkpoint.remove()
 
 

@@ -163,7 +163,7 @@ def test_minimax_finetuning_resumes_bit_identical(tiny_backbone_dir, latents_pat
 
     def run(checkpoint):
         return finetune(open_backbone(tiny_backbone_dir), torch.load(latents_path), params, "cpu",
-                        checkpoint).transformer.state_dict()
+                        checkpoint, backbone_labels=range(10)).transformer.state_dict()
     reference = run(None)
     interrupt_after(monkeypatch, 3)
     with pytest.raises(Interrupted):

@@ -206,7 +206,7 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             results=results("labels_csv_disagrees_with_folder")),
         "dit_weights_offline": job_case(
             "methods.diffusion.link", r"DiT transformer: cannot load hub id 'facebook/DiT-XL-2-256' \(offline or "
-            r"not cached: \w+\); run `huggingface-cli download facebook/DiT-XL-2-256`",
+            r"not cached: \w+\); run `hf download facebook/DiT-XL-2-256`",
             "--source", "facebook/DiT-XL-2-256", "--out", str(results("dit_weights_offline") / "woof/backbones/dit"),
             env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(made["hf_home"])}, results=results("dit_weights_offline")),
         "teacher_weights_offline": job_case(

@@ -31,6 +31,8 @@ from evaluation.seeding import generator
 
 from .backbone import Backbone, disable_label_dropout, dit_scheduler
 from .losses import DiffusionLoss
+from .official_dit import apply_numerics
+from .randomness import SeededTraining
 
 LOG_EVERY = 25
 
@@ -45,14 +47,15 @@ def build_vae(cfg: dict, image_size: int) -> AutoencoderKL:
         sample_size=image_size, mid_block_add_attention=False)
 
 
-def build_dit(cfg: dict, latent_size: int, num_classes: int) -> DiTTransformer2DModel:
+def build_dit(cfg: dict, latent_size: int, num_classes: int, numerics: str = "official") -> DiTTransformer2DModel:
+    """A freshly initialised DiT with ``numerics`` applied (official: one shared label table and t-MLP)."""
     dit = DiTTransformer2DModel(
         num_attention_heads=cfg["dit_heads"], attention_head_dim=cfg["dit_head_dim"],
         in_channels=cfg["latent_channels"], out_channels=2 * cfg["latent_channels"],
         num_layers=cfg["dit_layers"], sample_size=latent_size, patch_size=cfg["dit_patch_size"],
         num_embeds_ada_norm=num_classes)
     disable_label_dropout(dit)
-    return dit
+    return apply_numerics(dit, numerics, fresh=True)
 
 
 class LossLog:
@@ -146,7 +149,7 @@ def train_dit(backbone: Backbone, mean: torch.Tensor, std: torch.Tensor, labels:
         z = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen).to(device)) * scale
         drop = torch.rand(len(idx), generator=gen).to(device) < cfg["class_dropout"]
         y = torch.where(drop, backbone.null_label, labels[idx])
-        loss = loss_fn(z, y, gen)
+        loss = loss_fn(z, y, SeededTraining(gen))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -162,11 +165,12 @@ def train_dit(backbone: Backbone, mean: torch.Tensor, std: torch.Tensor, labels:
 
 
 def train_tiny_backbone(data_dir: Path, cfg: dict, num_classes: int, out_dir: Path,
-                        loss_log: Path, device: str = "cpu") -> Backbone:
+                        loss_log: Path, device: str = "cpu", numerics: str = "official") -> Backbone:
     """Train VAE then DiT on the train split of ``data_dir`` and save the backbone to ``out_dir``,
     resuming from the checkpoint beside ``out_dir`` when it holds this job's state."""
     started = time.time()
-    checkpoint = Checkpoint.beside(out_dir, job_identity("train_tiny", {"train": cfg, "num_classes": num_classes},
+    checkpoint = Checkpoint.beside(out_dir, job_identity("train_tiny", {"train": cfg, "num_classes": num_classes,
+                                                                       "numerics": numerics},
                                                          [data_dir], device=device))
     state = checkpoint.load()
     torch.manual_seed(cfg["seed"])  # parameter initialisation of the diffusers modules
@@ -180,8 +184,8 @@ def train_tiny_backbone(data_dir: Path, cfg: dict, num_classes: int, out_dir: Pa
     vae.eval().requires_grad_(False)
     mean, std = latent_posteriors(vae, images, device)
     vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
-    dit = build_dit(cfg, mean.shape[-1], num_classes).to(device)
-    backbone = Backbone(dit, vae, dit_scheduler())
+    dit = build_dit(cfg, mean.shape[-1], num_classes, numerics).to(device)
+    backbone = Backbone(dit, vae, dit_scheduler(), numerics)
     train_dit(backbone, mean, std, labels.to(device), cfg, log, checkpoint,
               state if state is not None and state["phase"] == "dit" else None)
     log.close()
@@ -197,7 +201,7 @@ def train_tiny_backbone(data_dir: Path, cfg: dict, num_classes: int, out_dir: Pa
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="JSON: backbone.train config slice + num_classes")
+    parser.add_argument("--spec", required=True, help="JSON: backbone.train config slice, numerics, num_classes")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
     parser.add_argument("--out", required=True, type=Path, help="backbone output directory")
     parser.add_argument("--loss-log", required=True, type=Path, help="CSV of the running loss")
@@ -206,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = json.loads(args.spec)
-    train_tiny_backbone(args.data, spec["train"], spec["num_classes"], args.out, args.loss_log, args.device)
+    train_tiny_backbone(args.data, spec["train"], spec["num_classes"], args.out, args.loss_log, args.device,
+                        spec["numerics"])
 
 
 if __name__ == "__main__":
