@@ -293,10 +293,12 @@ def dit_xl_backbone(directory: Path) -> Path:
 
     from benchmarks.paper_cost import DIT_XL_2
     from methods.diffusion.backbone import Backbone, dit_scheduler
+    from methods.diffusion.official_dit import apply_numerics
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
                         layers_per_block=2, latent_channels=4, sample_size=256)
-    Backbone(DiTTransformer2DModel(**DIT_XL_2), vae, dit_scheduler()).save(directory / "dit-xl-2")
+    dit = apply_numerics(DiTTransformer2DModel(**DIT_XL_2), "official", fresh=True)   # the default numerics
+    Backbone(dit, vae, dit_scheduler()).save(directory / "dit-xl-2")
     return directory / "dit-xl-2"
 
 

@@ -41,6 +41,7 @@ from methods.diffusion.sampler import Sampler
 from methods.mgd3 import ModeGuidance, class_modes
 from methods.registry import get_method
 from tests.conftest import SAMPLER
+from tests.test_sampler import dit_respaced_chain
 
 STEPS, CFG = SAMPLER["steps"], SAMPLER["cfg_scale"]
 # suite vs re-derivation: max |difference| / max |re-derivation| over the final latents. Relative, because
@@ -54,25 +55,9 @@ LABELS = torch.tensor([0, 3, 7, 9])
 # ---------------------------------------------------------------------------- the re-derivation
 
 def dit_chain(steps: int) -> dict:
-    """DiT's ``create_diffusion(str(steps))``: linear β over 1000 steps, ``space_timesteps`` with one
-    section (index i -> round(i·999/(steps−1))), the respaced β and the posterior tables, float64."""
-    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
-    alphas_cumprod = np.cumprod(1.0 - betas)
-    stride = (1000 - 1) / (steps - 1)
-    use = sorted({int(round(i * stride)) for i in range(steps)})
-    respaced, last = [], 1.0
-    for t, ac in enumerate(alphas_cumprod):
-        if t in use:
-            respaced.append(1.0 - ac / last)
-            last = ac
-    b = np.array(respaced)
-    ac = np.cumprod(1.0 - b)
-    ac_prev = np.append(1.0, ac[:-1])
-    post_var = b * (1.0 - ac_prev) / (1.0 - ac)
-    return {"t": use, "beta": b, "ac": ac,
-            "log_var_clipped": np.log(np.append(post_var[1], post_var[1:])),
-            "coef_x0": b * np.sqrt(ac_prev) / (1.0 - ac),
-            "coef_xt": (1.0 - ac_prev) * np.sqrt(1.0 - b) / (1.0 - ac)}
+    """DiT's ``create_diffusion(str(steps))`` tables in float64, written from its equations
+    (``tests/test_sampler.py::dit_respaced_chain``)."""
+    return dit_respaced_chain(steps)
 
 
 class Replay:
@@ -113,16 +98,16 @@ def reference_sample(net, null_label: int, labels, randomness, *, steps=STEPS, c
         x = math.sqrt(chain["ac"][i]) * init.double() + math.sqrt(1.0 - chain["ac"][i]) * x
     both = torch.cat([labels, torch.full_like(labels, null_label)])
     for i in reversed(range(steps - first)):
-        t = torch.full((2 * len(x),), chain["t"][i], dtype=torch.long)
+        t = torch.full((2 * len(x),), chain["timesteps"][i], dtype=torch.long)
         cond, uncond = net(torch.cat([x, x]), timestep=t, class_labels=both).sample.double().chunk(2)
         n = channels if cfg_channels is None else cfg_channels
         eps = torch.cat([uncond[:, :n] + cfg * (cond[:, :n] - uncond[:, :n]), cond[:, n:channels]], 1)
         v = cond[:, channels:]
         ac = chain["ac"][i]
         x0 = (x - math.sqrt(1.0 - ac) * eps) / math.sqrt(ac)
-        mean = chain["coef_x0"][i] * x0 + chain["coef_xt"][i] * x
+        mean = chain["coef1"][i] * x0 + chain["coef2"][i] * x
         frac = (v + 1.0) / 2.0
-        sigma = torch.exp(0.5 * (frac * math.log(chain["beta"][i]) + (1.0 - frac) * chain["log_var_clipped"][i]))
+        sigma = torch.exp(0.5 * (frac * math.log(chain["betas"][i]) + (1.0 - frac) * chain["log_var_clipped"][i]))
         if modes is not None and i > t_stop:
             mean = mean + lam * sigma * (modes.double() - x0)
         x = mean + sigma * torch.stack([r.step_noise(i, shape) for r in randomness]).double() if i > 0 else mean
