@@ -176,10 +176,6 @@ def trainable_named_parameters(transformer: torch.nn.Module) -> dict[str, torch.
     return {name: p for name, p in transformer.named_parameters() if name.endswith("bias") or id(p) in by_type}
 
 
-def trainable_parameters(transformer: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return list(trainable_named_parameters(transformer).values())
-
-
 def training_mode(transformer: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """Put a DiT in train mode for fine-tuning: everything frozen but DiffFit's parameters (returned by
     name), diffusers' own label dropout off (the loss applies ``label_dropout`` through the seam)."""

@@ -107,12 +107,6 @@ class DiffusionLoss:
         """Mean over the batch of mse(ε) + vb for drawn t (labels may hold the null id)."""
         return self.terms(x0, labels, randomness).loss
 
-    def with_prediction(self, x0: torch.Tensor, labels: torch.Tensor, randomness: TrainingRandomness,
-                        label_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss and the model's prediction of x0 at the drawn t (with gradient; Minimax's terms)."""
-        terms = self.terms(x0, labels, randomness, label_dropout)
-        return terms.loss, terms.x0_pred
-
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x̂0 = √(1/ᾱ)·x_t − √(1/ᾱ − 1)·ε̂ (DiT ``_predict_xstart_from_eps``)."""
         return self._at("sqrt_recip_ac", t, x_t) * x_t - self._at("sqrt_recipm1_ac", t, x_t) * eps
