@@ -107,3 +107,19 @@ def test_plain_sampling_reproduces_the_official_loop_step_by_step():
     after_step = torch.stack([x[:batch] for x in network.inputs[1:]] + [final], dim=1)   # [B, 50, 4, 8, 8]
     assert backbone.null_label == gold["null_label"]
     torch.testing.assert_close(after_step, gold["x"], rtol=0.0, atol=1e-5)
+
+
+def test_load_backbone_rule_records_an_official_checkpoint(tmp_path, tiny_backbone_dir, tiny):
+    """The ``load_backbone`` rule's entry point with a ``.pt`` source: its manifest names the file, the
+    VAE, the numerics and the heads, and every job's ``open_backbone`` then loads the official network."""
+    from methods.diffusion import link
+    from methods.diffusion.backbone import open_backbone
+
+    path = tmp_path / "DiT-tiny.pt"
+    torch.save(tiny["state_dict"], path)
+    out = tmp_path / "backbones" / "dit"
+    link.main(["--source", str(path), "--vae", str(tiny_backbone_dir / "vae"), "--numerics", "official",
+               "--num-heads", "4", "--out", str(out)])
+    backbone = open_backbone(out)
+    assert backbone.numerics == "official" and shared_parameters_tied(backbone.transformer)
+    torch.testing.assert_close(outputs(backbone.transformer, tiny), tiny["out"], rtol=0.0, atol=1e-5)
