@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.artifacts import manifest
+from evaluation.artifacts import manifest, resolve_device
 from evaluation.cli import entry_point
 from evaluation.datasets import dataset_info
 from evaluation.errors import InputError
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     num_classes = dataset_info(spec["dataset"]).num_classes
     classes = parse_classes(args.classes, num_classes)
     torch.set_num_threads(args.threads)
-    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, args.device, classes)
+    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, resolve_device(args.device),
+            classes)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
-from evaluation.artifacts import atomic_path, manifest, write_json_atomic
+from evaluation.artifacts import atomic_path, manifest, resolve_device, write_json_atomic
 from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
 from evaluation.cli import entry_point
 from evaluation.datasets import load_split
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = json.loads(args.spec)
-    train_tiny_backbone(args.data, spec["train"], spec["num_classes"], args.out, args.loss_log, args.device,
-                        spec["numerics"])
+    train_tiny_backbone(args.data, spec["train"], spec["num_classes"], args.out, args.loss_log,
+                        resolve_device(args.device), spec["numerics"])
 
 
 if __name__ == "__main__":
