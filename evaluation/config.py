@@ -92,8 +92,9 @@ def check_config(config: dict) -> None:
     for name, variant in config["methods"].items():
         try:
             method = get_method(variant["method"])
+            sampler = {**config["sampler"], **variant.get("sampler", {})}
             for dataset in config["datasets"] if method.check_params else ():
-                method.check_params(variant["params"], dataset_info(dataset))
+                method.check_params(variant["params"], dataset_info(dataset), sampler)
         except ValueError as err:
             raise ConfigError(f"methods.{name}: {err}") from None
     for name, network in config["evaluation"]["networks"].items():

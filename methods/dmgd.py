@@ -46,6 +46,7 @@ from .diffusion.semantic import (
     SemanticSchedule,
     dynamic_label_embedding,
     label_embedders,
+    respaced_timesteps,
 )
 from .dmgd_fidelity import Fidelity, resolve_fidelity
 from .registry import DistillContext, SyntheticSet, register_method
@@ -225,7 +226,27 @@ def generate(generation: Generation, params: dict, fidelity: Fidelity,
     return latents, final_losses
 
 
-@register_method("dmgd", needs_backbone=True, needs_latents=True)
+def check_params(params: dict, info: object, sampler: dict) -> None:
+    """Config-time check (registry ``check_params``): the step-index windows are indices of the sampler's
+    own schedule (the defaults are for 50 steps), so a window that no step of it falls in would switch a
+    stage off silently; refuse it. An intentionally empty guidance window (lo > hi) stays allowed."""
+    steps = sampler["steps"]
+    lo, hi = params["guidance_window"]
+    if params["distribution_matching"] and params["rho"] > 0 and lo <= hi and not (lo <= steps - 1 and hi >= 0):
+        raise InputError(f"guidance_window [{lo}, {hi}] holds none of the step indices {steps - 1} … 0 of the "
+                         f"sampler's {steps} steps, so OT guidance would never act; give the window in indices of "
+                         f"{steps} steps (the defaults are for 50) or set distribution_matching: false")
+    t2, t1 = params["semantic_window"]
+    schedule = SemanticSchedule(resolve_fidelity(params["fidelity"]).blend, t2, t1, params["beta_n"],
+                                params["beta_s"], steps)
+    if params["semantic_matching"] and schedule.active and \
+            all(schedule.weights(i, t) is None for i, t in respaced_timesteps(steps)):
+        raise InputError(f"semantic_window [{t2}, {t1}] leaves every one of the sampler's {steps} steps at the plain "
+                         f"label, so semantic matching would never act; give the window in indices of {steps} steps "
+                         f"(the defaults are for 50) or set semantic_matching: false")
+
+
+@register_method("dmgd", needs_backbone=True, needs_latents=True, check_params=check_params)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     fidelity = resolve_fidelity(params["fidelity"])

@@ -34,7 +34,7 @@ def class_folders(root: Path, info: DatasetInfo) -> list[Path]:
                      f"name or zero-padded label (00000, 00001, ...)")
 
 
-def check_params(params: dict, info: DatasetInfo) -> None:
+def check_params(params: dict, info: DatasetInfo, sampler: dict) -> None:
     """The config-time check (registry ``check_params``): the folder exists and its classes match."""
     class_folders(Path(params["path"]), info)
 

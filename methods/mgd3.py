@@ -85,7 +85,19 @@ def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
     return torch.stack(modes)
 
 
-@register_method("mgd3", needs_backbone=True, needs_latents=True, ipc_limited_by_class=True)
+def check_params(params: dict, info: object, sampler: dict) -> None:
+    """Config-time check (registry ``check_params``): ``t_stop`` is a step index of the sampler's own
+    schedule (the default 25 is for 50 steps); one at or above the first index would switch mode
+    guidance off silently, so refuse it."""
+    steps = sampler["steps"]
+    if params["strength"] > 0 and params["t_stop"] >= steps - 1:
+        raise InputError(f"t_stop {params['t_stop']} is at or above the first step index {steps - 1} of the sampler's "
+                         f"{steps} steps, so mode guidance would never act; give t_stop in indices of {steps} steps "
+                         f"(the default 25 is for 50) or set strength: 0")
+
+
+@register_method("mgd3", needs_backbone=True, needs_latents=True, ipc_limited_by_class=True,
+                 check_params=check_params)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     modes = class_modes(ctx, params["kmeans_iters"], params["kmeans_restarts"])

@@ -67,8 +67,9 @@ class MethodSpec:
     uses_seed: bool           # False for methods whose output does not depend on the seed (external)
     ipc_limited_by_class: bool  # takes IPC real images (or IPC k-means prototypes) of each class, so IPC
                                 # may not exceed the smallest class (digits: checked with the config)
-    check_params: Callable[[dict, DatasetInfo], object] | None  # cheap check of a variant's params against
-                                # a dataset with the config, before any job; raises InputError
+    check_params: Callable[[dict, DatasetInfo, dict], object] | None  # cheap check of a variant's params
+                                # against a dataset and its effective sampler settings, before any job; raises
+                                # InputError
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -77,7 +78,7 @@ METHODS: dict[str, MethodSpec] = {}
 def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
                     table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
                     ipc_limited_by_class: bool = False,
-                    check_params: Callable[[dict, DatasetInfo], object] | None = None):
+                    check_params: Callable[[dict, DatasetInfo, dict], object] | None = None):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")

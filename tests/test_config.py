@@ -92,6 +92,17 @@ BAD = {
     "negative mode guidance": (lambda c: c["methods"].update(m={"method": "mgd3", "params": {"strength": -0.1}}),
                                r"methods\.m\.params\.strength: -0\.1 is less than the minimum of 0"),
     "unknown top-level key": (lambda c: c.update(bogus=1), r"'bogus' was unexpected"),
+    # step-index windows are indices of the sampler's own schedule: lowering the steps must not turn a stage off
+    "guidance window beyond the steps": (
+        lambda c: (c["sampler"].update(steps=10), c.update(methods={"dmgd": {"method": "dmgd"}})),
+        r"methods\.dmgd: guidance_window \[30, 45\] holds none of the step indices 9 … 0 of the sampler's 10 steps"),
+    "semantic window beyond a variant's steps": (
+        lambda c: c["methods"].update(d={"method": "dmgd", "sampler": {"steps": 10},
+                                         "params": {"distribution_matching": False}}),
+        r"methods\.d: semantic_window \[25, 45\] leaves every one of the sampler's 10 steps at the plain label"),
+    "mode guidance stop beyond the steps": (
+        lambda c: c["methods"].update(m={"method": "mgd3", "sampler": {"steps": 20}}),
+        r"methods\.m: t_stop 25 is at or above the first step index 19 of the sampler's 20 steps"),
     "missing imagenet root": (lambda c: c.update(datasets=["imagenet_woof"], imagenet_root="/nonexistent"),
                                   r"ImageNet root /nonexistent does not exist"),
 }
@@ -127,6 +138,17 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert lines[-1].startswith("config error: methods.x.method: 'foo' is not one of ['random', 'dit', 'dmgd', 'mgd3', 'd4m', 'minimax', 'external']")
     assert not (tmp_path / "work" / "results").exists()
+
+
+def test_windows_scaled_to_the_steps_or_switched_off_on_purpose_are_accepted():
+    config = default_config()
+    config["sampler"]["steps"] = 10
+    config["methods"] = {
+        "dmgd": {"method": "dmgd", "params": {"semantic_window": [5, 9], "guidance_window": [6, 9]}},
+        "dmgd-no-guidance": {"method": "dmgd", "params": {"semantic_window": [5, 9], "guidance_window": [1, 0]}},
+        "dmgd-plain": {"method": "dmgd", "params": {"rho": 0.0, "beta_n": 0.0, "beta_s": 0.0}},
+        "mgd3": {"method": "mgd3", "params": {"t_stop": 5}}, "mgd3-off": {"method": "mgd3", "params": {"strength": 0.0}}}
+    validate_config(config)
 
 
 def test_defaults_are_copies_not_shared_between_variants():

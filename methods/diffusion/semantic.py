@@ -83,6 +83,15 @@ class SemanticSchedule:
         return lam ** 0.5, self.beta_n * rest, (self.beta_s * rest if t <= upper else 0.0)
 
 
+def respaced_timesteps(steps: int, num_train_timesteps: int = 1000) -> list[tuple[int, int]]:
+    """(step index, original timestep) of DiT's respaced chain in sampling order: index S−1 … 0 at
+    round(j·(T−1)/(S−1)) (golden README; what ``dit_scheduler().set_timesteps(S)`` yields), without
+    importing diffusers, for config-time checks."""
+    if steps == 1:
+        return [(0, 0)]
+    return [(j, round(j * (num_train_timesteps - 1) / (steps - 1))) for j in range(steps - 1, -1, -1)]
+
+
 def rescale(vectors: torch.Tensor, target: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """Eq. 42: give ``vectors`` the mean and std of ``target`` (statistics over ``dims``)."""
     mean, std = vectors.mean(dim=dims, keepdim=True), vectors.std(dim=dims, keepdim=True)
