@@ -5,8 +5,9 @@ paths of ``workflow/rules/distill.smk`` and ``backbone.smk``):
 
 - ``distill/<dataset>/<method>/ipc<k>-seed<s>.tsv``: one distillation job (one synthetic set), or
   ``ipc<k>-seed<s>-<start>-<stop>.tsv``: one class chunk of it (``distill_chunk_classes``); a set's
-  seconds are then the sum over its chunks (compute, not wall time of chunks run in parallel; the
-  merge is not benchmarked), and a set whose chunks do not cover its classes is left out and named.
+  seconds are then the sum over its chunks plus its merge (``merge_chunks/<dataset>/<method>/
+  ipc<k>-seed<s>.tsv``; compute, not wall time of chunks run in parallel), and a set whose chunks do
+  not cover its classes is left out and named.
   When a set has both kinds of file (a profile that switched modes), the newer kind is used;
 - ``finetune_backbone/<method>-<dataset>.tsv`` (or ``finetune_backbone/<method>/<dataset>.tsv``):
   a method's backbone fine-tuning (Minimax), once per dataset;
@@ -60,7 +61,7 @@ def load_benchmarks(root: str | Path) -> tuple[pd.DataFrame, dict[tuple[str, str
             key = (path.parent.parent.name, path.parent.name, int(match.group(1)), int(match.group(2)))
             chunk = (int(match.group(3)), int(match.group(4))) if match.group(3) else None
             files.setdefault(key, {}).setdefault(chunk is not None, []).append((path, chunk))
-    sets = [_distill_set(key, kinds) for key, kinds in sorted(files.items())]
+    sets = [_distill_set(key, kinds, root) for key, kinds in sorted(files.items())]
     frame = pd.DataFrame(sets, columns=["dataset", "method", "ipc", "seed", "seconds", "chunks", "note"])
     datasets = set(frame["dataset"]) | set(DATASETS)
     finetune = {}
@@ -76,8 +77,8 @@ def load_benchmarks(root: str | Path) -> tuple[pd.DataFrame, dict[tuple[str, str
     return frame, finetune, latents
 
 
-def _distill_set(key: tuple[str, str, int, int], kinds: dict[bool, list]) -> dict:
-    """One set's seconds from its unchunked file or the sum over its chunk files (the newer kind)."""
+def _distill_set(key: tuple[str, str, int, int], kinds: dict[bool, list], root: Path) -> dict:
+    """One set's seconds from its unchunked file or the sum over its chunk files and its merge (the newer kind)."""
     dataset, method, ipc, seed = key
     name = f"{dataset}/{method}/ipc{ipc}-seed{seed}"
     chunked = max(kinds, key=lambda kind: max(path.stat().st_mtime for path, _ in kinds[kind]))
@@ -85,6 +86,9 @@ def _distill_set(key: tuple[str, str, int, int], kinds: dict[bool, list]) -> dic
             "is used" if len(kinds) > 1 else "")
     entries = kinds[chunked]
     seconds = sum(benchmark_seconds(path) for path, _ in entries)
+    merge = root / "merge_chunks" / dataset / method / f"ipc{ipc}-seed{seed}.tsv"
+    if chunked and merge.is_file():
+        seconds += benchmark_seconds(merge)
     if chunked and dataset in DATASETS:
         covered = sorted(chunk for _, chunk in entries)
         contiguous = all(a[1] == b[0] for a, b in pairwise(covered))

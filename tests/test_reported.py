@@ -450,12 +450,13 @@ def test_class_chunked_sets_sum_their_chunks_and_incomplete_ones_are_left_out(tm
     for start, seconds in ((0, 100.0), (250, 110.0), (500, 120.0), (750, 130.0)):
         write_benchmark(folder / f"ipc10-seed0-{start}-{start + 250}.tsv", seconds)
     write_benchmark(folder / "ipc10-seed1-0-250.tsv", 100.0)  # three chunks missing
+    write_benchmark(tmp_path / "benchmarks" / "merge_chunks" / "imagenet_1k" / "dmgd" / "ipc10-seed0.tsv", 40.0)
     jobs, _, _ = load_benchmarks(tmp_path / "benchmarks")
     complete, partial = one(jobs, seed=0), one(jobs, seed=1)
-    assert (complete["seconds"], complete["chunks"]) == (460.0, 4)
+    assert (complete["seconds"], complete["chunks"]) == (500.0, 4)   # the chunks and their merge
     assert math.isnan(partial["seconds"]) and "do not cover its classes" in partial["note"]
     row = cost_table(jobs, {}).iloc[0]
-    assert (row["sets"], row["distill_s_per_set"], row["distill_s_per_image"]) == (1, 460.0, 460.0 / 10000)
+    assert (row["sets"], row["distill_s_per_set"], row["distill_s_per_image"]) == (1, 500.0, 500.0 / 10000)
     markdown = write_costs(tmp_path / "benchmarks", tmp_path / "tables")[0].read_text(encoding="utf-8")
     assert "imagenet_1k/dmgd/ipc10-seed1: chunks 0-250 do not cover its classes; left out" in markdown
 

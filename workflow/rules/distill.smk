@@ -72,6 +72,8 @@ else:
             ENV
         log:
             f"{LOGS}/merge_chunks/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.log",
+        benchmark:
+            f"{BENCH}/merge_chunks/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.tsv"
         resources:
             mem_mb=2000,
             runtime=30,
