@@ -24,7 +24,7 @@ by step to 1e-5 (``tests/test_golden_dmgd.py``, ρ 0.5 and ρ 0) except where th
 departs: an emptied k-means cluster is re-seeded (the official code's zero centre makes the OT loss
 NaN; ``kmeans_empty_clusters: zero`` restores it and the guidance then stops with an error).
 
-In both, the gradient reaches x_t through x̂0 only (∂x̂0/∂x_t = 1/√ᾱ_t at fixed ε, as the
+In both presets, the gradient reaches x_t through x̂0 only (∂x̂0/∂x_t = 1/√ᾱ_t at fixed ε, as the
 official code, which computes ε before enabling gradients) unless ``through_network`` asks for
 backpropagation through the DiT, which the paper's wording allows. Real latents are posterior
 samples (official: ``latent_dist.sample()``) or means (``latent_posterior: mean``); the official
