@@ -69,14 +69,18 @@ def tie_shared_parameters(transformer: DiTTransformer2DModel, fresh: bool = Fals
 
 
 def shared_parameters_tied(transformer: DiTTransformer2DModel) -> bool:
-    return all(getattr(m, name) is p for path in SHARED for first, *rest in [_shared_modules(transformer, path)]
-               for m in rest for name, p in first.named_parameters(recurse=False))
+    """Whether every block uses block 0's label table and t-MLP parameters (the same objects)."""
+    for path in SHARED:
+        first, *rest = _shared_modules(transformer, path)
+        if any(getattr(m, name) is not p for m in rest for name, p in first.named_parameters(recurse=False)):
+            return False
+    return True
 
 
 @contextlib.contextmanager
 def untied(transformer: DiTTransformer2DModel) -> Iterator[None]:
     """Give each block its own copy while the body runs (safetensors refuses shared tensors), then re-tie."""
-    tied = shared_parameters_tied(transformer) and len(transformer.transformer_blocks) > 1
+    tied = shared_parameters_tied(transformer)
     if tied:
         for path in SHARED:
             for module in _shared_modules(transformer, path)[1:]:

@@ -17,7 +17,7 @@ log is clipped at the last step to the value of the step before (DiT's
 Guided methods plug in through hooks: a hook sees the :class:`StepState` of the conditional
 branch (step index, t, x_t, ε, x̂0, μ, σ_t) and may return a shifted mean (DMGD, MGD³). Every random
 value (z and each step's noise) comes from the sample's :class:`~.randomness.SampleRandomness`;
-``tests/test_golden_sampling.py`` replays the official loop's values and matches its every x_t.
+``tests/test_golden_dit.py`` replays the official loop's values and matches its every x_t.
 """
 from __future__ import annotations
 
