@@ -151,3 +151,14 @@ def test_a_shared_table_gets_the_same_embedding_in_every_block(tiny_backbone_dir
     with dynamic_label_embedding(embedders, step):
         outs = [m(torch.tensor([1, 10])) for m in embedders]
     assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.parametrize("steps", [50, 12, 10, 7, 2])
+def test_respaced_timesteps_equal_the_schedulers(steps):
+    """The config-time copy of DiT's respacing (no diffusers import) equals the sampler's scheduler."""
+    from methods.diffusion.backbone import dit_scheduler
+    from methods.diffusion.semantic import respaced_timesteps
+
+    scheduler = dit_scheduler()
+    scheduler.set_timesteps(steps)
+    assert respaced_timesteps(steps) == list(zip(range(steps - 1, -1, -1), (int(t) for t in scheduler.timesteps)))
