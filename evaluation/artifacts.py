@@ -140,8 +140,18 @@ def manifest(config_slice: dict, *, seed: int | None, device: str, started: floa
         "packages": package_versions(),
         "device": device_description(device),
         "wall_time_s": round(time.time() - started, 3),
+        **smoke_record(),
         **extra,
     }
+
+
+SMOKE_ENV = "DMGD_SMOKE"   # a smoke run's reductions as JSON, exported by the workflow (evaluation/smoke.py)
+
+
+def smoke_record() -> dict:
+    """``{"smoke": [reductions]}`` in a job of a smoke run, nothing otherwise."""
+    reductions = os.environ.get(SMOKE_ENV)
+    return {"smoke": json.loads(reductions)} if reductions else {}
 
 
 def read_json_object(path: str | Path, writer: str, what: str) -> dict:

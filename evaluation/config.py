@@ -18,6 +18,7 @@ from .datasets import dataset_info, digits_train_class_sizes, imagenet_class_fol
 from .errors import InputError
 from .networks import list_networks
 from .protocols import reference_protocols, resolve_protocol
+from .smoke import apply_smoke
 
 
 class ConfigError(InputError):
@@ -61,14 +62,41 @@ def _default_filling_validator():
 
 
 def validate_config(config: dict) -> dict:
-    """Schema check (one-line error), schema defaults filled in place, then :func:`check_config`."""
+    """:func:`prepare_config` in place; returns the config."""
+    prepare_config(config)
+    return config
+
+
+def prepare_config(config: dict) -> list[str]:
+    """Removed entries dropped, schema check (one-line error), schema defaults filled in place,
+    protocols resolved, the smoke reductions applied (evaluation/smoke.py), then :func:`check_config`.
+    Returns the smoke reductions (none unless ``smoke: true``)."""
+    drop_removed_entries(config)
+    if config.get("smoke") in ("true", "false"):  # `--config smoke=true` arrives as a string
+        config["smoke"] = config["smoke"] == "true"
     message = schema_error(config)
     if message:
         raise ConfigError(f"{message} (see workflow/schemas/config.schema.yaml)")
     _default_filling_validator()(load_schema()).validate(config)
     resolve_protocols(config)
+    reductions = apply_smoke(config)
     check_config(config)
-    return config
+    return reductions
+
+
+REMOVABLE = (("methods",), ("evaluation", "networks"), ("protocols",))
+
+
+def drop_removed_entries(config: dict) -> None:
+    """Delete the method variants, networks and protocol entries set to null: a second --configfile
+    deep-merges into the first, so ``methods: {d4m: null}`` is how it removes a profile's entry."""
+    for path in REMOVABLE:
+        block = config
+        for key in path:
+            block = block.get(key) if isinstance(block, dict) else None
+        if isinstance(block, dict):
+            for name in [name for name, value in block.items() if value is None]:
+                del block[name]
 
 
 def resolve_protocols(config: dict) -> None:

@@ -160,10 +160,11 @@ def _write_index(path: Path, rows: list[tuple[str, int]]) -> None:
 
 
 def prepare_imagenet(out_dir: Path, root: str | Path | None, info: DatasetInfo, val_per_class: int,
-                     split_seed: int) -> dict:
+                     split_seed: int, max_per_class: int | None = None) -> dict:
     """Write ``train.csv``/``val.csv``/``test.csv`` (path, label) indexing the subset's folders in list
     order: ``val`` holds ``val_per_class`` seeded files of each class's train folder (per-class seed
-    ``(split_seed, label)``), ``train`` the rest, ``test`` the ImageNet val folder."""
+    ``(split_seed, label)``), ``train`` the rest, ``test`` the ImageNet val folder; each split keeps at
+    most the first ``max_per_class`` files of a class (None = all; smoke runs)."""
     wnids = imagenet_class_folders(root, info)
     root = Path(root).resolve()  # the index must stay valid from any working directory
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,9 +172,9 @@ def prepare_imagenet(out_dir: Path, root: str | Path | None, info: DatasetInfo, 
     for label, wnid in enumerate(wnids):
         kept, held = hold_out(_image_files(root / IMAGENET_FOLDER["train"] / wnid), val_per_class,
                               seed=derive_seed(split_seed, label))
-        rows["train"] += [(str(path), label) for path in kept]
-        rows["val"] += [(str(path), label) for path in held]
-        rows["test"] += [(str(path), label) for path in _image_files(root / IMAGENET_FOLDER["test"] / wnid)]
+        test = _image_files(root / IMAGENET_FOLDER["test"] / wnid)
+        for split, files in (("train", kept), ("val", held), ("test", test)):
+            rows[split] += [(str(path), label) for path in files[:max_per_class]]
     for split, split_rows in rows.items():
         _write_index(out_dir / f"{split}.csv", split_rows)
     return {split: len(split_rows) for split, split_rows in rows.items()}
@@ -223,7 +224,7 @@ def prepare(name: str, out_dir: Path, data_cfg: dict) -> dict:
         return prepare_digits(out_dir, data_cfg["digits_image_size"], data_cfg["digits_test_fraction"],
                               data_cfg["split_seed"], data_cfg["digits_val_fraction"])
     return prepare_imagenet(out_dir, data_cfg.get("imagenet_root"), info, data_cfg["imagenet_val_per_class"],
-                            data_cfg["split_seed"])
+                            data_cfg["split_seed"], data_cfg.get("imagenet_max_per_class"))
 
 
 def load_split(data_dir: Path, split: str, image_size: int | None = None,

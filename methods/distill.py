@@ -56,6 +56,8 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
                          latents_path=latents_path, device=device, classes=classes)
     synset = method.distill(ctx)
     check_synset(method.name, synset, ctx.classes, ipc)
+    if method.needs_backbone:  # the backbone class each dataset class was generated as (Generation.from_context)
+        synset.records["backbone_class_id"] = [int(info.backbone_labels[c]) for c in ctx.classes]
     write_synset(out_dir, synset.images, synset.labels, info.class_names,
                  manifest(spec, seed=seed, device=device, started=started, ipc=ipc,
                           classes=[ctx.classes.start, ctx.classes.stop], num_images=len(synset.labels),

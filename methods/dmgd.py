@@ -246,7 +246,8 @@ def check_params(params: dict, info: object, sampler: dict) -> None:
                          f"(the defaults are for 50) or set semantic_matching: false")
 
 
-@register_method("dmgd", needs_backbone=True, needs_latents=True, check_params=check_params)
+@register_method("dmgd", needs_backbone=True, needs_latents=True, check_params=check_params,
+                 step_windows=("semantic_window", "guidance_window"))
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     fidelity = resolve_fidelity(params["fidelity"])

@@ -97,7 +97,7 @@ def check_params(params: dict, info: object, sampler: dict) -> None:
 
 
 @register_method("mgd3", needs_backbone=True, needs_latents=True, ipc_limited_by_class=True,
-                 check_params=check_params)
+                 check_params=check_params, step_windows=("t_stop",))
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     modes = class_modes(ctx, params["kmeans_iters"], params["kmeans_restarts"])

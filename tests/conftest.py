@@ -16,6 +16,20 @@ from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
 from tests.workflow_run import TEST_PROFILE, snakemake
 
+DEFAULT_SMOKE_TESTS = {"test_smoke_woof", "test_every_paper_profile_has_its_smoke_test"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without a -m expression, the smoke tests run Woof only (each profile takes minutes);
+    `pytest -m smoke` selects all of them (.ci/run)."""
+    if config.option.markexpr:
+        return
+    skipped = [item for item in items if item.get_closest_marker("smoke") and item.name not in DEFAULT_SMOKE_TESTS]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if item not in skipped]
+
+
 # one batch holds one sample of each of the 10 digit classes: the round batching greedy matching uses,
 # so that every diffusion method's batches equal dit's and "reduces to dit" can be bit-exact
 SAMPLER = {"steps": 10, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 10}

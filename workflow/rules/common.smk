@@ -4,15 +4,21 @@ import os
 import shlex
 import sys
 
-from evaluation.config import validate_config
+from evaluation.artifacts import SMOKE_ENV
+from evaluation.config import prepare_config
 from evaluation.datasets import dataset_info
 from methods.chunks import class_chunks
 from methods.registry import get_method
 
 try:
-    validate_config(config)
+    SMOKE_REDUCTIONS = prepare_config(config)
 except ValueError as err:  # one line naming the value and the fix, before any job
     sys.exit(f"config error: {err}")
+# A smoke run (evaluation/smoke.py) says what it shrank, and its jobs write it into their manifests.
+for line in SMOKE_REDUCTIONS:
+    print(f"smoke run: {line}", file=sys.stderr)
+if SMOKE_REDUCTIONS:
+    os.environ[SMOKE_ENV] = json.dumps(SMOKE_REDUCTIONS)
 
 RESULTS = f"results/{config['profile']}"
 LOGS = f"logs/{config['profile']}"
@@ -153,12 +159,15 @@ def synset_targets():
 
 
 def figure_feature_targets():
-    """Real features of the t-SNE figures (the metrics' feature extractor)."""
+    """Real features of the t-SNE figures (the metrics' feature extractor); none when the metrics are
+    off, since then the figures draw no t-SNE (--no-features)."""
+    if not config["metrics"]["enabled"]:
+        return []
     return [feature_path(dataset, config["metrics"]["feature_extractor"]) for dataset in config["datasets"]]
 
 
 def figure_teacher_targets():
-    if config["metrics"]["feature_extractor"] != "teacher":
+    if not config["metrics"]["enabled"] or config["metrics"]["feature_extractor"] != "teacher":
         return []
     return expand(f"{RESULTS}/teachers/{{dataset}}", dataset=config["datasets"])
 
@@ -170,6 +179,9 @@ def backbone_check_targets():
 
 
 def method_table_notes():
-    """Footnotes that the registry attaches to methods of this profile (e.g. d4m is a port)."""
+    """Footnotes that the registry attaches to methods of this profile (e.g. d4m is a port), and the
+    smoke run's warning."""
     notes = {get_method(v["method"]).table_note for v in config["methods"].values()}
-    return sorted(n for n in notes if n)
+    smoke = [f"SMOKE RUN ({len(SMOKE_REDUCTIONS)} reductions, see any manifest): the numbers test the "
+             f"path, not the methods"] if SMOKE_REDUCTIONS else []
+    return sorted(n for n in notes if n) + smoke
