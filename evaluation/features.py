@@ -4,9 +4,11 @@
 [--teacher DIR] --out FILE.pt --device cpu``
 
 writes (atomically) a torch file ``{"features": float32 [N, D], "labels": int64 [N], "extractor",
-"resize", "split", "manifest"}``. ``spec`` is the job's config slice (``dataset``, ``extractor``,
-``split``; optional ``image_size``: the side ImageNet images are read at, default the extractor's
-input side; tensor datasets keep their stored size). Synthetic sets go through the same
+"resize", "split", "manifest"}``; the manifest's ``weights`` is the weight file read. ``spec`` is the
+job's config slice (``dataset``, ``extractor``, ``split``; optional ``image_size``: the side ImageNet
+images are read at, default the extractor's input side; tensor datasets keep their stored size;
+optional ``weights``: the extractor's weight file, ``metrics.inception_weights`` or
+``metrics.vgg16_weights``, absent = where its library looks). Synthetic sets go through the same
 ``Extractor.features`` in memory (``evaluation.measure``).
 """
 from __future__ import annotations
@@ -47,12 +49,12 @@ def split_features(extractor: Extractor, data_dir: Path, split: str,
 def write_features(spec: dict, data_dir: Path, split: str, extractor_name: str, out: Path, device: str,
                    teacher_dir: Path | None = None) -> dict:
     started = time.time()
-    extractor = create_extractor(extractor_name, device, teacher_dir)
+    extractor = create_extractor(extractor_name, device, teacher_dir, spec.get("weights"))
     features, labels = split_features(extractor, data_dir, split, spec.get("image_size"))
     record = {"features": torch.from_numpy(features), "labels": labels.long(), "extractor": extractor.name,
               "resize": extractor.resize, "split": split,
               "manifest": manifest(spec, seed=None, device=device, started=started, count=len(labels),
-                                   dim=extractor.dim)}
+                                   dim=extractor.dim, weights=extractor.weights)}
     with atomic_path(out) as tmp:
         torch.save(record, tmp)
     return record

@@ -5,7 +5,9 @@
 
 ``spec`` = ``{"dataset", "method", "ipc", "seed", "metrics": {...}}`` (the config's ``metrics`` block).
 FID and KID use ``metrics.fid_extractor`` (clean-fid); precision, recall, density, coverage, the OT
-dataset distance and diversity use ``metrics.feature_extractor`` (DMGD supplementary A3.2). The
+dataset distance and diversity use ``metrics.feature_extractor`` (DMGD supplementary A3.2); each reads
+the weight file that ``metrics.inception_weights``/``metrics.vgg16_weights`` names (the manifest's
+``weights``: extractor -> file read). The
 JSON record holds each metric as ``{"value", ...}``, with half-sampling ``ci_low``/``ci_high`` (null
 when ``bootstrap`` is 0) for FID and the four prdc metrics.
 """
@@ -24,7 +26,7 @@ from .artifacts import manifest, resolve_device, write_json_atomic
 from .cli import entry_point
 from .datasets import dataset_info
 from .errors import InputError
-from .metrics import metrics_config
+from .metrics import extractor_weights, metrics_config
 from .metrics.bootstrap import bootstrap, resample_indices
 from .metrics.diversity import diversity
 from .metrics.extractors import create_extractor
@@ -100,7 +102,7 @@ def measure_set(spec: dict, synset_dir: Path, fid_features: Path, features: Path
     extractors, synthetic = {}, {}
     for role, name in (("fid", cfg["fid_extractor"]), ("features", cfg["feature_extractor"])):
         if name not in extractors:
-            extractors[name] = create_extractor(name, device, teacher_dir)
+            extractors[name] = create_extractor(name, device, teacher_dir, extractor_weights(cfg, name))
             synthetic[name] = extractors[name].features(images)
     real_fid, real_features = (real[r]["features"].numpy() for r in ("fid", "features"))
     metrics, seconds = compute_metrics(cfg, real_fid, synthetic[cfg["fid_extractor"]], real_features,
@@ -111,7 +113,8 @@ def measure_set(spec: dict, synset_dir: Path, fid_features: Path, features: Path
         extractors={role: {"name": real[role]["extractor"], "resize": real[role]["resize"]} for role in real},
         metrics=metrics,
         manifest=manifest(spec, seed=cfg["seed"], device=device, started=started, metric_seconds=seconds,
-                          synset=synset_provenance(synset_dir)))
+                          synset=synset_provenance(synset_dir),
+                          weights={name: extractor.weights for name, extractor in extractors.items()}))
     if out is not None:
         write_json_atomic(out, record)
     return record

@@ -6,7 +6,8 @@
     test top-1 with the evaluation curve.
 ``python -m evaluation.train teacher --spec JSON --data DIR --out DIR``
     makes the dataset's teacher network (``teacher.source``): trains it on the real train split, or
-    restricts torchvision's ImageNet-pretrained network to the dataset's classes.
+    restricts torchvision's ImageNet-pretrained network (the state dict at ``teacher.weights``, else
+    torchvision's cache file) to the dataset's classes.
 """
 from __future__ import annotations
 
@@ -128,16 +129,33 @@ def torchvision_weights_file(network: dict) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name, weights.url
 
 
+def teacher_weights_file(configured: str | Path | None, network: dict) -> tuple[Path, str]:
+    """The ImageNet state dict to read and its URL: ``teacher.weights`` (``configured``) when set, else
+    torchvision's cache file. A missing one is one line naming the path, what to put there and the key;
+    nothing is downloaded."""
+    default, url = torchvision_weights_file(network)
+    if configured is None:
+        if not default.is_file():
+            raise MissingWeightsError(f"teacher weights {default} are missing (offline); download {url} to that "
+                                      f"path, point TORCH_HOME at a directory holding hub/checkpoints/"
+                                      f"{default.name}, or set teacher.weights to a copy elsewhere")
+        return default.absolute(), url
+    path = Path(configured)
+    if not path.is_file():
+        raise MissingWeightsError(f"teacher weights {path} (teacher.weights) are missing; put torchvision's "
+                                  f"{default.name} ({url}) there under any name, or set teacher.weights to where "
+                                  "it is")
+    return path.absolute(), url
+
+
 def pretrained_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:
     """RDED's teacher: torchvision's ImageNet-pretrained network, its 1000-way classifier restricted to
-    the rows of the dataset's classes (their ImageNet indices), read from torchvision's cache only."""
+    the rows of the dataset's classes (their ImageNet indices), read from ``teacher.weights`` or
+    torchvision's cache, never downloaded."""
     started = time.time()
     info = dataset_info(spec["dataset"])
     network = spec["teacher"]["network"]
-    path, url = torchvision_weights_file(network)
-    if not path.is_file():
-        raise MissingWeightsError(f"teacher weights {path} are missing (offline); download {url} to that "
-                                  f"path or point TORCH_HOME at a directory holding hub/checkpoints/{path.name}")
+    path, url = teacher_weights_file(spec["teacher"].get("weights"), network)
     kwargs = {k: v for k, v in network.items() if k != "arch"}
     model = create_network("resnet", 1000, PRETRAINED_IMAGE_SIZE, **kwargs)
     load_matching_weights(model, torch.load(path, map_location="cpu"), path, f"replace it with torchvision's {url}")

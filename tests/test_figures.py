@@ -13,11 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation.figures.build import main
+from evaluation.figures import build
+from evaluation.figures.build import FigureSpec, main, read_samples, real_sample
 from evaluation.figures.samples import draw_sample_grid, grid_layout
 from evaluation.metrics.extractors import create_extractor
 from evaluation.networks import create_network
 from evaluation.synsets import read_synset, write_synset
+from tests.fake_imagenet import make_fake_imagenet_1k
+from tests.test_workflow import job_stats
+from tests.workflow_run import ROOT, TEST_PROFILE, snakemake
 
 CLASSES = tuple(str(d) for d in range(10))   # digits
 IPCS, SIDE = (2, 3), 16
@@ -184,3 +188,119 @@ def test_cli_reports_bad_input_on_one_stderr_line(tree, tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("evaluation.figures: error: ")
     assert io.StringIO(result.stderr).read().strip().count("\n") == 0
     assert "missing synthetic set" in result.stderr and "ipc7" in result.stderr
+
+
+# ----------------------------------------------------------------------------- capped, seeded samples
+
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:
+    """Every image file PIL opens while the test runs (the figures decode pixels only through it)."""
+    paths, real_open = [], Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        paths.append(str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    return paths
+
+
+def spec_of(tree: Path, tmp_path: Path, **kwargs) -> FigureSpec:
+    return FigureSpec(**{"results": tree, "out": tmp_path / "fig", "methods": ["dmgd"], "datasets": ["digits"],
+                         "ipcs": [3], "seeds": [0], "extractor": "teacher", **kwargs})
+
+
+def test_synthetic_sample_reads_only_the_capped_images_seeded(tree, tmp_path, opened):
+    directory = tree / "synsets/digits/dmgd/ipc3/seed0"   # 30 images, 3 per class
+    all_images, all_labels = read_synset(directory, 10)
+    opened.clear()
+    spec = spec_of(tree, tmp_path, max_synthetic=7, max_classes=1, max_samples=1)
+    grids, (images, labels) = read_samples(spec, [directory], 10, seed=5)
+    first = list(opened)
+    # 7 sampled images and the grid's one (class 0, first), each decoded once; the other 22+ never
+    assert len(first) == len(set(first)) <= 8 and len(images) == 7
+    assert len(set(labels.tolist())) == 7   # class-stratified: 7 of 10 classes, one each
+    for image, label in zip(images, labels):   # the sample is stored images with their own labels
+        assert any(torch.equal(image, other) for other in all_images[all_labels == int(label)])
+    (grid_images, grid_labels), = grids
+    assert torch.equal(grid_images, all_images[:1]) and grid_labels.tolist() == [0]
+    opened.clear()
+    again = read_samples(spec, [directory], 10, seed=5)[1]
+    assert opened == first and torch.equal(again[0], images)   # same seed, same images
+    opened.clear()
+    other = read_samples(spec, [directory], 10, seed=6)[1]
+    assert sorted(opened) != sorted(first) and not torch.equal(other[0], images)
+
+
+def test_figures_step_decodes_at_most_the_cap_and_the_grid_per_set(tree, tmp_path, opened):
+    out = run(tree, tmp_path / "fig", "--max-synthetic", "4", "--max-classes", "2", "--max-samples", "1")
+    by_set = {}
+    for path in opened:
+        if "/synsets/" in path:
+            by_set.setdefault(str(Path(path).parents[1]), []).append(path)
+    assert len(by_set) == 4   # dit and dmgd at IPC 2 and 3, seed 0
+    for paths in by_set.values():
+        assert len(paths) == len(set(paths)) <= 4 + 2   # t-SNE sample + grid (2 classes x 1), once each
+    index = (out / "index.md").read_text()
+    assert "and 4 synthetic per method (seeded class-stratified subset of at most 4" in index
+    assert png(out / "samples/digits/dit-ipc3-seed0.png").shape[0] == \
+        grid_layout(2, 1, SIDE, 128, list(CLASSES[:2]), "digits · dit · IPC 3 · seed 0").height
+
+
+def test_real_subset_is_capped_and_seeded(tree, tmp_path):
+    stored = torch.load(tree / "features/digits/teacher-train.pt")["features"].numpy()   # 80 rows
+    real, total = real_sample(spec_of(tree, tmp_path, max_real=25), "digits")
+    assert total == 80 and real.shape == (25, stored.shape[1])
+    rows = [int(np.flatnonzero((stored == row).all(axis=1))[0]) for row in real]
+    assert len(set(rows)) == 25 and rows == sorted(rows)   # distinct stored rows, in stored order
+    np.testing.assert_array_equal(real_sample(spec_of(tree, tmp_path, max_real=25), "digits")[0], real)
+    assert not np.array_equal(real_sample(spec_of(tree, tmp_path, max_real=25, seed=1), "digits")[0], real)
+    assert len(real_sample(spec_of(tree, tmp_path, max_real=500), "digits")[0]) == 80   # fewer than the cap: all
+
+
+def test_no_features_needs_no_real_features_and_draws_the_other_figures(tree, tmp_path, monkeypatch):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for part in ("synsets", "tables"):   # no features/, no teachers/ (metrics.enabled false)
+        (bare / part).symlink_to(tree / part)
+
+    def no_extractor(*args, **kwargs):
+        raise AssertionError("--no-features built a feature extractor")
+
+    monkeypatch.setattr(build, "create_extractor", no_extractor)
+    out = run(bare, tmp_path / "fig", "--no-features")
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == sorted(rel for rel in EXPECTED if not rel.startswith("tsne/"))
+    assert "digits: not drawn: feature figures are off (--no-features" in (out / "index.md").read_text()
+
+
+def test_without_no_features_missing_real_features_name_the_flag(tree, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for part in ("synsets", "tables", "teachers"):
+        (bare / part).symlink_to(tree / part)
+    message = one_line_error(bare, tmp_path, capsys)
+    assert "missing real features" in message and "--no-features" in message
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_dag_computes_real_features_for_figures_only_with_metrics(tmp_path, enabled):
+    overlay = tmp_path / "metrics.yaml"
+    overlay.write_text(f"metrics: {{enabled: {str(enabled).lower()}}}\n")
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(TEST_PROFILE), str(overlay))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    jobs = job_stats(out)
+    assert jobs["tables"] == 1 and jobs.get("real_features", 0) == (1 if enabled else 0)
+    assert ("--no-features" in out) != enabled and "--max-real 1000 --max-synthetic 200" in out
+
+
+def test_imagenet_1k_profile_schedules_no_real_features(tmp_path):
+    root = make_fake_imagenet_1k(tmp_path / "imagenet")
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--cores", "1", "--configfile",
+                     str(ROOT / "config" / "paper" / "imagenet_1k.yaml"), "--config", f"imagenet_root={root}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    jobs = job_stats(out)   # metrics.enabled false: neither the metrics nor the figures need real features
+    assert jobs["tables"] == 1 and "real_features" not in jobs and "measure" not in jobs
+    assert "--no-features" in out

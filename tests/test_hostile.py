@@ -27,6 +27,7 @@ from evaluation.networks import create_network
 from evaluation.synsets import write_synset
 from tests.conftest import SAMPLER, method_params
 from tests.fake_imagenet import make_fake_imagenet
+from tests.standin_weights import write_inception_standin
 
 ROOT = Path(__file__).resolve().parent.parent
 PARALLEL = 3
@@ -81,7 +82,7 @@ def inputs(tmp_path_factory, digits_dir, tiny_backbone_dir, latents_path) -> dic
     """Shared inputs: fake ImageNet roots (a wnid folder missing, a folder empty), a prepared fake
     Woof with a truncated and a non-image file, synthetic sets (a class missing, a file missing from
     labels.csv, a complete one), a teacher and a backbone whose weights are of another width than their
-    config says, an empty TORCH_HOME and HF_HOME."""
+    config says, an empty TORCH_HOME and HF_HOME, and an Inception stand-in (a TorchScript file)."""
     base = tmp_path_factory.mktemp("hostile")
     made = {"digits": digits_dir, "backbone": tiny_backbone_dir, "latents": latents_path}
     info = dataset_info("imagenet_woof")
@@ -122,6 +123,7 @@ def inputs(tmp_path_factory, digits_dir, tiny_backbone_dir, latents_path) -> dic
     made["torch_home"].mkdir()
     made["hf_home"] = base / "hf_home"
     made["hf_home"].mkdir()
+    made["inception"] = write_inception_standin(base / "weights" / "inception.pt")
     return made
 
 
@@ -216,10 +218,35 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             env={"TORCH_HOME": str(made["torch_home"])}, results=results("teacher_weights_offline")),
         "extractor_weights_offline": job_case(
             "evaluation.features", r"VGG-16 ImageNet weights missing: put vgg16-397923af\.pth \(\S+\) in \S+/hub/"
-            r"checkpoints/ \(\$TORCH_HOME/hub/checkpoints\); offline runs never download$", "--spec", "{}",
+            r"checkpoints/ \(\$TORCH_HOME/hub/checkpoints\) or set metrics\.vgg16_weights to a copy elsewhere; "
+            r"offline runs never download$", "--spec", "{}",
             "--data", str(made["digits"]), "--split", "train", "--extractor", "vgg16_fc7",
             "--out", str(results("extractor_weights_offline") / "digits/features/digits/vgg16_fc7-train.pt"),
             env={"TORCH_HOME": str(made["torch_home"])}, results=results("extractor_weights_offline")),
+        "configured_extractor_weights_missing": job_case(
+            "evaluation.features", r"clean-fid Inception weights missing: metrics\.inception_weights is "
+            r"/nonexistent/inception\.pt, which is not a file; put inception-2015-12-05\.pt \(https://\S+\) there "
+            r"under any name, or set metrics\.inception_weights to where it is$",
+            "--spec", json.dumps({"weights": "/nonexistent/inception.pt"}), "--data", str(made["digits"]),
+            "--split", "train", "--extractor", "inception",
+            "--out", str(results("configured_extractor_weights_missing") / "digits/features/digits/inception-train.pt"),
+            results=results("configured_extractor_weights_missing")),
+        "configured_teacher_weights_missing": job_case(
+            "evaluation.train", r"teacher weights /nonexistent/resnet18\.pth \(teacher\.weights\) are missing; put "
+            r"torchvision's resnet18-f37072fd\.pth \(https://\S+\) there under any name, or set teacher\.weights "
+            r"to where it is$", "teacher", "--spec",
+            json.dumps({**torchvision_teacher, "teacher": {**torchvision_teacher["teacher"],
+                                                            "weights": "/nonexistent/resnet18.pth"}}),
+            "--data", str(made["woof_data"]),
+            "--out", str(results("configured_teacher_weights_missing") / "woof/teachers/imagenet_woof"),
+            results=results("configured_teacher_weights_missing")),
+        "extractor_weights_of_another_kind": job_case(
+            "evaluation.features", r"\S+/inception\.pt: not a state dict \(Cannot use .*TorchScript archives.*\); "
+            r"replace it with torchvision's https://\S+/vgg16-397923af\.pth$",
+            "--spec", json.dumps({"weights": str(made["inception"])}), "--data", str(made["digits"]),
+            "--split", "train", "--extractor", "vgg16_fc7",
+            "--out", str(results("extractor_weights_of_another_kind") / "digits/features/digits/vgg16_fc7-train.pt"),
+            results=results("extractor_weights_of_another_kind")),
         "checkpoint_of_wrong_architecture": job_case(
             "evaluation.train", r"\S+/teacher/model\.pt: weights of another architecture than ConvNet \(size mismatch "
             r"for .*\); re-make the teacher for network .* \(delete \S+ and re-run\)$", "synset", "--spec",
@@ -262,7 +289,8 @@ CASES = ["unknown_method", "unknown_dataset", "unknown_network", "unknown_protoc
          "ipc_larger_than_a_class", "config_value_of_wrong_type", "wnid_absent_from_imagenet_root",
          "empty_class_folder", "truncated_image", "non_image_file", "synthetic_set_missing_a_class",
          "labels_csv_disagrees_with_folder", "dit_weights_offline", "teacher_weights_offline",
-         "extractor_weights_offline", "checkpoint_of_wrong_architecture", "backbone_of_wrong_architecture",
+         "extractor_weights_offline", "configured_extractor_weights_missing", "configured_teacher_weights_missing",
+         "extractor_weights_of_another_kind", "checkpoint_of_wrong_architecture", "backbone_of_wrong_architecture",
          "non_finite_guidance",
          "output_directory_not_writable", "disk_fills_during_writing"]
 

@@ -3,6 +3,8 @@ the offline extractors and the ``features``/``measure`` entry points."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import urllib.request
 
 import numpy as np
@@ -10,6 +12,7 @@ import prdc
 import pytest
 import torch
 from cleanfid.fid import compute_fid, get_folder_features, kernel_distance
+from cleanfid.inception_torchscript import InceptionV3W
 from PIL import Image
 from torch import nn
 
@@ -29,6 +32,9 @@ from evaluation.metrics.ot_distance import ot_distance, real_subset
 from evaluation.metrics.prdc_metrics import PrdcResampler, prdc_values
 from evaluation.networks import create_network
 from evaluation.synsets import write_synset
+from tests.fake_imagenet import make_fake_imagenet
+from tests.standin_weights import write_inception_standin, write_resnet_standin, write_vgg16_standin
+from tests.workflow_run import ROOT, snakemake
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 NETWORK = {"arch": "convnet", "depth": 2, "width": 16}
@@ -256,7 +262,68 @@ def test_missing_vgg_weights_name_the_file_and_the_directory(tmp_path, monkeypat
         create_extractor("vgg16_fc7")
     message = str(err.value)
     assert "\n" not in message and "vgg16-397923af.pth" in message
-    assert str(tmp_path / "hub" / "checkpoints") in message
+    assert str(tmp_path / "hub" / "checkpoints") in message and "metrics.vgg16_weights" in message
+
+
+@pytest.fixture(scope="module")
+def inception_standin(tmp_path_factory):
+    """The Inception stand-in under a name of its own, and the same file where clean-fid looks."""
+    path = write_inception_standin(tmp_path_factory.mktemp("weights") / "my-inception.pt")
+    cleanfid_dir = tmp_path_factory.mktemp("cleanfid")
+    shutil.copy(path, cleanfid_dir / "inception-2015-12-05.pt")
+    return path, cleanfid_dir
+
+
+def test_inception_weights_option_equals_cleanfid_inceptionv3w_on_the_same_file(inception_standin, digits,
+                                                                                 monkeypatch, no_network):
+    path, cleanfid_dir = inception_standin
+    monkeypatch.setattr(extractors, "cleanfid_weights_dir", lambda: path.parent / "absent")
+    ours = create_extractor("inception", weights=path)   # clean-fid's own folder holds nothing
+    assert ours.weights == str(path.absolute()) and ours.dim == 2048
+    cleanfid = InceptionV3W(str(cleanfid_dir), download=False, resize_inside=False).eval()
+    theirs = Extractor("clean-fid", "clean", 2048, cleanfid, extractors.CLEAN_MODE, 299)
+    images = digits[0][:6]
+    features = ours.features(images, batch_size=4)
+    assert features.shape == (6, 2048) and features.std() > 0
+    np.testing.assert_array_equal(features, theirs.features(images, batch_size=4))   # bit-identical
+    monkeypatch.setattr(extractors, "cleanfid_weights_dir", lambda: cleanfid_dir)   # null: clean-fid's place
+    assert create_extractor("inception").weights == str(cleanfid_dir / "inception-2015-12-05.pt")
+
+
+def test_vgg16_weights_option_reads_a_state_dict_anywhere(tmp_path, digits, monkeypatch, no_network):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))   # torchvision's cache holds nothing
+    path = write_vgg16_standin(tmp_path / "weights" / "vgg.pth")
+    assert path.stat().st_size < 1_000_000   # 138 M parameters at full shape, stored as strided views
+    extractor = create_extractor("vgg16_fc7", weights=str(path))
+    assert extractor.weights == str(path) and extractor.dim == 4096
+    features = extractor.features(digits[0][:3])
+    assert features.shape == (3, 4096) and np.isfinite(features).all()
+    assert np.abs(features[0] - features[1]).max() > 0
+
+
+@pytest.mark.parametrize("name, key", [("inception", "metrics.inception_weights"),
+                                       ("vgg16_fc7", "metrics.vgg16_weights")])
+def test_a_missing_configured_weight_file_is_one_line_naming_path_and_key(name, key, tmp_path, no_network):
+    path = tmp_path / "nowhere" / "weights.pt"
+    with pytest.raises(MissingWeightsError) as err:
+        create_extractor(name, weights=path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and key in message
+    assert ("inception-2015-12-05.pt" if name == "inception" else "vgg16-397923af.pth") in message
+
+
+def test_weight_files_that_do_not_fit_are_one_line_errors(tmp_path, inception_standin, teacher_dir, no_network):
+    not_torchscript = write_vgg16_standin(tmp_path / "vgg.pth")
+    with pytest.raises(ValueError, match=r"vgg\.pth: not a TorchScript module \(.*\); use clean-fid's "
+                                         r"inception-2015-12-05\.pt"):
+        create_extractor("inception", weights=not_torchscript)
+    with pytest.raises(ValueError, match=r"my-inception\.pt: not a state dict \(Cannot use .* TorchScript "
+                                         r"archives .*\); replace it with torchvision's https://\S+vgg16"):
+        create_extractor("vgg16_fc7", weights=inception_standin[0])
+    with pytest.raises(ValueError, match=r"r18\.pth: weights of another architecture than VGG"):
+        create_extractor("vgg16_fc7", weights=write_resnet_standin(tmp_path / "r18.pth"))
+    with pytest.raises(ValueError, match="extractor 'teacher' takes no weight file"):
+        create_extractor("teacher", "cpu", teacher_dir, weights=inception_standin[0])
 
 
 def test_unknown_extractor_and_metric_key_are_one_line_errors():
@@ -327,3 +394,71 @@ def test_features_and_measure_entry_points_write_the_documented_artifacts(tmp_pa
     with pytest.raises(measure_entry.FeatureArtifactError, match="split 'train', the metrics config asks for 'test'"):
         measure_entry.measure_set({**spec, "metrics": {**METRICS, "reference_split": "test"}}, synset, out, out,
                                   teacher_dir)
+
+
+def test_entry_points_read_the_configured_weight_file_and_record_it(tmp_path, digits_dir, teacher_dir,
+                                                                    inception_standin, torch_threads, no_network):
+    path = str(inception_standin[0])
+    out = tmp_path / "features" / "inception-test.pt"
+    spec = {"dataset": "digits", "extractor": "inception", "split": "test", "weights": path}
+    features_entry.main(["--spec", json.dumps(spec), "--data", str(digits_dir), "--split", "test",
+                         "--extractor", "inception", "--out", str(out)])
+    record = torch.load(out)
+    labels = load_split(digits_dir, "test")[1]
+    assert record["features"].shape == (len(labels), 2048) and record["extractor"] == "inception"
+    assert record["manifest"]["weights"] == path and record["manifest"]["config"] == spec
+    teacher_features = tmp_path / "features" / "teacher-test.pt"
+    features_entry.write_features({}, digits_dir, "test", "teacher", teacher_features, "cpu", teacher_dir)
+
+    images, set_labels = load_split(digits_dir, "train")
+    keep = torch.cat([torch.nonzero(set_labels == c)[:2, 0] for c in range(10)])
+    synset = tmp_path / "synset"
+    write_synset(synset, images[keep], set_labels[keep], dataset_info("digits").class_names, {})
+    metrics = {**METRICS, "fid_extractor": "inception", "reference_split": "test", "bootstrap": 0,
+               "inception_weights": path}
+    spec = {"dataset": "digits", "method": "random", "ipc": 2, "seed": 0, "metrics": metrics}
+    record = measure_entry.measure_set(spec, synset, out, teacher_features, teacher_dir)
+    assert record["manifest"]["weights"] == {"inception": path, "teacher": str(teacher_dir / "model.pt")}
+    assert record["extractors"]["fid"]["name"] == "inception" and record["metrics"]["fid"]["value"] > 0
+
+
+ENTRY_POINTS = {"real_features": "evaluation.features", "measure": "evaluation.measure",
+                "train_teacher": "evaluation.train teacher"}
+
+
+def job_specs(out: str, rule: str) -> list[dict]:
+    """The ``--spec`` JSON of every job of ``rule`` in a dry run's printed shell commands."""
+    command = re.escape(f"python -m {ENTRY_POINTS[rule]} --spec '")
+    return [json.loads(spec) for spec in re.findall(command + r"(\{[^']*\})'", out)]
+
+
+def test_rules_pass_configured_weight_files_and_keep_default_specs(tmp_path):
+    """Set, each weight key reaches its jobs' specs (Table 9's profile: Inception FID, VGG-16 prdc;
+    the torchvision teacher of the backbone check); null, the specs are what they were before the keys
+    existed, so that no finished job re-runs."""
+    root = make_fake_imagenet(tmp_path / "imagenet", ["imagenet_woof"], train_per_class=1, val_per_class=1, size=8)
+    overlay = tmp_path / "weights.yaml"
+    overlay.write_text("backbone: {check: true}\n"
+                       "teacher: {source: torchvision, network: {arch: resnet, depth: 18, norm: batch}}\n")
+    chosen = tmp_path / "weights-set.yaml"
+    chosen.write_text("metrics: {inception_weights: /w/inception.pt, vgg16_weights: /w/vgg.pth}\n"
+                      "teacher: {weights: /w/resnet18.pth}\n")
+    specs = {}
+    for name, files in (("default", [overlay]), ("set", [overlay, chosen])):
+        proc = snakemake(tmp_path / name, "-n", "-p", "--cores", "1", "--configfile",
+                         str(ROOT / "config" / "paper" / "quality.yaml"), *map(str, files),
+                         "--config", f"imagenet_root={root}")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-2000:]
+        specs[name] = {rule: job_specs(out, rule) for rule in ("real_features", "measure", "train_teacher")}
+    default, chosen = specs["default"], specs["set"]
+    assert {s["extractor"] for s in default["real_features"]} == {"inception", "vgg16_fc7"}
+    assert all("weights" not in s for s in default["real_features"])
+    assert all(not {"inception_weights", "vgg16_weights"} & set(s["metrics"]) for s in default["measure"])
+    assert len(default["train_teacher"]) == 1 and "weights" not in default["train_teacher"][0]["teacher"]
+    assert {s["extractor"]: s["weights"] for s in chosen["real_features"]} == {
+        "inception": "/w/inception.pt", "vgg16_fc7": "/w/vgg.pth"}
+    assert len(chosen["measure"]) == 3 and all(
+        (s["metrics"]["inception_weights"], s["metrics"]["vgg16_weights"]) == ("/w/inception.pt", "/w/vgg.pth")
+        for s in chosen["measure"])
+    assert chosen["train_teacher"][0]["teacher"]["weights"] == "/w/resnet18.pth"

@@ -57,7 +57,7 @@ def overlay(profile: str, kit, weights: dict[str, Path]) -> dict:
     if profile in OFFICIAL_PT_PROFILES:
         backbone = {"source": str(kit.official_pt), "vae": str(kit.vae_dir), "num_heads": kit.num_heads}
     else:
-        backbone = {"source": str(kit.backbone_dir)}
+        backbone = {"source": str(kit.backbone_dir), "vae": None}   # the directory's own vae/
     return {"smoke": True, "imagenet_root": str(kit.imagenet_root), "backbone": backbone,
             "metrics": {"inception_weights": str(weights["inception"]), "vgg16_weights": str(weights["vgg16"])},
             "teacher": {"weights": str(weights["resnet18"])}}
@@ -106,7 +106,10 @@ def check_results(results: Path, raw: dict) -> None:
         assert {row["method"] for row in rows} == set(methods)
     costs = list(csv.DictReader((tables / "costs.csv").open()))
     assert {row["method"] for row in costs} >= {m for m in methods if raw["methods"][m]["method"] != "external"}
-    assert any((results / "figures").glob("*.png"))
+    figures = results / "figures"
+    assert any((figures / "samples").rglob("*.png")) and (figures / "index.md").is_file()
+    if raw.get("metrics", {}).get("enabled", True):
+        assert any((figures / "tsne").glob("*.png"))
     for dataset in raw["datasets"]:
         info = dataset_info(dataset)
         for method in methods:

@@ -1,6 +1,9 @@
 """Tests for the teacher network: torchvision's pretrained ResNet-18 restricted to a subset's classes
-(RDED's soft-label teacher), its offline error, and the soft-label teacher wrapper."""
+(RDED's soft-label teacher), read from torchvision's cache or ``teacher.weights``, its offline errors,
+and the soft-label teacher wrapper."""
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -14,6 +17,7 @@ from evaluation.train import (
     soft_label_teacher,
     torchvision_weights_file,
 )
+from tests.standin_weights import write_resnet_standin
 
 NETWORK = {"arch": "resnet", "depth": 18, "norm": "batch"}
 SPEC = {"dataset": "imagenet_woof", "teacher": {"source": "torchvision", "network": NETWORK},
@@ -49,6 +53,32 @@ def test_missing_weights_fail_in_one_line_naming_file_and_url(torch_home, tmp_pa
     assert "\n" not in message and "resnet18-f37072fd.pth" in message and "https://" in message
     assert str(torch_home) in message
     assert not (tmp_path / "teacher").exists()
+
+
+def test_teacher_weights_option_reads_a_state_dict_anywhere_and_records_it(torch_home, tmp_path):
+    path = write_resnet_standin(tmp_path / "elsewhere" / "my-resnet18.pth")   # torchvision's cache is empty
+    spec = {**SPEC, "teacher": {**SPEC["teacher"], "weights": str(path)}}
+    assert pretrained_teacher(spec, tmp_path / "data", tmp_path / "teacher", "cpu") == {"weights": str(path)}
+    teacher, record = load_teacher(tmp_path / "teacher")
+    reference = torchvision.models.resnet18().eval()
+    reference.load_state_dict(torch.load(path))
+    images = torch.randn(2, 3, 224, 224)
+    rows = list(dataset_info("imagenet_woof").backbone_labels)
+    with torch.no_grad():
+        logits = teacher(images)
+        assert logits.shape == (2, 10) and torch.allclose(logits, reference(images)[:, rows], rtol=1e-4, atol=1e-3)
+    manifest = json.loads((tmp_path / "teacher" / "manifest.json").read_text())
+    assert manifest["weights"] == str(path) and manifest["config"]["teacher"]["weights"] == str(path)
+
+
+def test_a_missing_configured_teacher_file_is_one_line_naming_path_and_key(torch_home, tmp_path):
+    path = tmp_path / "nowhere" / "resnet.pth"
+    spec = {**SPEC, "teacher": {**SPEC["teacher"], "weights": str(path)}}
+    with pytest.raises(FileNotFoundError) as err:
+        pretrained_teacher(spec, tmp_path / "data", tmp_path / "teacher", "cpu")
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "teacher.weights" in message
+    assert "resnet18-f37072fd.pth" in message and not (tmp_path / "teacher").exists()
 
 
 def test_soft_label_teacher_resizes_batches_to_its_resolution(tmp_path):

@@ -1,9 +1,9 @@
 """Entry point of the ``figures`` rule: every figure of a profile, and ``index.md`` captioning them.
 
 ``python -m evaluation.figures --results RESULTS --methods a,b,c --datasets d1,d2 --ipcs 1,10
---seeds 0,1 --extractor NAME [--teacher-root DIR] [--real-split train] [--max-real 1000]
-[--perplexity 30] [--max-classes 10] [--max-samples 10] [--tile 128] [--seed 0] [--out DIR]
-[--device cpu] [--threads 1]``
+--seeds 0,1 --extractor NAME [--features | --no-features] [--teacher-root DIR] [--real-split train]
+[--max-real 1000] [--max-synthetic 200] [--perplexity 30] [--max-classes 10] [--max-samples 10]
+[--tile 128] [--seed 0] [--out DIR] [--device cpu] [--threads 1]``
 
 reads only stored results under ``RESULTS`` (``results/<profile>``), never recomputing a set or an
 evaluation (the synthetic sets' features are computed with ``--extractor``, as the metrics do):
@@ -12,6 +12,11 @@ evaluation (the synthetic sets' features are computed with ``--extractor``, as t
 - ``features/<dataset>/<extractor>-<real-split>.pt``: the real side of the t-SNE;
 - ``teachers/<dataset>/`` (or ``--teacher-root``), extractor ``teacher`` only;
 - ``tables/runs.csv``: accuracy against IPC;
+
+The t-SNE works on capped, seeded samples (``sampling``): at most ``--max-real`` rows of the real
+features and ``--max-synthetic`` images per (method, IPC), so that its cost does not grow with the
+dataset; only the images a figure shows or embeds are decoded. ``--no-features`` (the workflow's
+``metrics.enabled: false``) draws no t-SNE and reads neither real features nor a teacher.
 
 and writes, atomically, under ``--out`` (default ``RESULTS/figures``): ``samples/<dataset>/<method>-
 ipc<k>-seed<s>.png``, ``tsne/<dataset>-ipc<k>.png``, ``ot_loss/<dataset>-ipc<k>.png`` (only where
@@ -37,14 +42,15 @@ from ..measure import load_real_features
 from ..metrics.extractors import create_extractor, list_extractors
 from ..metrics.ot_distance import real_subset
 from ..seeding import derive_seed
-from ..synsets import read_synset
+from ..synsets import index_synset
 from .accuracy import READINGS, draw_accuracy
 from .ot_loss import RECORD, draw_ot_loss, read_ot_losses
 from .render import method_colors
 from .samples import draw_sample_grid
+from .sampling import grid_rows, read_images, stratified_sample
 from .tsne import draw_tsne, joint_embedding
 
-SUBSET_STREAM, TSNE_STREAM = 0, 1   # derive_seed(seed, stream, ...)
+SUBSET_STREAM, TSNE_STREAM, SYNTHETIC_STREAM = 0, 1, 2   # derive_seed(seed, stream, ...)
 RUNS_COLUMNS = ["dataset", "method", "ipc", "seed", "protocol", "network", "repeat", "best_top1"]
 SECTIONS = {"samples": "Sample grids", "tsne": "t-SNE of real and synthetic features",
             "ot_loss": "Final OT loss per sample", "accuracy": "Accuracy against IPC"}
@@ -65,9 +71,12 @@ class FigureSpec:
     ipcs: list[int]
     seeds: list[int]
     extractor: str
+    weights: Path | None = None           # the extractor's weight file (metrics.<extractor>_weights)
+    features: bool = True                 # the t-SNE and its real features (metrics.enabled)
     teacher_root: Path | None = None      # default: results/teachers
     real_split: str = "train"
-    max_real: int = 1000
+    max_real: int = 1000                  # real points of the t-SNE (metrics.figure_max_real)
+    max_synthetic: int = 200              # synthetic points per (method, IPC) (metrics.figure_max_synthetic)
     perplexity: float = 30.0
     max_classes: int = 10
     max_samples: int = 10
@@ -120,9 +129,11 @@ def check_inputs(spec: FigureSpec) -> pd.DataFrame:
                     if not spec.synset_dir(dataset, method, ipc, seed).is_dir():
                         raise FigureInputError(f"missing synthetic set {spec.synset_dir(dataset, method, ipc, seed)}"
                                                "; run its distill job or fix --ipcs/--seeds")
+        if not spec.features:
+            continue
         if not spec.real_features(dataset).is_file():
             raise FigureInputError(f"missing real features {spec.real_features(dataset)}; run the real_features "
-                                   "job of this extractor and split first")
+                                   "job of this extractor and split first, or pass --no-features")
         if spec.extractor == "teacher" and not (spec.teacher_dir(dataset) / "model.pt").is_file():
             raise FigureInputError(f"extractor teacher needs {spec.teacher_dir(dataset) / 'model.pt'}; train the "
                                    "teacher first or pass --teacher-root")
@@ -166,33 +177,65 @@ def draw_all(spec: FigureSpec) -> list[Entry]:
 
 
 def dataset_figures(spec: FigureSpec, dataset: str, colors: dict[str, tuple]) -> list[Entry]:
-    """Sample grids, t-SNE and OT loss of one dataset, reading each synthetic set once."""
+    """Sample grids, t-SNE and OT loss of one dataset, decoding only the images they use, once."""
     info = dataset_info(dataset)
-    record = load_real_features(spec.real_features(dataset), spec.extractor, spec.real_split)
-    keep = real_subset(len(record["features"]), spec.max_real, derive_seed(spec.seed, SUBSET_STREAM))
-    real = record["features"].numpy()[keep]
-    teacher = spec.teacher_dir(dataset) if spec.extractor == "teacher" else None
-    extractor = create_extractor(spec.extractor, spec.device, teacher)
+    if spec.features:
+        real, real_total = real_sample(spec, dataset)
+        teacher = spec.teacher_dir(dataset) if spec.extractor == "teacher" else None
+        extractor = create_extractor(spec.extractor, spec.device, teacher, spec.weights)
     entries = []
     for ipc in spec.ipcs:
         synthetic, losses = {}, {}
         for method in spec.methods:
-            features, labels, method_losses = [], [], []
-            for seed in spec.seeds:
-                directory = spec.synset_dir(dataset, method, ipc, seed)
-                images, set_labels = read_synset(directory, info.num_classes)
-                entries.append(sample_grid(spec, info.class_names, images, set_labels, dataset, method, ipc, seed))
-                features.append(extractor.features(images))
-                labels.append(set_labels.numpy())
-                if (loss := read_ot_losses(directory)) is not None:
-                    method_losses.append(loss)
-            synthetic[method] = (np.concatenate(features), np.concatenate(labels))
+            directories = [spec.synset_dir(dataset, method, ipc, seed) for seed in spec.seeds]
+            grids, sample = read_samples(spec, directories, info.num_classes,
+                                         derive_seed(spec.seed, SYNTHETIC_STREAM, ipc))
+            for seed, (images, labels) in zip(spec.seeds, grids):
+                entries.append(sample_grid(spec, info.class_names, images, labels, dataset, method, ipc, seed))
+            if spec.features:
+                images, labels = sample
+                synthetic[method] = (extractor.features(images), labels)
+            method_losses = [loss for d in directories if (loss := read_ot_losses(d)) is not None]
             if method_losses:
                 losses[method] = np.concatenate(method_losses)
-        entries.append(tsne_figure(spec, info.class_names, real, len(record["features"]), synthetic,
-                                   dataset, ipc))
+        if spec.features:
+            entries.append(tsne_figure(spec, info.class_names, real, real_total, synthetic, dataset, ipc))
         entries.append(ot_loss_figure(spec, losses, colors, dataset, ipc, info.num_classes))
+    if not spec.features:
+        entries.append(Entry("tsne", None, f"{dataset}: not drawn: feature figures are off (--no-features: "
+                             "metrics.enabled is false, so no real features are computed)"))
     return entries
+
+
+def real_sample(spec: FigureSpec, dataset: str) -> tuple[np.ndarray, int]:
+    """The t-SNE's real features: a seeded subset of at most ``max_real`` stored rows, and the row count."""
+    record = load_real_features(spec.real_features(dataset), spec.extractor, spec.real_split)
+    total = len(record["features"])
+    keep = real_subset(total, spec.max_real, derive_seed(spec.seed, SUBSET_STREAM))
+    return record["features"][torch.from_numpy(keep)].numpy(), total
+
+
+def read_samples(spec: FigureSpec, directories: list[Path], num_classes: int, seed: int
+                 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, np.ndarray] | None]:
+    """The sample-grid images and labels of each set, and the t-SNE sample of the sets pooled (a
+    seeded class-stratified subset of at most ``max_synthetic`` rows; None with ``--no-features``).
+    Rows are chosen from ``labels.csv``; each image is decoded at most once, none outside both."""
+    indices = [index_synset(d, num_classes) for d in directories]
+    labels = [np.array([label for _, label, _ in rows], dtype=np.int64) for rows in indices]
+    offsets = np.cumsum([0] + [len(set_labels) for set_labels in labels])
+    pooled = (stratified_sample(np.concatenate(labels), spec.max_synthetic, seed) if spec.features
+              else np.empty(0, dtype=np.int64))
+    grids, sample_images = [], []
+    for k, (directory, rows, set_labels) in enumerate(zip(directories, indices, labels)):
+        grid = grid_rows(set_labels, num_classes, spec.max_classes, spec.max_samples)
+        chosen = pooled[(pooled >= offsets[k]) & (pooled < offsets[k + 1])] - offsets[k]
+        wanted = np.union1d(grid, chosen)
+        images = read_images(directory, [rows[i][0] for i in wanted])
+        grids.append((images[torch.from_numpy(np.searchsorted(wanted, grid))], torch.from_numpy(set_labels[grid])))
+        sample_images.append(images[torch.from_numpy(np.searchsorted(wanted, chosen))])
+    if not spec.features:
+        return grids, None
+    return grids, (torch.cat(sample_images), np.concatenate(labels)[pooled])
 
 
 def sample_grid(spec: FigureSpec, class_names: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor,
@@ -213,10 +256,11 @@ def tsne_figure(spec: FigureSpec, class_names: tuple[str, ...], real: np.ndarray
                                       derive_seed(spec.seed, TSNE_STREAM, ipc))
     draw_tsne(real_xy, {m: (points[m], labels) for m, (_, labels) in synthetic.items()}, class_names,
               f"{dataset} · IPC {ipc} · {spec.extractor} features · grey: {len(real)} real", spec.out / rel)
-    per_method = len(next(iter(synthetic.values()))[0])
+    per_method = _join(sorted({len(features) for features, _ in synthetic.values()}))
     return Entry("tsne", rel, f"{dataset} · IPC {ipc}: one joint t-SNE (perplexity {spec.perplexity:g}, seed "
                  f"{spec.seed}) of {len(real)} real {spec.real_split} features (seeded subset of {real_total}) "
-                 f"and {per_method} synthetic per method (seeds {_join(spec.seeds)}), extractor {spec.extractor}; "
+                 f"and {per_method} synthetic per method (seeded class-stratified subset of at most "
+                 f"{spec.max_synthetic} of seeds {_join(spec.seeds)}), extractor {spec.extractor}; "
                  "one panel per method, real in grey, synthetic coloured by class")
 
 
@@ -287,9 +331,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ipcs", required=True, type=_ints)
     parser.add_argument("--seeds", required=True, type=_ints, help="generation seeds")
     parser.add_argument("--extractor", required=True, help="feature extractor of the t-SNE (metrics.feature_extractor)")
+    parser.add_argument("--weights", type=Path, help="the extractor's weight file (metrics.inception_weights or "
+                        "metrics.vgg16_weights; default: where its library looks)")
+    parser.add_argument("--features", action=argparse.BooleanOptionalAction, default=True,
+                        help="draw the t-SNE from real and synthetic features (metrics.enabled); --no-features "
+                             "reads no real features")
     parser.add_argument("--teacher-root", type=Path, help="folder of teachers/<dataset> (default RESULTS/teachers)")
     parser.add_argument("--real-split", default="train", help="real split of the stored features (metrics.reference_split)")
-    parser.add_argument("--max-real", type=_positive, default=1000, help="real samples in the t-SNE (seeded subset)")
+    parser.add_argument("--max-real", type=_positive, default=1000,
+                        help="real samples in the t-SNE (seeded subset; metrics.figure_max_real)")
+    parser.add_argument("--max-synthetic", type=_positive, default=200,
+                        help="synthetic images per (method, IPC) in the t-SNE (seeded, class-stratified; "
+                             "metrics.figure_max_synthetic)")
     parser.add_argument("--perplexity", type=float, default=30.0)
     parser.add_argument("--max-classes", type=_positive, default=10, help="rows of a sample grid")
     parser.add_argument("--max-samples", type=_positive, default=10, help="columns of a sample grid")

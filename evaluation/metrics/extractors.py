@@ -13,11 +13,15 @@ custom_feat_extractor=extractor.model)`` sees the same tensors and gives the sam
                Kynkäänniemi et al. take VGG-16 ``fc2``, a Keras/TF dense layer that includes its ReLU).
 ``teacher``    the embedded profile's teacher (``evaluation.train.load_teacher``), ``features()``.
 
-Weights are never downloaded: a missing file is one ``MissingWeightsError`` line naming the file and
-the directory to put it in.
+Weights are never downloaded. Each of ``inception`` and ``vgg16_fc7`` reads the file that its config key
+(``evaluation.metrics.WEIGHTS_KEYS``: ``metrics.inception_weights``, ``metrics.vgg16_weights``) names, any
+name in any folder, or, when that is null, the file where its library looks (clean-fid: ``/tmp``;
+torchvision: ``$TORCH_HOME/hub/checkpoints``). A missing file is one ``MissingWeightsError`` line naming
+the path, what to put there and the key; the file read is ``Extractor.weights``, which the manifests record.
 """
 from __future__ import annotations
 
+import pickle
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +33,13 @@ import torch.nn.functional as F
 import torchvision
 from cleanfid.downloads_helper import inception_url
 from cleanfid.fid import get_batch_features
+from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
 from torch import nn
 
 from ..augment import normalize
-from ..errors import InputError, MissingWeightsError, load_matching_weights
+from ..errors import InputError, MissingWeightsError, WeightsMismatchError, load_matching_weights
+from . import WEIGHTS_KEYS
 
 PIXEL_MAX = 255.0
 # clean-fid's mode whose resize outside the model is the identity (its TF-Inception resizes inside):
@@ -51,6 +57,7 @@ class Extractor:
     cleanfid_mode: str                 # clean-fid mode whose outside-the-model resize applies
     input_size: int                    # side the model works at (default side of ImageNet reals)
     device: str = "cpu"
+    weights: str | None = None         # the weight file read (absolute path), for the manifests
 
     def features(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """float32 N x D features of uint8 N x 3 x S x S images, as clean-fid computes them."""
@@ -83,11 +90,49 @@ def list_extractors() -> list[str]:
     return sorted(EXTRACTORS)
 
 
-def create_extractor(name: str, device: str = "cpu", teacher_dir: str | Path | None = None) -> Extractor:
-    """The extractor ``name`` on ``device`` (``teacher`` needs ``teacher_dir``)."""
+def create_extractor(name: str, device: str = "cpu", teacher_dir: str | Path | None = None,
+                     weights: str | Path | None = None) -> Extractor:
+    """The extractor ``name`` on ``device``. ``weights``: the weight file of ``inception`` or
+    ``vgg16_fc7`` (None: where its library looks); ``teacher`` needs ``teacher_dir`` instead."""
     if name not in EXTRACTORS:
         raise InputError(f"unknown feature extractor '{name}'; valid: {', '.join(list_extractors())}")
-    return EXTRACTORS[name](device=device, teacher_dir=teacher_dir)
+    if weights is not None and name not in WEIGHTS_KEYS:
+        raise InputError(f"extractor '{name}' takes no weight file (given {weights}), it reads its own "
+                         f"directory; give weight files to {', '.join(WEIGHTS_KEYS)} only")
+    return EXTRACTORS[name](device=device, teacher_dir=teacher_dir, weights=weights)
+
+
+def weights_file(configured: str | Path | None, default: Path, what: str, source: str, extractor: str,
+                 library: str) -> Path:
+    """The weight file to read: ``configured`` (the extractor's config key) when set, else ``default``
+    (where ``library`` looks). A missing one is one line naming the path, what to put there and the
+    key; checked before any library call, which might otherwise try to download."""
+    key = f"metrics.{WEIGHTS_KEYS[extractor]}"
+    if configured is None:
+        if not default.is_file():
+            raise MissingWeightsError(f"{what} missing: put {default.name} ({source}) in {default.parent}/ "
+                                      f"({library}) or set {key} to a copy elsewhere; offline runs never download")
+        return default.absolute()
+    path = Path(configured)
+    if not path.is_file():
+        raise MissingWeightsError(f"{what} missing: {key} is {path}, which is not a file; put {default.name} "
+                                  f"({source}) there under any name, or set {key} to where it is")
+    return path.absolute()
+
+
+def load_state_file(path: Path, fix: str) -> dict:
+    """The tensors of a state-dict file; a file that torch cannot read as one (a TorchScript archive, a
+    truncated download, another format) is one ``WeightsMismatchError`` line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as err:
+        raise WeightsMismatchError(f"{path}: not a state dict ({first_sentence(err)}); {fix}") from None
+
+
+def first_sentence(err: Exception, limit: int = 200) -> str:
+    """The first sentence of a library's error, shortened (torch's run to several, on several lines)."""
+    sentence = (str(err).strip() or type(err).__name__).splitlines()[0].split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[:limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------------- inception
@@ -98,17 +143,30 @@ def cleanfid_weights_dir() -> Path:
     return Path("./" if platform.system() == "Windows" else "/tmp")
 
 
-@register_extractor("inception")
-def inception(device: str = "cpu", teacher_dir=None) -> Extractor:
-    from cleanfid.inception_torchscript import InceptionV3W
+class InceptionFile(InceptionV3W):
+    """clean-fid's ``InceptionV3W`` (``resize_inside=False``) on the TorchScript file at ``path``, any
+    name in any folder: ``InceptionV3W.__init__`` joins a folder with the fixed name
+    ``inception-2015-12-05.pt``, so this loads the file as it does and keeps its ``forward`` verbatim
+    (the features are bit-identical to ``InceptionV3W``'s for the same file)."""
 
-    folder, filename = cleanfid_weights_dir(), Path(inception_url).name
-    if not (folder / filename).is_file():
-        raise MissingWeightsError(f"clean-fid Inception weights missing: put {filename} ({inception_url}) "
-                                  f"in {folder}/, where clean-fid looks for it; offline runs never download")
-    model = InceptionV3W(str(folder), download=False, resize_inside=False).to(device).eval()
+    def __init__(self, path: Path):
+        nn.Module.__init__(self)
+        try:
+            self.base = torch.jit.load(str(path)).eval()
+        except RuntimeError as err:   # torch's "PytorchStreamReader failed ..." for any other file
+            raise WeightsMismatchError(f"{path}: not a TorchScript module ({first_sentence(err)}); use "
+                                       f"clean-fid's {Path(inception_url).name} ({inception_url})") from None
+        self.layers = self.base.layers
+        self.resize_inside = False
+
+
+@register_extractor("inception")
+def inception(device: str = "cpu", teacher_dir=None, weights: str | Path | None = None) -> Extractor:
+    path = weights_file(weights, cleanfid_weights_dir() / Path(inception_url).name, "clean-fid Inception weights",
+                        inception_url, "inception", "where clean-fid looks for it")
+    model = InceptionFile(path).to(device).eval()
     return Extractor("inception", "clean-fid 'clean': PIL bicubic on float channels to 299x299, no "
-                     "quantisation; (x - 128) / 128", 2048, model, CLEAN_MODE, 299, device)
+                     "quantisation; (x - 128) / 128", 2048, model, CLEAN_MODE, 299, device, str(path))
 
 
 # ----------------------------------------------------------------------------- VGG-16 fc7
@@ -140,17 +198,15 @@ def vgg_weights_path() -> Path:
 
 
 @register_extractor("vgg16_fc7")
-def vgg16_fc7(device: str = "cpu", teacher_dir=None) -> Extractor:
-    path = vgg_weights_path()
-    if not path.is_file():  # checked first: torchvision would otherwise try to download
-        raise MissingWeightsError(f"VGG-16 ImageNet weights missing: put {path.name} ({VGG_WEIGHTS.url}) in "
-                                  f"{path.parent}/ ($TORCH_HOME/hub/checkpoints); offline runs never download")
+def vgg16_fc7(device: str = "cpu", teacher_dir=None, weights: str | Path | None = None) -> Extractor:
+    path = weights_file(weights, vgg_weights_path(), "VGG-16 ImageNet weights", VGG_WEIGHTS.url, "vgg16_fc7",
+                        "$TORCH_HOME/hub/checkpoints")
     vgg = torchvision.models.vgg16(weights=None)
-    load_matching_weights(vgg, torch.load(path, map_location="cpu", weights_only=True), path,
-                          f"replace it with torchvision's {VGG_WEIGHTS.url}")
+    fix = f"replace it with torchvision's {VGG_WEIGHTS.url}"
+    load_matching_weights(vgg, load_state_file(path, fix), path, fix)
     model = VGGFc7(vgg).to(device).eval()
     return Extractor("vgg16_fc7", f"torch bilinear (antialiased) to {VGG_SIZE}x{VGG_SIZE}, ImageNet mean/std",
-                     vgg.classifier[3].out_features, model, NATIVE_MODE, VGG_SIZE, device)
+                     vgg.classifier[3].out_features, model, NATIVE_MODE, VGG_SIZE, device, str(path))
 
 
 # ----------------------------------------------------------------------------- teacher
@@ -170,7 +226,7 @@ class TeacherFeatures(nn.Module):
 
 
 @register_extractor("teacher")
-def teacher(device: str = "cpu", teacher_dir: str | Path | None = None) -> Extractor:
+def teacher(device: str = "cpu", teacher_dir: str | Path | None = None, weights=None) -> Extractor:
     from ..train import load_teacher
 
     if teacher_dir is None:
@@ -181,4 +237,5 @@ def teacher(device: str = "cpu", teacher_dir: str | Path | None = None) -> Extra
     with torch.no_grad():
         dim = model(torch.zeros(1, 3, size, size, device=device)).shape[1]
     return Extractor("teacher", f"none at {size}px (other sizes: torch bilinear, antialiased, to {size}px), "
-                     "teacher mean/std", dim, model, NATIVE_MODE, size, device)
+                     "teacher mean/std", dim, model, NATIVE_MODE, size, device,
+                     str((Path(teacher_dir) / "model.pt").absolute()))

@@ -34,7 +34,7 @@ else:
             directory(BACKBONE),
         params:
             source=config["backbone"]["source"],
-            vae=config["backbone"]["vae"] or "",
+            vae=f"--vae {shlex.quote(config['backbone']['vae'])}" if config["backbone"]["vae"] else "",
             numerics=config["backbone"]["numerics"],
             heads=f"--num-heads {config['backbone']['num_heads']}" if config["backbone"]["num_heads"] else "",
         conda:
@@ -47,7 +47,7 @@ else:
             mem_mb=16000,
             runtime=30,
         shell:
-            "python -m methods.diffusion.link --source {params.source:q} --vae {params.vae:q}"
+            "python -m methods.diffusion.link --source {params.source:q} {params.vae}"
             " --numerics {params.numerics} {params.heads} --out {output} > {log} 2>&1"
 
 

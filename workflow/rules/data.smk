@@ -25,8 +25,10 @@ rule train_teacher:
     params:
         wrap=GPU_WRAP,
         device=DEVICE,
-        spec=lambda w: as_json({"dataset": w.dataset, "teacher": config["teacher"],
-                                "protocol_params": config["protocols"]["hard_label"]}),
+        # teacher.weights only when set: a default profile's spec (and finished teacher) stays as it was
+        spec=lambda w: as_json({"dataset": w.dataset, "protocol_params": config["protocols"]["hard_label"],
+                                "teacher": {k: v for k, v in config["teacher"].items()
+                                            if k != "weights" or v is not None}}),
     threads: 2
     conda:
         ENV

@@ -1,4 +1,5 @@
 # Generation-quality and distribution metrics of every distilled set against cached real features.
+from evaluation.metrics import metrics_spec, weights_spec
 
 
 rule real_features:
@@ -11,7 +12,8 @@ rule real_features:
         device=DEVICE,
         # ImageNet images are read at the side the synthetic sets have, so both go through one resize
         spec=lambda w: as_json({"dataset": w.dataset, "extractor": w.extractor, "split": w.split,
-                                "image_size": config["data"]["imagenet_image_size"]}),
+                                "image_size": config["data"]["imagenet_image_size"],
+                                **weights_spec(config["metrics"], w.extractor)}),
         teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
     threads: 1
     conda:
@@ -39,7 +41,7 @@ rule measure:
         wrap=GPU_WRAP,
         device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "method": w.method, "ipc": int(w.ipc),
-                                "seed": int(w.seed), "metrics": config["metrics"]}),
+                                "seed": int(w.seed), "metrics": metrics_spec(config["metrics"])}),
         teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
     threads: 1
     conda:

@@ -1,4 +1,5 @@
 # Tables and figures of the profile, rebuilt from stored results alone (`snakemake tables`).
+from evaluation.metrics import extractor_weights
 
 
 rule tables:
@@ -25,6 +26,9 @@ rule tables:
         ipcs=",".join(map(str, config["ipcs"])),
         seeds=",".join(map(str, config["seeds"])),
         metrics=config["metrics"],
+        features="--features" if config["metrics"]["enabled"] else "--no-features",
+        weights=lambda w: (f"--weights {shlex.quote(path)}" if (path := extractor_weights(
+            config["metrics"], config["metrics"]["feature_extractor"])) else ""),
         device=DEVICE,
     threads: 1
     conda:
@@ -43,7 +47,9 @@ rule tables:
         " --benchmarks {params.benchmarks} --method-map {params.method_map}"
         " > {log} 2>&1 && python -m evaluation.figures --results {params.results} --methods {params.order:q}"
         " --datasets {params.datasets} --ipcs {params.ipcs} --seeds {params.seeds}"
-        " --extractor {params.metrics[feature_extractor]} --real-split {params.metrics[reference_split]}"
-        " --max-real {params.metrics[ot_max_real]} --perplexity {params.metrics[tsne_perplexity]}"
+        " --extractor {params.metrics[feature_extractor]} {params.weights} {params.features}"
+        " --real-split {params.metrics[reference_split]}"
+        " --max-real {params.metrics[figure_max_real]} --max-synthetic {params.metrics[figure_max_synthetic]}"
+        " --perplexity {params.metrics[tsne_perplexity]}"
         " --seed {params.metrics[seed]} --out {output.figures} --device {params.device} --threads {threads}"
         " >> {log} 2>&1"
