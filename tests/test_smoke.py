@@ -7,14 +7,13 @@ Each test checks what a user would: tables with every method row, the images at 
 labels in the dataset's class order, backbone class ids equal to the subset's ImageNet ids, costs
 recorded. `pytest -m smoke` runs all of them (.ci/run does); a plain `python -m pytest` runs the Woof
 one (tests/conftest.py). Wall time and peak memory of each run are printed (`-s`) and appended to
-``$SMOKE_REPORT`` when set.
+``$SMOKE_REPORT`` when set (peak memory: the largest job's max RSS from Snakemake's benchmark files).
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
-import resource
 import time
 from pathlib import Path
 
@@ -75,15 +74,18 @@ def run_profile(profile: str, kit, weights, tmp_path: Path) -> tuple[Path, dict]
     started = time.time()
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(PAPER / f"{profile}.yaml"), str(extra))
     wall = time.time() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert "smoke run: ipcs:" in proc.stderr            # the reductions are printed at start
-    report = f"smoke {profile}: {wall:.0f} s wall, peak RSS {peak_mb:.0f} MB (largest process so far)"
+    results = workdir / "results" / f"{raw['profile']}-smoke"
+    jobs = [row for tsv in (results / "benchmarks").rglob("*.tsv") for row in csv.DictReader(tsv.open(), delimiter="\t")]
+    peak = max(jobs, key=lambda row: float(row["max_rss"]))
+    report = (f"smoke {profile}: {wall:.0f} s wall, {len(jobs)} jobs, peak job RSS {float(peak['max_rss']):.0f} MB, "
+              f"CPU {sum(float(row['cpu_time']) for row in jobs):.0f} s")
     print(report)
     if os.environ.get("SMOKE_REPORT"):
         with open(os.environ["SMOKE_REPORT"], "a") as fh:
             fh.write(report + "\n")
-    return workdir / "results" / f"{raw['profile']}-smoke", raw
+    return results, raw
 
 
 def reference_class_ids(dataset: str) -> list[int]:

@@ -121,3 +121,17 @@ def test_a_second_configfile_removes_entries_with_null(woof_root):
     config["methods"] = {name: None for name in config["methods"]}
     with pytest.raises(ConfigError, match="methods"):
         validate_config(config)
+
+
+def test_a_second_configfile_removes_a_variant_and_a_network_from_the_dag(tmp_path):
+    """Snakemake deep-merges a second --configfile, so null is the way it removes an entry."""
+    from tests.workflow_run import TEST_PROFILE, snakemake
+    base = yaml.safe_load(TEST_PROFILE.read_text())
+    network = next(iter(base["evaluation"]["networks"]))
+    overlay = tmp_path / "quick.yaml"
+    overlay.write_text(yaml.safe_dump({"methods": {"d4m": None},
+                                       "evaluation": {"networks": {network: None, "convnet-quick": {"arch": "convnet", "depth": 1, "width": 8}}}}))
+    proc = snakemake(tmp_path / "work", "-n", "--configfile", str(TEST_PROFILE), str(overlay))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "/d4m/" not in proc.stdout and f"-{network}-rep" not in proc.stdout
+    assert "-convnet-quick-rep" in proc.stdout
