@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from evaluation.artifacts import atomic_path, code_version, write_json_atomic
+from evaluation.artifacts import atomic_path, code_version, smoke_record, write_json_atomic
 from evaluation.cli import entry_point
 from evaluation.datasets import dataset_info
 from evaluation.errors import InputError
@@ -106,7 +106,7 @@ def merge_chunks(chunks: list[Path], dataset: str, out_dir: Path) -> None:
     ranges = [range(*record["classes"]) for record in records]
     check_cover(chunks, ranges, info.num_classes, info.name)
     rows = [index_synset(chunk, info.num_classes, classes) for chunk, classes in zip(chunks, ranges)]
-    merged = {key: records[0][key] for key in (*SHARED, "packages")}
+    merged = {key: records[0][key] for key in (*SHARED, "packages")} | smoke_record()
     merged.update(
         device=records[0]["device"] if len({r["device"] for r in records}) == 1
         else "; ".join(dict.fromkeys(r["device"] for r in records)),

@@ -187,3 +187,12 @@ def test_merge_cli_errors_are_one_line(chunk_sets, tmp_path, capsys):
     with pytest.raises(SystemExit):
         merge_cli.main(["--chunks", str(tmp_path), "--dataset", "digits", "--out", str(tmp_path / "m")])
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_merged_smoke_set_keeps_the_smoke_reductions(chunk_sets, tmp_path, monkeypatch):
+    """The merge writes its own manifest; in a smoke run it must carry the reductions like every other
+    artifact (the ImageNet-1K smoke run found it dropping them)."""
+    from evaluation.artifacts import SMOKE_ENV
+    monkeypatch.setenv(SMOKE_ENV, json.dumps(["ipcs: [10] -> [1]"]))
+    merge_chunks([chunk_sets["a"], chunk_sets["b"]], "digits", tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["smoke"] == ["ipcs: [10] -> [1]"]
