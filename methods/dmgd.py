@@ -83,9 +83,12 @@ def support_size(params: dict, labels: torch.Tensor) -> int:
 
 
 def local_density(points: torch.Tensor, neighbours: int) -> torch.Tensor:
-    """Density of each point: inverse mean distance to its nearest neighbours (DBS, Table 6)."""
-    distances = torch.cdist(points, points)
+    """Density of each point: inverse mean distance to its nearest neighbours (DBS, Table 6); a lone
+    point (a class with one real latent) has no neighbour and density 1."""
     k = min(neighbours, len(points) - 1)
+    if k == 0:
+        return torch.ones(len(points), dtype=points.dtype)
+    distances = torch.cdist(points, points)
     nearest = distances.topk(k + 1, largest=False).values[:, 1:]
     return 1.0 / nearest.mean(1).clamp_min(1e-12)
 

@@ -83,6 +83,15 @@ def test_dbs_density_is_higher_in_dense_regions():
     assert density[:10].min() > density[10:].max()
 
 
+@pytest.mark.parametrize("method", ["kmeans", "mean", "dbs"])
+def test_a_class_with_one_real_latent_gets_one_support_point(method):
+    """Found by the ablations smoke run (one real image per class): DBS took the mean of no
+    neighbour distances, NaN, and torch.multinomial refused the densities."""
+    params = dmgd_params(approximation=method, support_points=3)
+    points, masses = support_points(torch.randn(1, 4, 2, 2), params, resolve_fidelity(params["fidelity"]), generator(0))
+    assert points.shape == (1, 16) and masses.tolist() == [1.0]
+
+
 @pytest.mark.parametrize("fidelity", ["official", "paper"])
 def test_semantic_matching_without_cfg(run, fidelity):
     """At 1 + w = 1 (Table 8) the sampler runs only the conditional rows; the embedding follows."""
