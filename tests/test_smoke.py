@@ -116,11 +116,10 @@ def check_results(results: Path, raw: dict) -> None:
         info = dataset_info(dataset)
         for method in methods:
             synset = results / "synsets" / dataset / method / "ipc1" / f"seed{raw.get('seeds', [0])[0]}"
-            labels = [int(row["label"]) for row in csv.DictReader((synset / "labels.csv").open())]
-            assert labels == list(range(info.num_classes))          # one image per class, in class order
-            names = [row["class_name"] for row in csv.DictReader((synset / "labels.csv").open())]
-            assert names == list(info.class_names)
-            with Image.open(synset / next(csv.DictReader((synset / "labels.csv").open()))["path"]) as image:
+            rows = list(csv.DictReader((synset / "labels.csv").open()))
+            assert [int(row["label"]) for row in rows] == list(range(info.num_classes))  # one per class, in order
+            assert [row["class_name"] for row in rows] == list(info.class_names)
+            with Image.open(synset / rows[0]["path"]) as image:
                 assert image.size == (image_size, image_size)
             record = json.loads((synset / "manifest.json").read_text())
             assert record["smoke"] and record["config"]
