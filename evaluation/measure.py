@@ -30,7 +30,7 @@ from .metrics import extractor_weights, metrics_config
 from .metrics.bootstrap import bootstrap, resample_indices
 from .metrics.diversity import diversity
 from .metrics.extractors import create_extractor
-from .metrics.fid import CLEANFID_KID_SUBSETS, FidResampler, fid, kid
+from .metrics.fid import CLEANFID_KID_SUBSETS, FidResampler, kid
 from .metrics.ot_distance import ot_distance
 from .metrics.prdc_metrics import PrdcResampler, prdc_values
 from .seeding import derive_seed
@@ -66,14 +66,14 @@ def compute_metrics(cfg: dict, real_fid: np.ndarray, synthetic_fid: np.ndarray, 
         seconds[name] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
 
-    value = {"fid": fid(real_fid, synthetic_fid)}
+    fid_of = FidResampler(real_fid, synthetic_fid)   # one eigh of the real covariance, shared by replicates
+    value = {"fid": fid_of(np.arange(len(synthetic_fid)))}
     lap("fid")
     value.update(prdc_values(real, synthetic, cfg["nearest_k"]))
     lap("prdc")
     indices = resample_indices(len(synthetic), cfg["bootstrap"], derive_seed(cfg["seed"], BOOTSTRAP_STREAM))
-    # the resamplers precompute distances and a matrix root: built only when replicates are drawn
-    resamplers = (FidResampler(real_fid, synthetic_fid), PrdcResampler(real, synthetic, cfg["nearest_k"])
-                  ) if len(indices) else None
+    # the prdc resampler precomputes distances: built only when replicates are drawn
+    resamplers = (fid_of, PrdcResampler(real, synthetic, cfg["nearest_k"])) if len(indices) else None
     metrics = bootstrap(lambda row: {"fid": resamplers[0](row), **resamplers[1](row)}, value, indices,
                         cfg["ci"], min_count=cfg["nearest_k"] + 2)
     lap("bootstrap")

@@ -11,7 +11,7 @@ import numpy as np
 import prdc
 import pytest
 import torch
-from cleanfid.fid import compute_fid, get_folder_features, kernel_distance
+from cleanfid.fid import compute_fid, frechet_distance, get_folder_features, kernel_distance
 from cleanfid.inception_torchscript import InceptionV3W
 from PIL import Image
 from torch import nn
@@ -101,6 +101,15 @@ def test_clean_mode_features_equal_cleanfid_folder_features(tmp_path, digits):
     assert ours.shape == (12, 27)
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert ours.std() > 1   # the features do depend on the images
+
+
+@pytest.mark.parametrize("real_count, syn_count, dim", [(300, 20, 24), (12, 10, 64), (400, 200, 16)])
+def test_fid_equals_cleanfid_frechet_distance(real_count, syn_count, dim):
+    """The identity equals clean-fid's sqrtm form: singular synthetic, both singular, both full rank."""
+    rng = np.random.default_rng(1)
+    real, syn = gaussian(rng, real_count, dim), gaussian(rng, syn_count, dim, 0.3)
+    theirs = frechet_distance(syn.mean(0), np.cov(syn, rowvar=False), real.mean(0), np.cov(real, rowvar=False))
+    assert fid(real, syn) == pytest.approx(theirs, rel=1e-6)
 
 
 def test_fid_resampler_replicates_cleanfid_fid():
@@ -385,7 +394,7 @@ def test_features_and_measure_entry_points_write_the_documented_artifacts(tmp_pa
 
     # same set and features, no bootstrap: values unchanged, intervals null
     plain = measure_entry.measure_set({**spec, "metrics": {**METRICS, "bootstrap": 0}}, synset, out, out, teacher_dir)
-    # (BLAS thread counts differ from the CLI's single thread: sqrtm of a singular product moves ~1e-8)
+    # (BLAS thread counts differ from the CLI's single thread: the SVD moves ~1e-8)
     assert plain["metrics"]["fid"] == {"value": pytest.approx(metrics["fid"]["value"], rel=1e-6), "ci_low": None,
                                        "ci_high": None}
     ot_value = metrics["ot_distance"]["value"]

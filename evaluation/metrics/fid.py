@@ -1,20 +1,22 @@
-"""FID and KID on feature arrays, through clean-fid's own functions (DMGD supplementary A3.2: "the
-official implementation of clean-fid").
+"""FID and KID on feature arrays, equal to clean-fid's (DMGD supplementary A3.2: "the official
+implementation of clean-fid").
 
-``fid`` is ``cleanfid.fid.frechet_distance`` on the means and ``np.cov`` covariances, as clean-fid's
-``compare_folders``. Its ``scipy.linalg.sqrtm`` of a D x D matrix costs seconds at D = 512 and about
-a minute at Inception's D = 2048 on one core, too slow for hundreds of bootstrap replicates, so
-``FidResampler`` computes replicates through an exact identity instead (checked against clean-fid
-in the tests): for the synthetic covariance ``S1 = Xc^T Xc / (n - 1)`` and real ``S2 = R R`` (R its
-symmetric square root), the eigenvalues of ``S1 S2`` are the squared singular values of
-``Xc R / sqrt(n - 1)``, so ``Tr sqrt(S1 S2)`` is their sum: one n x D SVD per replicate.
+FID is the Fréchet distance of clean-fid's ``frechet_distance`` between the means and ``np.cov``
+covariances (as its ``compare_folders``), ``|mu1 - mu2|^2 + Tr S1 + Tr S2 - 2 Tr sqrt(S1 S2)``.
+clean-fid computes the last term with ``scipy.linalg.sqrtm`` of the D x D product: ~14 s at
+Inception's D = 2048 on a CPU core, per set and again per bootstrap replicate. ``FidResampler``
+computes it through an exact identity instead (equal to clean-fid's value in the tests, n < D and
+n > D): for the synthetic covariance ``S1 = Xc^T Xc / (n - 1)`` and the real ``S2 = R R`` (R its
+symmetric square root, one ``eigh`` per real set), the eigenvalues of ``S1 S2`` are the squared
+singular values of ``Xc R / sqrt(n - 1)``, so ``Tr sqrt(S1 S2)`` is their sum: one n x D SVD per
+set or replicate.
 """
 from __future__ import annotations
 
 import inspect
 
 import numpy as np
-from cleanfid.fid import frechet_distance, kernel_distance
+from cleanfid.fid import kernel_distance
 
 # KID averages this many subsets: clean-fid's own default (100), read from its signature
 CLEANFID_KID_SUBSETS = inspect.signature(kernel_distance).parameters["num_subsets"].default
@@ -25,13 +27,6 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
 
 
-def fid(real: np.ndarray, synthetic: np.ndarray) -> float:
-    """Fréchet distance between the Gaussians of the two feature sets (clean-fid)."""
-    mu_real, sigma_real = gaussian_stats(real)
-    mu_syn, sigma_syn = gaussian_stats(synthetic)
-    return float(frechet_distance(mu_syn, sigma_syn, mu_real, sigma_real))
-
-
 def psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric positive semi-definite matrix (eigenvalues clipped at 0)."""
     values, vectors = np.linalg.eigh(matrix)
@@ -39,7 +34,7 @@ def psd_sqrt(matrix: np.ndarray) -> np.ndarray:
 
 
 class FidResampler:
-    """FID of resampled synthetic sets against fixed real statistics, without a D x D ``sqrtm``."""
+    """FID of (resampled) synthetic sets against fixed real statistics, without a D x D ``sqrtm``."""
 
     def __init__(self, real: np.ndarray, synthetic: np.ndarray):
         mu_real, sigma_real = gaussian_stats(real)
@@ -75,3 +70,8 @@ def kid(real: np.ndarray, synthetic: np.ndarray, num_subsets: int, max_subset_si
     finally:
         np.random.set_state(state)
     return float(value), size
+
+
+def fid(real: np.ndarray, synthetic: np.ndarray) -> float:
+    """Fréchet distance between the Gaussians of the two feature sets (clean-fid's value)."""
+    return FidResampler(real, synthetic)(np.arange(len(synthetic)))
