@@ -283,7 +283,8 @@ def test_load_runs_reads_optional_selection_keys(tmp_path):
 
 
 def write_record(root, seed: int, repeat: int, best: float, version: str | None = "a" * 40,
-                 lr: float = 0.01, method: str = "dmgd", ipc: int = 10, synset: dict | None = None) -> object:
+                 lr: float = 0.01, method: str = "dmgd", ipc: int = 10, synset: dict | None = None,
+                 packages: dict | None = None) -> object:
     """A run record with a manifest (config slice, code version and, when given, the synthetic set's
     provenance) as evaluation.train writes it."""
     config = {"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": seed, "repeat": repeat,
@@ -293,6 +294,8 @@ def write_record(root, seed: int, repeat: int, best: float, version: str | None 
     manifest = {"config": config} if version is None else {"config": config, "code_version": version}
     if synset is not None:
         manifest["synset"] = synset
+    if packages is not None:
+        manifest["packages"] = packages
     record = {"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": seed, "protocol": "hard_label",
               "network": "convnet-3", "repeat": repeat, "best_top1": best, "last_top1": best - 1,
               "manifest": manifest}
@@ -333,6 +336,20 @@ def test_a_dirty_suffix_is_a_different_version_and_a_missing_one_is_named(tmp_pa
                       write_record(tmp_path, 0, 1, 50.0, version="abc-dirty"),
                       write_record(tmp_path, 1, 0, 50.0, version=None)])
     assert mixed_provenance(runs) == ("code version abc (1 run) vs abc-dirty (1 run) vs not recorded (1 run)",)
+
+
+def test_mixed_package_versions_in_a_cell_name_the_differing_package(tmp_path):
+    same = {"python": "3.11.7", "torch": "2.14.1", "numpy": "2.1.0"}
+    paths = [write_record(tmp_path, s, 0, 50.0, packages=same) for s in range(2)]
+    paths.append(write_record(tmp_path, 2, 0, 50.0, packages={**same, "torch": "2.13.0"}))
+    paths.append(write_record(tmp_path, 3, 0, 50.0))
+    table = accuracy_table(load_runs(paths))
+    assert table.blocks[0].cells[("dmgd", 10)].provenance == (
+        'packages numpy "2.1.0" (3 runs) vs not recorded (1 run); python "3.11.7" (3 runs) vs not recorded (1 run); '
+        'torch "2.14.1" (2 runs) vs "2.13.0" (1 run) vs not recorded (1 run)',)
+    assert "pools runs of different provenance: packages" in to_markdown(table)
+    agreeing = [write_record(tmp_path, s, 0, 50.0, packages=same) for s in range(2)]
+    assert accuracy_table(load_runs(agreeing)).blocks[0].cells[("dmgd", 10)].provenance == ()
 
 
 def test_mixed_configs_in_a_cell_name_the_differing_key(tmp_path):
