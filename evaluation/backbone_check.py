@@ -6,7 +6,6 @@ Usage: ``python -m evaluation.backbone_check --spec JSON --backbone DIR --teache
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import torch
 from methods.dit import distill as sample_with_dit
 from methods.registry import DistillContext
 
-from .artifacts import manifest, resolve_device, write_json_atomic
-from .cli import entry_point
+from .artifacts import manifest, resolve_device, seal, write_json_atomic
+from .cli import entry_point, json_object, positive_int
 from .datasets import dataset_info, resize_uint8
 from .train import load_teacher
 from .training import predict
@@ -42,23 +41,23 @@ def recognisability(spec: dict, backbone_dir: Path, teacher_dir: Path, device: s
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True)
+    parser.add_argument("--spec", required=True, type=json_object)
     parser.add_argument("--backbone", required=True, type=Path)
     parser.add_argument("--teacher", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    started, spec, device = time.time(), json.loads(args.spec), resolve_device(args.device)
+    started, spec, device = time.time(), args.spec, resolve_device(args.device)
     result = recognisability(spec, args.backbone, args.teacher, device)
     print(f"recognisability {result['recognisability']:.3f} over {result['samples']} samples")
     if result["recognisability"] < spec["min_recognisability"]:
         raise SystemExit(f"backbone {args.backbone}: the teacher labels only {result['recognisability']:.1%} "
                          f"of its samples correctly (< backbone.min_recognisability "
                          f"{spec['min_recognisability']:.0%}); train it longer (backbone.train.dit_steps)")
-    write_json_atomic(args.out, {**result, "manifest": manifest(spec, seed=spec["seed"], device=device,
-                                                                  started=started)})
+    write_json_atomic(args.out, seal({**result, "manifest": manifest(spec, seed=spec["seed"], device=device,
+                                                                       started=started)}))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifacts import atomic_path
+from .artifacts import atomic_path, save_torch
 
 INTERVAL_ENV = "DMGD_CHECKPOINT_INTERVAL_S"
 DEFAULT_INTERVAL_S = 300.0
@@ -118,7 +118,7 @@ class Checkpoint:
     def save(self, state: dict, at: str) -> None:
         """Write ``state`` atomically; ``at`` names the loop position (``epoch 3``, ``dit step 120``)."""
         with atomic_path(self.path) as tmp:
-            torch.save({"identity": self.identity, "at": at, "state": state}, tmp)
+            save_torch({"identity": self.identity, "at": at, "state": state}, tmp)
         self.last_save = time.monotonic()
 
     def remove(self) -> None:

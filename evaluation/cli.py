@@ -12,11 +12,19 @@
 
 Every other exception is a bug and propagates with its traceback. Outputs are written through
 ``evaluation.artifacts.atomic_path``, so a job that fails this way leaves nothing under results/.
+(torch's and safetensors' writers raise their own exception types on a full disk:
+``evaluation.artifacts.save_torch`` and ``os_errors_naming`` turn them into the ``OSError``.)
+
+The entry points' arguments are checked by argparse ``type=`` functions of this module
+(:func:`json_object`, :func:`positive_int`, :func:`non_negative_int`): a bad value ends in argparse's
+own one ``error:`` line and exit status 2 before the job reads anything.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +38,7 @@ FULL = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhau
 DENIED = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
           errno.EROFS: "read-only file system"}
 MISSING = (errno.ENOENT, errno.ENOTDIR)
+JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 Main = TypeVar("Main", bound=Callable[..., object])
 
@@ -50,6 +59,40 @@ def os_error_message(err: OSError) -> str | None:
     if err.errno in MISSING and path is not None:
         return f"{path}: no such file or directory; check the path, or re-run the job that writes it"
     return None
+
+
+def json_object(text: str) -> dict:
+    """argparse type of ``--spec``: the JSON object it holds (a config slice), else one error line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}); pass a JSON object, e.g. "
+                                         f"'{{\"dataset\": \"digits\"}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON {JSON_TYPES[type(value)]} ({text[:40]!r}), not an object; "
+                                         f"pass a JSON object {{...}} (the job's config slice)")
+    return value
+
+
+def _integer_from(text: str, low: int) -> int:
+    """``text`` as an integer of at least ``low``, else an argparse error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give an integer >= {low}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is less than {low}; give an integer >= {low}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count (``--ipc``, ``--threads``, a size): an integer >= 1."""
+    return _integer_from(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of a seed (``--seed``; NumPy refuses negative ones) or a count that may be 0."""
+    return _integer_from(text, 0)
 
 
 def _program(main: Callable) -> str:

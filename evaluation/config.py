@@ -7,6 +7,7 @@ any job with one line naming the value and the valid choices.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import jsonschema
@@ -68,13 +69,13 @@ def validate_config(config: dict) -> dict:
 
 
 def prepare_config(config: dict) -> list[str]:
-    """Removed entries dropped, schema check (one-line error), schema defaults filled in place,
-    protocols resolved, the smoke reductions applied (evaluation/smoke.py), then :func:`check_config`.
-    Returns the smoke reductions (none unless ``smoke: true``)."""
+    """Removed entries dropped, schema and finite-number checks (one-line error), schema defaults
+    filled in place, protocols resolved, the smoke reductions applied (evaluation/smoke.py), then
+    :func:`check_config`. Returns the smoke reductions (none unless ``smoke: true``)."""
     drop_removed_entries(config)
     if config.get("smoke") in ("true", "false"):  # `--config smoke=true` arrives as a string
         config["smoke"] = config["smoke"] == "true"
-    message = schema_error(config)
+    message = schema_error(config) or non_finite_number(config)
     if message:
         raise ConfigError(f"{message} (see workflow/schemas/config.schema.yaml)")
     _default_filling_validator()(load_schema()).validate(config)
@@ -82,6 +83,51 @@ def prepare_config(config: dict) -> list[str]:
     reductions = apply_smoke(config)
     check_config(config)
     return reductions
+
+
+def non_finite_number(value: object, where: str = "config") -> str | None:
+    """The first NaN or infinite float in ``value`` as one line (``key.path: nan is not a finite
+    number; ...``), or None. JSON Schema's bounds cannot refuse NaN (every comparison with it is
+    false, so ``cfg_scale: .nan`` passes ``minimum: 1``), hence one walk over the whole config;
+    run after the schema check, which bounds the config's size."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where}: {value} is not a finite number; give a finite value"
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        message = non_finite_number(child, key if where == "config" else f"{where}.{key}")
+        if message:
+            return message
+    return None
+
+
+def check_unique_keys(path: str | Path) -> None:
+    """Refuse a YAML (or JSON) config file that repeats a key in one mapping, which YAML loaders
+    (Snakemake's too) resolve silently by keeping the last: two ``methods:`` entries of one name
+    would run one of them. The file is composed, not constructed: aliases stay shared nodes,
+    each visited once, so an alias bomb costs its size on disk, not its expansion."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{path}: not a readable YAML file ({first}); give a YAML config file") from None
+    seen: set[int] = set()
+    pending = [(root, "")]
+    while pending:
+        node, where = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[str, int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else f"<{key.id} key>"
+                if name in keys and isinstance(key, yaml.ScalarNode):
+                    raise ConfigError(f"{path}: line {key.start_mark.line + 1}: duplicate key "
+                                      f"'{where}{name}' (first at line {keys[name]}); keep one of them")
+                keys[name] = key.start_mark.line + 1
+                pending.append((value, f"{where}{name}."))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, f"{where}{index}.") for index, item in enumerate(node.value))
 
 
 REMOVABLE = (("methods",), ("evaluation", "networks"), ("protocols",))

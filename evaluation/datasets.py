@@ -13,6 +13,8 @@ selection; it is never used to train anything, and ``train`` excludes it.
 from __future__ import annotations
 
 import csv
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from .artifacts import save_torch, verify_folder
 from .errors import InputError
 from .seeding import derive_seed
 
@@ -94,7 +97,7 @@ def prepare_digits(out_dir: Path, image_size: int, test_fraction: float, split_s
     counts = {}
     for split, idx in zip(SPLITS, digits_split(digits.target, test_fraction, split_seed, val_fraction)):
         idx_t = torch.from_numpy(idx)
-        torch.save({"images": images[idx_t].contiguous(), "labels": labels[idx_t].contiguous()},
+        save_torch({"images": images[idx_t].contiguous(), "labels": labels[idx_t].contiguous()},
                    out_dir / f"{split}.pt")
         counts[split] = len(idx)
     return counts
@@ -180,24 +183,79 @@ def prepare_imagenet(out_dir: Path, root: str | Path | None, info: DatasetInfo, 
     return {split: len(split_rows) for split, split_rows in rows.items()}
 
 
-def read_image(path: str | Path, size: int) -> torch.Tensor:
-    """One RGB image as uint8 3xSxS: resize the short side to ``size``, centre crop (ADM/DiT style)."""
+MAX_IMAGE_PIXELS = 89_478_485   # Pillow's default value: 256 MiB once decoded as RGB
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+
+
+def to_rgb8(img: Image.Image, source: object) -> Image.Image:
+    """``img`` of any mode as 8-bit RGB, each mode scaled from its own full range (``source`` names the
+    file in errors):
+
+    * 16-bit grey (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``, and ``I``, as Pillow opens 16-bit PNGs in
+      some versions): ``round(v / 257)``, so 65535 -> 255 and 32768 -> 128, where Pillow's own
+      ``convert`` clips every value above 255 to white; ``F`` (32-bit float): ``round(v * 255)`` from
+      [0, 1]. A value outside its mode's range (or not finite) is refused: its scale is unknown.
+    * every 8-bit mode by Pillow's ``convert("RGB")``: ``1`` -> 0/255, ``L``/``LA`` grey repeated, ``P``
+      through its palette, ``CMYK`` and ``YCbCr`` by Pillow's formulas. 16-bit RGB(A) PNGs arrive as
+      ``RGB``/``RGBA``, Pillow keeping each sample's high byte.
+    * transparency (``RGBA``, ``LA``, ``PA``, a palette or grey colour marked transparent) is dropped and
+      the colour under it kept, as torchvision's ``default_loader`` (the reference protocols' reader).
+    """
+    if img.mode in FULL_SCALE:
+        full = FULL_SCALE[img.mode]
+        values = np.asarray(img, dtype=np.float64)
+        if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= full):
+            raise DatasetError(f"image {source}: mode {img.mode} values outside 0..{full}, of unknown scale; "
+                               f"save it as an 8- or 16-bit PNG")
+        return Image.fromarray(np.rint(values * (255 / full)).astype(np.uint8), "L").convert("RGB")
+    if "transparency" in img.info:   # Pillow warns when it converts a palette with transparency to RGB
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | Path | io.BytesIO) -> Image.Image:
+    """The image at ``path`` decoded as 8-bit RGB (:func:`to_rgb8`), the one reader of every image
+    the suite opens; an unreadable file or an image above ``MAX_IMAGE_PIXELS`` (a decompression bomb:
+    a few KB of PNG can decode to gigabytes) is one :class:`DatasetError` line naming the file."""
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            scale = size / min(img.size)
-            img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
-                             Image.BICUBIC)
-            left, top = (img.width - size) // 2, (img.height - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-            return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)   # refuse at the limit, not twice it
+            with Image.open(path) as img:
+                img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DatasetError(f"image {path} has more than {MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS of "
+                           f"evaluation/datasets.py, the decompression-bomb guard); downscale it or "
+                           f"remove it") from None
     except (UnidentifiedImageError, OSError) as err:
-        raise DatasetError(f"unreadable image {path} ({type(err).__name__}); replace or remove the "
-                           f"file, {IMAGENET_LAYOUT}") from err
+        raise DatasetError(f"unreadable image {path} ({type(err).__name__}); replace or remove the file") from err
+    return to_rgb8(img, path)
+
+
+def image_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB image as a uint8 3xHxW tensor."""
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+
+
+def read_image(path: str | Path | io.BytesIO, size: int) -> torch.Tensor:
+    """One image (:func:`load_rgb`) as uint8 3xSxS: resize the short side to ``size``, centre crop (ADM/DiT style)."""
+    img = load_rgb(path)
+    scale = size / min(img.size)
+    img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
+    left, top = (img.width - size) // 2, (img.height - size) // 2
+    return image_tensor(img.crop((left, top, left + size, top + size)))
+
+
+def prepared(data_dir: str | Path) -> Path:
+    """``data_dir`` once its files match its manifest's digests (the index files of an ImageNet
+    subset, not the images they name: hashing the user's ImageNet per job would cost more than the
+    job); checked once per process (evaluation.artifacts.verify_folder)."""
+    verify_folder(data_dir, "prepare_data")
+    return Path(data_dir)
 
 
 def read_index(data_dir: Path, split: str) -> tuple[list[str], torch.Tensor]:
-    with open(Path(data_dir) / f"{split}.csv", newline="") as fh:
+    with open(prepared(data_dir) / f"{split}.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     return [r["path"] for r in rows], torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)
 
@@ -233,7 +291,7 @@ def load_split(data_dir: Path, split: str, image_size: int | None = None,
 
     ``image_size`` resizes tensor datasets (bilinear) and sets the side of ImageNet crops.
     """
-    data_dir = Path(data_dir)
+    data_dir = prepared(data_dir)
     if (data_dir / f"{split}.pt").exists():
         blob = torch.load(data_dir / f"{split}.pt")
         images, labels = blob["images"], blob["labels"]
@@ -252,7 +310,7 @@ def load_split(data_dir: Path, split: str, image_size: int | None = None,
 
 def split_labels(data_dir: Path, split: str) -> torch.Tensor:
     """Labels of a prepared split without reading any image."""
-    data_dir = Path(data_dir)
+    data_dir = prepared(data_dir)
     if (data_dir / f"{split}.pt").exists():
         return torch.load(data_dir / f"{split}.pt")["labels"]
     return read_index(data_dir, split)[1]

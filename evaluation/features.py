@@ -14,7 +14,6 @@ optional ``weights``: the extractor's weight file, ``metrics.inception_weights``
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .artifacts import atomic_path, manifest, resolve_device
-from .cli import entry_point
+from .artifacts import atomic_path, manifest, resolve_device, save_torch, seal
+from .cli import entry_point, json_object, positive_int
 from .datasets import load_split, split_labels, split_paths
 from .metrics.extractors import Extractor, create_extractor
 
@@ -51,30 +50,30 @@ def write_features(spec: dict, data_dir: Path, split: str, extractor_name: str, 
     started = time.time()
     extractor = create_extractor(extractor_name, device, teacher_dir, spec.get("weights"))
     features, labels = split_features(extractor, data_dir, split, spec.get("image_size"))
-    record = {"features": torch.from_numpy(features), "labels": labels.long(), "extractor": extractor.name,
-              "resize": extractor.resize, "split": split,
-              "manifest": manifest(spec, seed=None, device=device, started=started, count=len(labels),
-                                   dim=extractor.dim, weights=extractor.weights)}
+    record = seal({"features": torch.from_numpy(features), "labels": labels.long(), "extractor": extractor.name,
+                   "resize": extractor.resize, "split": split,
+                   "manifest": manifest(spec, seed=None, device=device, started=started, count=len(labels),
+                                        dim=extractor.dim, weights=extractor.weights)})
     with atomic_path(out) as tmp:
-        torch.save(record, tmp)
+        save_torch(record, tmp)
     return record
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="JSON config slice of the job")
+    parser.add_argument("--spec", required=True, type=json_object, help="JSON config slice of the job")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
     parser.add_argument("--split", required=True, choices=["train", "val", "test"])
     parser.add_argument("--extractor", required=True, help="feature extractor (evaluation.metrics.extractors)")
     parser.add_argument("--teacher", type=Path, help="teacher directory (extractor teacher)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with threadpool_limits(args.threads):
-        write_features(json.loads(args.spec), args.data, args.split, args.extractor, args.out,
+        write_features(args.spec, args.data, args.split, args.extractor, args.out,
                        resolve_device(args.device), args.teacher)
 
 

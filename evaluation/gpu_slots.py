@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .cli import non_negative_int
+
 PROG = "gpu_slots"
 GPU_ID = re.compile(r"[A-Za-z0-9_.-]+")  # an index or a GPU/MIG UUID, as CUDA_VISIBLE_DEVICES takes
 
@@ -114,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog=f"python -m evaluation.{PROG}",
                             description=__doc__.splitlines()[0],
                             usage="%(prog)s [--slots N] [--gpus IDS] [--lock-dir DIR] [--poll S] -- CMD ...")
-    parser.add_argument("--slots", type=int, help="number of slots; 0 runs CMD unchanged "
+    parser.add_argument("--slots", type=non_negative_int, help="number of slots; 0 runs CMD unchanged "
                         "(default $DMGD_GPU_SLOTS, else 0)")
     parser.add_argument("--gpus", help="comma-separated GPU ids (default $DMGD_GPUS, else 0..N-1)")
     parser.add_argument("--lock-dir", type=Path, help="folder of the lock files (default "

@@ -14,7 +14,6 @@ when ``bootstrap`` is 0) for FID and the four prdc metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .artifacts import manifest, resolve_device, write_json_atomic
-from .cli import entry_point
+from .artifacts import load_torch_record, manifest, resolve_device, seal, write_json_atomic
+from .cli import entry_point, json_object, positive_int
 from .datasets import dataset_info
 from .errors import InputError
 from .metrics import extractor_weights, metrics_config
@@ -44,7 +43,7 @@ class FeatureArtifactError(InputError):
 
 
 def load_real_features(path: Path, extractor: str, split: str) -> dict:
-    record = torch.load(path, map_location="cpu")
+    record = load_torch_record(path, "real_features")
     for key, expected in (("extractor", extractor), ("split", split)):
         if record[key] != expected:
             raise FeatureArtifactError(f"{path}: features of {key} '{record[key]}', the metrics config asks "
@@ -116,25 +115,26 @@ def measure_set(spec: dict, synset_dir: Path, fid_features: Path, features: Path
                           synset=synset_provenance(synset_dir),
                           weights={name: extractor.weights for name, extractor in extractors.items()}))
     if out is not None:
-        write_json_atomic(out, record)
+        write_json_atomic(out, seal(record))
     return record
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="JSON config slice: dataset, method, ipc, seed, metrics")
+    parser.add_argument("--spec", required=True, type=json_object,
+                        help="JSON config slice: dataset, method, ipc, seed, metrics")
     parser.add_argument("--synset", required=True, type=Path, help="synthetic set directory")
     parser.add_argument("--fid-features", required=True, type=Path, help="real features of metrics.fid_extractor")
     parser.add_argument("--features", required=True, type=Path, help="real features of metrics.feature_extractor")
     parser.add_argument("--teacher", type=Path, help="teacher directory (extractor teacher)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with threadpool_limits(args.threads):
-        measure_set(json.loads(args.spec), args.synset, args.fid_features, args.features, args.teacher,
+        measure_set(args.spec, args.synset, args.fid_features, args.features, args.teacher,
                     resolve_device(args.device), args.out)
 
 

@@ -5,12 +5,11 @@ Usage: ``python -m evaluation.prepare --dataset NAME --spec JSON(config 'data') 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from .artifacts import atomic_path, manifest, write_json_atomic
-from .cli import entry_point
+from .artifacts import atomic_path, manifest, write_manifest
+from .cli import entry_point, json_object
 from .datasets import prepare
 
 
@@ -18,13 +17,13 @@ from .datasets import prepare
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--spec", required=True, help="JSON of the config's data block")
+    parser.add_argument("--spec", required=True, type=json_object, help="JSON of the config's data block")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    started, data_cfg = time.time(), json.loads(args.spec)
+    started, data_cfg = time.time(), args.spec
     with atomic_path(args.out) as tmp:
         counts = prepare(args.dataset, tmp, data_cfg)
-        write_json_atomic(tmp / "manifest.json", manifest(
+        write_manifest(tmp, manifest(
             {"dataset": args.dataset, **data_cfg}, seed=data_cfg.get("split_seed"), device="cpu",
             started=started, split_sizes=counts))
 

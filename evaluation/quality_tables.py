@@ -17,6 +17,7 @@ marked ``†``, with a footnote naming the values (as in the accuracy tables).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,13 @@ from .tables import (
     CONFIG,
     MISSING,
     MIXED_MARK,
+    PACKAGES,
+    check_range,
     count_range,
     latex_escape,
     mixed_provenance,
     ordered_methods,
+    record_packages,
     record_provenance,
 )
 
@@ -68,6 +72,12 @@ METRICS: dict[str, Metric] = {
     "ot_distance": Metric("OT distance", "OT distance", "OT distance", True, 1.0, 2, "features"),
     "diversity": Metric("diversity", "Diversity", "Diversity", False, 1.0, 2, "features"),
 }
+# The values each metric can take by its definition (KID's unbiased estimate may be negative;
+# prdc's density is not bounded above); a record's value outside them is damaged or edited.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "fid": (0.0, math.inf), "kid": (-math.inf, math.inf), "precision": (0.0, 1.0), "recall": (0.0, 1.0),
+    "density": (0.0, math.inf), "coverage": (0.0, 1.0), "ot_distance": (0.0, math.inf), "diversity": (0.0, math.inf),
+}
 GENERATION_METRICS = ("fid", "kid", "precision", "recall", "density")
 DISTRIBUTION_METRICS = ("coverage", "ot_distance", "diversity")
 EXTRACTOR_ROLES = ("fid", "features")  # the keys of a record's ``extractors``
@@ -82,7 +92,7 @@ CSV_COLUMNS = ["dataset", "ipc", "method", "metric", "mean", "std", "n", "ci_low
 SETTINGS = ("nearest_k", "bootstrap", "ci", "ot_max_real", "tsne_perplexity")  # manifest.config.metrics
 _COLUMNS = (["dataset", "method", "ipc", "seed", "reference_split", "reference_count", "count",
              "fid_name", "fid_resize", "features_name", "features_resize", "kid_subset_size"]
-            + list(SETTINGS) + ["metric", "value", "ci_low", "ci_high", "path", CODE_VERSION, CONFIG])
+            + list(SETTINGS) + ["metric", "value", "ci_low", "ci_high", "path", CODE_VERSION, CONFIG, PACKAGES])
 
 
 # ---------------------------------------------------------------- loading
@@ -106,7 +116,7 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 def _read_metrics(path: Path) -> list[dict]:
     """The rows of one metrics record, its required keys checked and typed."""
-    data = read_json_object(path, "measurement", "metrics records")
+    data = read_json_object(path, "measurement", "metrics records", rule="measure")
     record = {}
     for key, kind in REQUIRED_KEYS.items():
         if key not in data:
@@ -131,6 +141,7 @@ def _read_metrics(path: Path) -> list[dict]:
     settings = config.get("metrics") or {}
     record.update({key: settings.get(key) for key in SETTINGS})
     record[CODE_VERSION], record[CONFIG] = record_provenance(manifest, ("seed",))
+    record[PACKAGES] = record_packages(manifest)
     metrics = record.pop("metrics")
     record.pop("extractors")
     record["kid_subset_size"] = (metrics.get("kid") or {}).get("subset_size")
@@ -141,6 +152,9 @@ def _read_metrics(path: Path) -> list[dict]:
         if not isinstance(entry, dict):
             raise InputError(f"{path}: metrics.{name} is {entry!r}, not an object; "
                             "re-run the measurement that wrote it")
+        check_range(path, f"metrics.{name}.value", entry.get("value"), *BOUNDS[name], "measure")
+        for end in ("ci_low", "ci_high"):   # normal intervals may leave the metric's bounds
+            check_range(path, f"metrics.{name}.{end}", entry.get(end), -math.inf, math.inf, "measure")
         rows.append({**record, "metric": name, "value": entry.get("value"),
                      "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high")})
     return rows

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .artifacts import atomic_path, write_text_atomic
+from .artifacts import atomic_path, manifest, read_json_object, write_manifest, write_text_atomic
 from .cli import entry_point
+from .errors import InputError
 from .costs import write_costs
 from .quality_tables import load_metrics, write_quality_tables
 from .reported import (
@@ -34,6 +36,7 @@ from .reported import (
 )
 from .tables import (
     CODE_VERSION,
+    check_range,
     load_runs,
     model_selection_markdown,
     write_accuracy_tables,
@@ -123,11 +126,26 @@ def backbone_table(paths: Sequence[Path]) -> str:
               "with their conditioning class."), "",
              "| Dataset | Samples | Recognisability | Worst class |", "|---|---|---|---|"]
     for path in sorted(paths):
-        record = json.loads(Path(path).read_text())
+        record = read_backbone_check(Path(path))
         worst = min(range(len(record["per_class"])), key=lambda c: record["per_class"][c])
         lines.append(f"| {record['dataset']} | {record['samples']} | {record['recognisability']:.1%} "
                      f"| {worst} ({record['per_class'][worst]:.0%}) |")
     return "\n".join(lines) + "\n"
+
+
+def read_backbone_check(path: Path) -> dict:
+    """A backbone check record, its shares of recognised samples checked to lie in [0, 1]."""
+    record = read_json_object(path, "backbone check", "backbone checks", rule="check_backbone")
+    fix = "delete the file and run snakemake again to re-make it (rule check_backbone)"
+    missing = [key for key in ("dataset", "samples", "recognisability", "per_class") if key not in record]
+    if missing:
+        raise InputError(f"{path}: missing required key '{missing[0]}'; {fix}")
+    if not isinstance(record["per_class"], list) or not record["per_class"]:
+        raise InputError(f"{path}: per_class is {record['per_class']!r}, not a list of shares; {fix}")
+    check_range(path, "recognisability", record["recognisability"], 0.0, 1.0, "check_backbone")
+    for index, share in enumerate(record["per_class"]):
+        check_range(path, f"per_class[{index}]", share, 0.0, 1.0, "check_backbone")
+    return record
 
 
 def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir: Path,
@@ -178,10 +196,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="reference CSV (default: the packaged evaluation/data/reported_results.csv)")
     args = parser.parse_args(argv)
     order = args.method_order.split(",") if args.method_order else None
+    started = time.time()
     with atomic_path(args.out) as tmp:   # the tables folder appears complete or not at all
         tmp.mkdir()
         write_report(args.runs, args.backbone_checks, tmp, order, args.note, args.metrics, args.benchmarks,
                      parse_method_map(args.method_map), args.reference)
+        write_manifest(tmp, manifest({"method_order": order, "notes": args.note, "method_map": args.method_map},
+                                     seed=None, device="cpu", started=started))
 
 
 if __name__ == "__main__":

@@ -116,11 +116,16 @@ def ablation_only_methods(vocabulary: dict) -> set[str]:
     return reference_methods(vocabulary) - set(vocabulary["methods"].values())
 
 
-def _number(text: str) -> float:
+def _number(text: str, where: str) -> float:
+    """A reference cell's number; NaN for text that is none (a bound such as "<1 (all)", empty). A
+    cell reading "nan" or "inf" is refused: NaN stands for "not reported", never for a value."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return math.nan
+    if not math.isfinite(value):
+        raise InputError(f"{where} is {text!r}, not a finite number; write the reported number or leave it empty")
+    return value
 
 
 def load_reference(path: str | Path = REFERENCE_FILE, vocabulary: dict | None = None) -> pd.DataFrame:
@@ -148,8 +153,8 @@ def load_reference(path: str | Path = REFERENCE_FILE, vocabulary: dict | None = 
             "ref_protocol": vocabulary["protocols"].get(row["protocol"]),
             "ref_reading": vocabulary["metrics"].get(row["metric"]),
             "ref_ipc": int(row["ipc"]) if row["ipc"].isdigit() else None,
-            "ref_value": _number(row["value"]),
-            "ref_std": _number(row["std"]),
+            "ref_value": _number(row["value"], f"{path}: row {index + 2}: value"),
+            "ref_std": _number(row["std"], f"{path}: row {index + 2}: std"),
             "ref_label": f"{source['label']} {table_short(row['table'])}",
             "ref_rank": int(source["rank"]),
             "ref_secondary": bool(source.get("secondary", False)),

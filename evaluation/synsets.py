@@ -15,11 +15,11 @@ import csv
 import io
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .artifacts import atomic_path, read_json_object, write_json_atomic
+from .artifacts import atomic_path, read_json_object, verify_folder, write_manifest
+from .datasets import image_tensor, load_rgb
 from .errors import InputError
 
 
@@ -44,7 +44,7 @@ def write_synset(out_dir: Path, images: torch.Tensor, labels: torch.Tensor,
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp / rel, optimize=False)
             rows.append((rel, label, class_names[label]))
         write_labels(tmp, rows)
-        write_json_atomic(tmp / "manifest.json", manifest)
+        write_manifest(tmp, manifest)
 
 
 def write_labels(directory: Path, rows: list[tuple[str, int, str]]) -> None:
@@ -61,7 +61,7 @@ def synset_provenance(directory: Path) -> dict:
     spec, see ``methods.distill``), seed and code version; ``None`` values for a set without a
     manifest (an ``external`` folder made elsewhere)."""
     path = Path(directory) / "manifest.json"
-    record = read_json_object(path, "distillation", "the set's manifest") if path.exists() else {}
+    record = read_json_object(path, "distillation", "the set's manifest", rule="distill") if path.exists() else {}
     return {key: record.get(key) for key in ("config", "seed", "code_version")}
 
 
@@ -101,6 +101,7 @@ def index_synset(directory: Path, num_classes: int, classes: range | None = None
     if missing:
         raise SynsetError(f"{directory}: no images of class {class_folder(missing[0])} "
                           f"({len(missing)} classes missing); every class needs at least one image")
+    verify_folder(directory, "distill")   # after the layout checks, whose messages say more for a hand-made set
     return out
 
 
@@ -109,7 +110,6 @@ def read_synset(directory: Path, num_classes: int, classes: range | None = None)
     (``classes``: read a chunk holding exactly these dataset labels; see ``index_synset``)."""
     images, labels = [], []
     for path, label, _ in index_synset(directory, num_classes, classes):
-        with Image.open(Path(directory) / path) as img:
-            images.append(torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1))
+        images.append(image_tensor(load_rgb(Path(directory) / path)))
         labels.append(label)
     return torch.stack(images), torch.tensor(labels, dtype=torch.long)

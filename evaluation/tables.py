@@ -23,6 +23,7 @@ Records without a manifest count as one more value, ``not recorded``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,10 @@ REQUIRED_KEYS: dict[str, type] = {
 }
 # Nullable run fields: absent or null means "not measured" (older records, no validation split).
 OPTIONAL_KEYS: dict[str, type] = {"val_selected_top1": float, "val_selected_epoch": int, "selection": str}
+# Top-1 accuracies are percentages: a run record's value outside [0, 100] (or NaN) is damaged or edited.
+ACCURACY_KEYS = ("best_top1", "last_top1", "val_selected_top1")
+CURVE_KEYS = ("top1", "val_top1")   # of each entry of a record's ``curve``
+ROUNDING = 1e-6   # slack on a bound for a value that a computation rounded past it
 RUN_SORT_KEYS = ["dataset", "protocol", "network", "method", "ipc", "seed", "repeat"]
 BLOCK_KEYS = ["dataset", "protocol", "network"]
 METRIC_DESCRIPTIONS = {
@@ -56,6 +61,7 @@ DECIMALS = 1
 CODE_VERSION = "manifest_code_version"
 CONFIG = "manifest_config"  # canonical JSON of manifest.config without the keys below
 CONFIG_EXCLUDED = ("seed", "repeat")  # vary within a cell by design
+PACKAGES = "manifest_packages"  # canonical JSON of manifest.packages (python and package versions)
 NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE = "network_arch", "network_depth", "protocol_base"
 NOT_RECORDED = "not recorded"
 MIXED_MARK = "†"
@@ -122,7 +128,7 @@ def _columns(records: list[dict]) -> list[str]:
 
 def _read_run(path: Path) -> dict:
     """One run's scalar top-level fields, with the required keys checked and typed."""
-    data = read_json_object(path, "training", "run results")
+    data = read_json_object(path, "training", "run results", rule="evaluate")
     record = {key: value for key, value in data.items()
               if value is None or isinstance(value, (str, int, float, bool))}
     for key, kind in REQUIRED_KEYS.items():
@@ -140,8 +146,30 @@ def _read_run(path: Path) -> dict:
             raise InputError(f"{path}: key '{key}' is {value!r}, not {kind.__name__} or null; "
                              "fix the value in the run's result JSON")
         record[key] = None if value is None else kind(value)
+    check_accuracies(path, record, data.get("curve"))
     record.update(_manifest_fields(data.get("manifest")))
     return record
+
+
+def check_accuracies(path: Path, record: dict, curve: object) -> None:
+    """Every top-1 of a run record, its ``curve`` entries' too, in [0, 100] percent."""
+    for key in ACCURACY_KEYS:
+        check_range(path, key, record.get(key), 0.0, 100.0, "evaluate")
+    for index, entry in enumerate(curve if isinstance(curve, list) else ()):
+        for key in CURVE_KEYS:
+            value = entry.get(key) if isinstance(entry, dict) else None
+            check_range(path, f"curve[{index}].{key}", value, 0.0, 100.0, "evaluate")
+
+
+def check_range(path: Path, key: str, value: object, low: float, high: float, rule: str) -> None:
+    """Refuse a record's number (None: not measured, allowed) that is not a finite number in
+    [``low``, ``high``], in one line naming the file and the ``rule`` that re-makes it."""
+    if value is None:
+        return
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not low - ROUNDING <= number <= high + ROUNDING:
+        raise InputError(f"{path}: {key} is {value!r}, not a number in [{low:g}, {high:g}]; delete the file "
+                         f"and run snakemake again to re-make it (rule {rule})")
 
 
 def _manifest_fields(manifest: object) -> dict:
@@ -157,6 +185,7 @@ def _manifest_fields(manifest: object) -> dict:
     return {
         CODE_VERSION: code_version,
         CONFIG: config_json,
+        PACKAGES: record_packages(manifest),
         NETWORK_ARCH: network.get("arch"),
         NETWORK_DEPTH: None if depth is None else int(depth),
         PROTOCOL_BASE: params.get("base"),
@@ -184,6 +213,13 @@ def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | No
     if isinstance(synset.get("config"), dict):
         config["synset"] = synset["config"]
     return code_version, json.dumps(config, sort_keys=True)
+
+
+def record_packages(manifest: dict) -> str | None:
+    """A record's ``manifest.packages`` (Python and package versions) as canonical JSON, None when
+    not recorded: compared across the runs of a cell like the code version."""
+    packages = manifest.get("packages")
+    return json.dumps(packages, sort_keys=True) if isinstance(packages, dict) else None
 
 
 def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
@@ -261,26 +297,34 @@ def _mean_std(cell: Cell) -> str:
 
 
 def mixed_provenance(runs: pd.DataFrame, noun: str = "run") -> tuple[str, ...]:
-    """What differs between ``runs`` (the runs of one cell): one phrase for the code versions and
-    one for the config keys whose values differ, each value with its count of ``noun``s; empty
-    when the runs agree or the frame has no provenance columns."""
+    """What differs between ``runs`` (the runs of one cell): one phrase for the code versions, one
+    for the package versions and one for the config keys whose values differ, each value with its
+    count of ``noun``s; empty when the runs agree or the frame has no provenance columns."""
     notes = []
     if CODE_VERSION in runs.columns:
         versions = Counter(NOT_RECORDED if pd.isna(v) else str(v) for v in runs[CODE_VERSION])
         if len(versions) > 1:
             notes.append("code version " + _counted({_short_version(v): n for v, n in versions.items()}, noun))
-    if CONFIG in runs.columns:
-        configs = [{} if pd.isna(text) else _flatten(json.loads(text)) for text in runs[CONFIG]]
-        if len({json.dumps(c, sort_keys=True) for c in configs}) > 1:
-            keys = sorted({key for config in configs for key in config})
-            differing = []
-            for key in keys:
-                values = Counter(json.dumps(config[key]) if key in config else NOT_RECORDED
-                                 for config in configs)
-                if len(values) > 1:
-                    differing.append(f"{key} {_counted(values, noun)}")
-            notes.append("config " + "; ".join(differing))
+    for column, label in ((PACKAGES, "packages"), (CONFIG, "config")):
+        if column in runs.columns:
+            differing = _differing_keys(runs[column], noun)
+            if differing:
+                notes.append(f"{label} {'; '.join(differing)}")
     return tuple(notes)
+
+
+def _differing_keys(texts: pd.Series, noun: str) -> list[str]:
+    """``key a (n runs) vs b (m runs)`` for each dotted key whose values differ between the
+    canonical JSON objects ``texts`` (a missing key or object counts as ``not recorded``)."""
+    objects = [{} if pd.isna(text) else _flatten(json.loads(text)) for text in texts]
+    if len({json.dumps(o, sort_keys=True) for o in objects}) < 2:
+        return []
+    differing = []
+    for key in sorted({key for o in objects for key in o}):
+        values = Counter(json.dumps(o[key]) if key in o else NOT_RECORDED for o in objects)
+        if len(values) > 1:
+            differing.append(f"{key} {_counted(values, noun)}")
+    return differing
 
 
 def _counted(values: dict[str, int], noun: str = "run") -> str:

@@ -12,16 +12,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .artifacts import atomic_path, manifest, resolve_device, write_json_atomic
+from .artifacts import atomic_path, manifest, resolve_device, save_torch, seal, verify_folder, write_json_atomic, write_manifest
 from .checkpoint import Checkpoint, job_identity
-from .cli import entry_point
+from .cli import entry_point, json_object, positive_int
 from .datasets import dataset_info, has_split, load_split, resize_uint8
 from .errors import InputError, MissingWeightsError, load_matching_weights
 from .networks import create_network
@@ -88,7 +87,7 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, dev
     record.update(network=spec["network_name"], **result,
                   manifest=manifest(spec, seed=seed, device=device, started=started,
                                     synset=synset_provenance(synset_dir)))
-    write_json_atomic(out, record)
+    write_json_atomic(out, seal(record))
     checkpoint.remove()
     return record
 
@@ -108,11 +107,10 @@ def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dic
                          device=device, checkpoint=checkpoint)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        torch.save({"state_dict": model.state_dict(), "network": teacher["network"],
+        save_torch({"state_dict": model.state_dict(), "network": teacher["network"],
                     "num_classes": info.num_classes, "image_size": images.shape[-1],
                     "mean": protocol["mean"], "std": protocol["std"]}, tmp / "model.pt")
-        write_json_atomic(tmp / "manifest.json", manifest(spec, seed=teacher["seed"], device=device,
-                                                          started=started, **result))
+        write_manifest(tmp, manifest(spec, seed=teacher["seed"], device=device, started=started, **result))
     checkpoint.remove()
     return result
 
@@ -165,11 +163,11 @@ def pretrained_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -
     protocol = spec["protocol_params"]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        torch.save({"state_dict": state, "network": network, "num_classes": info.num_classes,
+        save_torch({"state_dict": state, "network": network, "num_classes": info.num_classes,
                     "image_size": PRETRAINED_IMAGE_SIZE, "mean": protocol["mean"], "std": protocol["std"]},
                    tmp / "model.pt")
-        write_json_atomic(tmp / "manifest.json", manifest(spec, seed=None, device=device, started=started,
-                                                          weights=str(path), imagenet_rows=rows.tolist()))
+        write_manifest(tmp, manifest(spec, seed=None, device=device, started=started, weights=str(path),
+                                     imagenet_rows=rows.tolist()))
     return {"weights": str(path)}
 
 
@@ -177,7 +175,9 @@ TEACHER_SOURCES = {"train": train_teacher, "torchvision": pretrained_teacher}
 
 
 def load_teacher(teacher_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The saved teacher in eval mode, and its record (network, image size, normalisation)."""
+    """The saved teacher in eval mode, and its record (network, image size, normalisation), once its
+    folder matches its manifest's digests."""
+    verify_folder(teacher_dir, "train_teacher")
     record = torch.load(Path(teacher_dir) / "model.pt", map_location=device)
     kwargs = {k: v for k, v in record["network"].items() if k != "arch"}
     model = create_network(record["network"]["arch"], record["num_classes"], record["image_size"], **kwargs)
@@ -190,16 +190,16 @@ def load_teacher(teacher_dir: Path, device: str = "cpu") -> tuple[torch.nn.Modul
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["synset", "teacher"])
-    parser.add_argument("--spec", required=True, help="JSON config slice of the job")
+    parser.add_argument("--spec", required=True, type=json_object, help="JSON config slice of the job")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
     parser.add_argument("--synset", type=Path, help="synthetic set directory (mode synset)")
     parser.add_argument("--teacher", type=Path, help="teacher directory (soft-label protocols)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    spec, device = json.loads(args.spec), resolve_device(args.device)
+    spec, device = args.spec, resolve_device(args.device)
     if args.mode == "synset":
         evaluate_synset(spec, args.synset, args.data, args.out, device, args.teacher)
     else:

@@ -45,6 +45,7 @@ from evaluation.errors import InputError
 from evaluation.seeding import derive_seed
 
 from .diffusion.generation import Generation
+from .diffusion.latents import load_latents
 from .registry import DistillContext, SyntheticSet, register_method
 
 PORT_NOTE = ("d4m is a port of D4M to the shared DiT backbone (the original uses Stable Diffusion v1.5 "
@@ -74,7 +75,7 @@ def start_step(steps: int, strength: float) -> int:
                  ipc_limited_by_class=True)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
-    real = torch.load(ctx.latents_path)
+    real = load_latents(ctx.latents_path)
     protos = torch.stack([prototypes(real["mean"][real["labels"] == c], ctx.ipc, params["km_expand"],
                                      derive_seed(ctx.seed, c, 4)) for c in ctx.classes])
     generation = Generation.from_context(ctx)

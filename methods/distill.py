@@ -11,14 +11,14 @@ the chunks into the full set (methods/chunks.py).
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from evaluation.artifacts import manifest, resolve_device
-from evaluation.cli import entry_point
+from evaluation.cli import entry_point, json_object, non_negative_int, positive_int
 from evaluation.datasets import dataset_info
 from evaluation.errors import InputError
 from evaluation.synsets import write_synset
@@ -40,6 +40,38 @@ def check_synset(name: str, synset: SyntheticSet, classes: range, ipc: int) -> N
                                f"class ({len(classes)}); key per-class records by ctx.classes in class order")
 
 
+IMAGE_SIZE_KEYS = {"digits": "digits_image_size", "imagenet": "imagenet_image_size"}
+LATENT_BYTES_PER_PIXEL = 4 * 4 / 64   # DiT's SD-VAE latent: 4 float32 channels at 1/8 of the image side
+
+
+def host_memory() -> int:
+    """Bytes the job may allocate on the host: psutil's available memory, else the physical memory."""
+    try:
+        import psutil
+    except ImportError:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return psutil.virtual_memory().available
+
+
+def check_memory(ipc: int, classes: range, size: int, generates: bool, device: str) -> None:
+    """Refuse, before anything is allocated, a set that cannot fit: ``ipc x len(classes)`` uint8 images
+    of 3 x size^2 bytes with an int64 label and index each on the host, and for a generating method
+    their latents (``LATENT_BYTES_PER_PIXEL``) on ``device``, compared with the free memory there
+    (:func:`host_memory`; ``torch.cuda.mem_get_info`` on a GPU). The estimate is a lower bound."""
+    count = ipc * len(classes)
+    images = count * (3 * size * size + 16)
+    latents = int(count * size * size * LATENT_BYTES_PER_PIXEL) if generates else 0
+    on_gpu = device.startswith("cuda")
+    needs = [("host memory", images + (0 if on_gpu else latents), host_memory())]
+    if on_gpu and generates:
+        needs.append((f"{device} memory", latents, torch.cuda.mem_get_info(torch.device(device))[0]))
+    for where, need, free in needs:
+        if need > free:
+            raise InputError(f"ipc {ipc} x {len(classes)} classes at image size {size} needs at least "
+                             f"{need / 2**30:,.1f} GiB of {where}, {free / 2**30:,.1f} GiB free; lower the IPC or "
+                             f"distil fewer classes per job (config distill_chunk_classes)")
+
+
 def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
             backbone_dir: Path | None = None, latents_path: Path | None = None, device: str = "cpu",
             classes: range | None = None) -> None:
@@ -54,6 +86,9 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
                          params=spec.get("params", {}), sampler=spec.get("sampler", {}),
                          data=spec.get("data", {}), backbone_dir=backbone_dir,
                          latents_path=latents_path, device=device, classes=classes)
+    size = ctx.data.get(IMAGE_SIZE_KEYS[info.source])
+    if size is not None:   # the workflow always passes the config's data block; direct calls may omit it
+        check_memory(ipc, ctx.classes, size, method.needs_backbone, device)
     synset = method.distill(ctx)
     check_synset(method.name, synset, ctx.classes, ipc)
     if method.needs_backbone:  # the backbone class each dataset class was generated as (Generation.from_context)
@@ -67,19 +102,19 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="JSON: method, params, dataset, sampler, data")
+    parser.add_argument("--spec", required=True, type=json_object, help="JSON: method, params, dataset, sampler, data")
     parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--ipc", required=True, type=int)
-    parser.add_argument("--seed", required=True, type=int)
+    parser.add_argument("--ipc", required=True, type=positive_int)
+    parser.add_argument("--seed", required=True, type=non_negative_int)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--classes", default=None, metavar="START:STOP",
                         help="distil only these dataset labels (half-open), a chunk for methods.merge_chunks")
     parser.add_argument("--backbone", type=Path, default=None)
     parser.add_argument("--latents", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
-    spec = json.loads(args.spec)
+    spec = args.spec
     num_classes = dataset_info(spec["dataset"]).num_classes
     classes = parse_classes(args.classes, num_classes)
     torch.set_num_threads(args.threads)

@@ -39,6 +39,7 @@ from evaluation.seeding import generator
 
 from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans
+from .diffusion.latents import load_latents
 from .diffusion.ot import sinkhorn, sphere_cost, transport_loss, unit_sphere
 from .diffusion.sampler import StepState
 from .diffusion.semantic import (
@@ -174,7 +175,7 @@ class DistributionMatching:
 
 def class_supports(ctx: DistillContext, params: dict, fidelity: Fidelity) -> tuple[torch.Tensor, torch.Tensor]:
     """Support points and masses of each class of ``ctx.classes``, from the real latents artifact."""
-    real = torch.load(ctx.latents_path)
+    real = load_latents(ctx.latents_path)
     supports, masses = [], []
     for c in ctx.classes:
         members = real["labels"] == c

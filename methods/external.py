@@ -39,7 +39,8 @@ def check_params(params: dict, info: DatasetInfo, sampler: dict) -> None:
     class_folders(Path(params["path"]), info)
 
 
-@register_method("external", needs_backbone=False, uses_seed=False, check_params=check_params)
+@register_method("external", needs_backbone=False, uses_seed=False, check_params=check_params,
+                 keyed_by_content=("path",))
 def distill(ctx: DistillContext) -> SyntheticSet:
     folders = class_folders(Path(ctx.params["path"]), ctx.dataset)
     size = ctx.data["digits_image_size" if ctx.dataset.source == "digits" else "imagenet_image_size"]

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from evaluation.artifacts import atomic_path, code_version, smoke_record, write_json_atomic
+from evaluation.artifacts import atomic_path, code_version, smoke_record, verify_folder, write_manifest
 from evaluation.cli import entry_point
 from evaluation.datasets import dataset_info
 from evaluation.errors import InputError
@@ -34,10 +34,9 @@ class MergeError(InputError):
 
 
 def read_manifest(chunk: Path) -> dict:
-    path = Path(chunk) / "manifest.json"
-    if not path.exists():
+    record = verify_folder(chunk, "distill")
+    if record is None:
         raise MergeError(f"{chunk}: no manifest.json; pass chunk sets written by methods.distill --classes")
-    record = json.loads(path.read_text())
     if "classes" not in record:
         raise MergeError(f"{chunk}: manifest.json names no class range; re-distil it with this code "
                          f"(methods.distill writes 'classes')")
@@ -124,7 +123,7 @@ def merge_chunks(chunks: list[Path], dataset: str, out_dir: Path) -> None:
                 (tmp / path).parent.mkdir(parents=True, exist_ok=True)
                 place(chunk / path, tmp / path)
         write_labels(tmp, [row for chunk_rows in rows for row in chunk_rows])
-        write_json_atomic(tmp / "manifest.json", merged)
+        write_manifest(tmp, merged)
 
 
 @entry_point

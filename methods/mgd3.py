@@ -53,6 +53,7 @@ from evaluation.seeding import generator
 
 from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans
+from .diffusion.latents import load_latents
 from .diffusion.sampler import StepState
 from .registry import DistillContext, SyntheticSet, register_method
 
@@ -72,7 +73,7 @@ class ModeGuidance:
 def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
     """k-means centroids [C, IPC, *latent] of the posterior-mean latents of each class of
     ``ctx.classes`` (row ``ctx.rows(label)``)."""
-    real = torch.load(ctx.latents_path)
+    real = load_latents(ctx.latents_path)
     modes = []
     for c in ctx.classes:
         latents = real["mean"][real["labels"] == c]

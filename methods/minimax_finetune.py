@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,15 +71,16 @@ from evaluation.artifacts import (
     atomic_path,
     manifest,
     resolve_device,
-    write_json_atomic,
+    write_manifest,
 )
 from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
-from evaluation.cli import entry_point
+from evaluation.cli import entry_point, json_object, positive_int
 from evaluation.datasets import dataset_info
 from evaluation.errors import InputError
 from evaluation.seeding import generator
 
 from .diffusion.backbone import Backbone, disable_label_dropout, open_backbone
+from .diffusion.latents import load_latents
 from .diffusion.losses import DiffusionLoss
 from .diffusion.randomness import SeededTraining
 
@@ -321,27 +321,26 @@ def finetune(backbone: Backbone, latents: dict, params: dict, device: str, check
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="JSON: the minimax variant's params")
+    parser.add_argument("--spec", required=True, type=json_object, help="JSON: the minimax variant's params")
     parser.add_argument("--backbone", required=True, type=Path)
     parser.add_argument("--latents", required=True, type=Path)
     parser.add_argument("--dataset", required=True, help="dataset name: its backbone class ids condition the DiT")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    started, params, device = time.time(), json.loads(args.spec), resolve_device(args.device)
+    started, params, device = time.time(), args.spec, resolve_device(args.device)
     backbone_labels = list(dataset_info(args.dataset).backbone_labels)
     torch.manual_seed(params["seed"])
     checkpoint = Checkpoint.beside(args.out, job_identity("minimax_finetune", params, [args.backbone, args.latents],
                                                           device=device, backbone_labels=backbone_labels))
-    backbone = finetune(open_backbone(args.backbone, device), torch.load(args.latents), params, device, checkpoint,
+    backbone = finetune(open_backbone(args.backbone, device), load_latents(args.latents), params, device, checkpoint,
                         backbone_labels=backbone_labels)
     with atomic_path(args.out) as tmp:
         backbone.save(tmp)
-        write_json_atomic(tmp / "manifest.json", manifest(params, seed=params["seed"], device=device,
-                                                          started=started, dataset=args.dataset,
-                                                          backbone_labels=backbone_labels))
+        write_manifest(tmp, manifest(params, seed=params["seed"], device=device, started=started,
+                                     dataset=args.dataset, backbone_labels=backbone_labels))
     checkpoint.remove()
 
 

@@ -70,6 +70,8 @@ class MethodSpec:
     check_params: Callable[[dict, DatasetInfo, dict], object] | None  # cheap check of a variant's params
                                 # against a dataset and its effective sampler settings, before any job; raises
                                 # InputError
+    keyed_by_content: tuple[str, ...]  # params naming a folder whose content, not its path, keys the jobs
+                                # (external's path): the workflow puts the folder's digest into the job's spec
     step_windows: tuple[str, ...]  # params that are step indices of the sampler's schedule (an int or a
                                 # [lo, hi] pair; -1 = before the last step): rescaled when the steps change
                                 # (evaluation/smoke.py)
@@ -82,12 +84,12 @@ def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = Fa
                     table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
                     ipc_limited_by_class: bool = False,
                     check_params: Callable[[dict, DatasetInfo, dict], object] | None = None,
-                    step_windows: tuple[str, ...] = ()):
+                    keyed_by_content: tuple[str, ...] = (), step_windows: tuple[str, ...] = ()):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
         METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed,
-                                   ipc_limited_by_class, check_params, tuple(step_windows))
+                                   ipc_limited_by_class, check_params, tuple(keyed_by_content), tuple(step_windows))
         return fn
     return decorator
 

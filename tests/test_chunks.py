@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from evaluation.artifacts import seal
 from evaluation.datasets import dataset_info
 from evaluation.synsets import read_synset
 from methods import distill as distill_cli
@@ -158,7 +159,7 @@ def test_merge_refuses_chunks_of_different_specs(chunk_sets, tmp_path):
     other = tmp_path / "b_other_code"
     shutil.copytree(chunk_sets["b"], other)
     record = json.loads((other / "manifest.json").read_text())
-    (other / "manifest.json").write_text(json.dumps({**record, "code_version": "0123abc"}))
+    (other / "manifest.json").write_text(json.dumps(seal({**record, "code_version": "0123abc"})))
     with pytest.raises(MergeError, match="code_version .*0123abc"):
         merge_chunks([chunk_sets["a"], other], "digits", tmp_path / "m")
     with pytest.raises(MergeError, match="set of digits, not imagenet_woof; pass --dataset digits"):
@@ -169,10 +170,10 @@ def test_merge_refuses_a_chunk_whose_files_disagree_with_its_range(chunk_sets, t
     bad = tmp_path / "b_bad"
     shutil.copytree(chunk_sets["b"], bad)
     record = json.loads((bad / "manifest.json").read_text())
-    (bad / "manifest.json").write_text(json.dumps({**record, "classes": [5, 9]}))
+    (bad / "manifest.json").write_text(json.dumps(seal({**record, "classes": [5, 9]})))
     other = tmp_path / "last"
     shutil.copytree(chunk_sets["b"], other)
-    (other / "manifest.json").write_text(json.dumps({**record, "classes": [9, 10]}))
+    (other / "manifest.json").write_text(json.dumps(seal({**record, "classes": [9, 10]})))
     with pytest.raises(ValueError, match="class folder 00009 is outside the chunk's classes 5:9"):
         merge_chunks([chunk_sets["a"], bad, other], "digits", tmp_path / "m")
     assert not (tmp_path / "m").exists()

@@ -296,7 +296,7 @@ def test_report_cli_writes_every_table(tmp_path):
     stems = ("accuracy", "accuracy_last", "accuracy_val", "generation", "distribution")
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{stem}{suffix}" for stem in stems for suffix in (".md", ".tex", ".csv")]
-        + ["runs.csv", "model_selection.md", "backbone.md", "variance.csv", "reported.md"])
+        + ["runs.csv", "model_selection.md", "backbone.md", "variance.csv", "reported.md", "manifest.json"])
     table = pd.read_csv(out / "runs.csv")
     assert len(table) == 32
     assert {"val_selected_top1", "val_selected_epoch", "selection"} <= set(table.columns)
@@ -321,4 +321,5 @@ def test_report_cli_without_metrics_writes_no_metric_tables(tmp_path, metrics_ar
     main(["--runs", str(runs[0]), *metrics_args, "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{stem}{suffix}" for stem in ("accuracy", "accuracy_last", "accuracy_val")
-         for suffix in (".md", ".tex", ".csv")] + ["runs.csv", "model_selection.md", "variance.csv", "reported.md"])
+         for suffix in (".md", ".tex", ".csv")] + ["runs.csv", "model_selection.md", "variance.csv", "reported.md",
+                                                    "manifest.json"])

@@ -26,6 +26,7 @@ some variant records ``final_ot_loss``), ``accuracy/<dataset>-<protocol>-<networ
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,8 +35,8 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from ..artifacts import atomic_path, resolve_device, write_text_atomic
-from ..cli import entry_point
+from ..artifacts import atomic_path, manifest, resolve_device, write_manifest, write_text_atomic
+from ..cli import entry_point, non_negative_int, positive_int
 from ..datasets import dataset_info
 from ..errors import InputError
 from ..measure import load_real_features
@@ -312,12 +313,6 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def _positive(text: str) -> int:
-    if int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return int(text)
-
-
 def _names(text: str) -> list[str]:
     return [v for v in text.split(",") if v]
 
@@ -338,26 +333,29 @@ def main(argv: list[str] | None = None) -> None:
                              "reads no real features")
     parser.add_argument("--teacher-root", type=Path, help="folder of teachers/<dataset> (default RESULTS/teachers)")
     parser.add_argument("--real-split", default="train", help="real split of the stored features (metrics.reference_split)")
-    parser.add_argument("--max-real", type=_positive, default=1000,
+    parser.add_argument("--max-real", type=positive_int, default=1000,
                         help="real samples in the t-SNE (seeded subset; metrics.figure_max_real)")
-    parser.add_argument("--max-synthetic", type=_positive, default=200,
+    parser.add_argument("--max-synthetic", type=positive_int, default=200,
                         help="synthetic images per (method, IPC) in the t-SNE (seeded, class-stratified; "
                              "metrics.figure_max_synthetic)")
     parser.add_argument("--perplexity", type=float, default=30.0)
-    parser.add_argument("--max-classes", type=_positive, default=10, help="rows of a sample grid")
-    parser.add_argument("--max-samples", type=_positive, default=10, help="columns of a sample grid")
-    parser.add_argument("--tile", type=_positive, default=128, help="side of a sample-grid tile in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (metrics.seed)")
+    parser.add_argument("--max-classes", type=positive_int, default=10, help="rows of a sample grid")
+    parser.add_argument("--max-samples", type=positive_int, default=10, help="columns of a sample grid")
+    parser.add_argument("--tile", type=positive_int, default=128, help="side of a sample-grid tile in pixels")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of every random choice (metrics.seed)")
     parser.add_argument("--out", type=Path, help="output folder (default RESULTS/figures)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     options = {k: v for k, v in vars(args).items() if k != "threads"}
     spec = FigureSpec(**{**options, "out": args.out or args.results / "figures", "device": resolve_device(args.device)})
+    started = time.time()
     with threadpool_limits(args.threads), atomic_path(spec.out) as tmp:   # the folder appears whole or not at all
         tmp.mkdir()
         draw_all(replace(spec, out=tmp))
+        write_manifest(tmp, manifest({k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
+                                     seed=args.seed, device=spec.device, started=started))
 
 
 if __name__ == "__main__":

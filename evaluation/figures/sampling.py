@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+
+from ..datasets import image_tensor, load_rgb
 
 
 def stratified_sample(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
@@ -46,6 +47,5 @@ def read_images(directory: Path, paths: list[str]) -> torch.Tensor:
     place the figures read pixels."""
     images = []
     for path in paths:
-        with Image.open(Path(directory) / path) as img:
-            images.append(torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1))
+        images.append(image_tensor(load_rgb(Path(directory) / path)))
     return torch.stack(images)

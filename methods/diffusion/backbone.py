@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from evaluation.artifacts import os_errors_naming, verify_folder
 from evaluation.errors import InputError, first_complaint
 
 from .official_dit import apply_numerics, load_official_checkpoint, untied
@@ -105,9 +106,10 @@ class Backbone:
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
-        with untied(self.transformer):
-            self.transformer.save_pretrained(directory / "transformer")
-        self.vae.save_pretrained(directory / "vae")
+        with os_errors_naming(directory):
+            with untied(self.transformer):
+                self.transformer.save_pretrained(directory / "transformer")
+            self.vae.save_pretrained(directory / "vae")
         self.scheduler.save_pretrained(directory / "scheduler")
         (directory / RECORD).write_text(json.dumps({"numerics": self.numerics}) + "\n")
 
@@ -183,14 +185,24 @@ def open_backbone(artifact_dir: str | Path, device: str = "cpu") -> Backbone:
 
     ``backbones/<name>/`` holds either the diffusers layout with ``backbone.json`` (tiny, Minimax) or
     only a ``manifest.json`` whose ``source``/``vae``/``numerics``/``num_heads`` name a hub id, a
-    local directory or an official checkpoint file (DiT-XL/2).
+    local directory or an official checkpoint file (DiT-XL/2). Its files are checked against the
+    manifest's digests first.
     """
     artifact_dir = Path(artifact_dir)
+    verify_folder(artifact_dir, backbone_rule(artifact_dir))
     if (artifact_dir / "transformer").is_dir():
         return load_backbone(str(artifact_dir), device=device)
     record = json.loads((artifact_dir / "manifest.json").read_text())
     return load_backbone(record["source"], record.get("vae"), device=device, numerics=record["numerics"],
                          num_heads=record.get("num_heads"))
+
+
+def backbone_rule(artifact_dir: Path) -> str:
+    """The rule that writes a backbone artifact: ``backbones/<name>-finetuned/<method>/<dataset>`` is
+    a fine-tuned one, ``backbones/<name>`` the profile's own (trained or linked)."""
+    if artifact_dir.parent.parent.name.endswith("-finetuned"):
+        return "finetune_backbone"
+    return "train_backbone or load_backbone"
 
 
 def disable_label_dropout(transformer: DiTTransformer2DModel) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluation.artifacts import atomic_path, manifest, resolve_device
-from evaluation.cli import entry_point
+from evaluation.artifacts import atomic_path, load_torch_record, manifest, resolve_device, seal, save_torch
+from evaluation.cli import entry_point, positive_int
 from evaluation.datasets import load_split, split_labels
 
 from .backbone import Backbone, open_backbone
@@ -39,23 +39,29 @@ def encode_split(backbone: Backbone, data_dir: Path, image_size: int | None) -> 
     return {"mean": torch.cat(means), "std": torch.cat(stds), "labels": labels}
 
 
+def load_latents(path: str | Path) -> dict:
+    """The latents artifact (``mean``, ``std``, ``labels``, ``manifest``), checked against its digest."""
+    return load_torch_record(path, "encode_latents")
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--backbone", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--image-size", type=int, default=None, help="ImageNet crop side (None: as stored)")
+    parser.add_argument("--image-size", type=positive_int, default=None, help="ImageNet crop side (None: as stored)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started, device = time.time(), resolve_device(args.device)
     latents = encode_split(open_backbone(args.backbone, device), args.data, args.image_size)
-    latents["manifest"] = manifest({"data": str(args.data), "backbone": str(args.backbone),
-                                    "image_size": args.image_size}, seed=None, device=device, started=started)
+    latents = seal({**latents, "manifest": manifest({"data": str(args.data), "backbone": str(args.backbone),
+                                                     "image_size": args.image_size}, seed=None, device=device,
+                                                    started=started)})
     with atomic_path(args.out) as tmp:
-        torch.save(latents, tmp)
+        save_torch(latents, tmp)
 
 
 if __name__ == "__main__":

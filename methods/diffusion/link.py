@@ -12,8 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-from evaluation.artifacts import atomic_path, manifest, write_json_atomic
-from evaluation.cli import entry_point
+from evaluation.artifacts import atomic_path, manifest, write_manifest
+from evaluation.cli import entry_point, positive_int
 
 from .backbone import load_backbone
 from .official_dit import NUMERICS
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", required=True)
     parser.add_argument("--vae", default="")
     parser.add_argument("--numerics", choices=NUMERICS, default="official")
-    parser.add_argument("--num-heads", type=int, default=None, help="attention heads of a non-standard official checkpoint")
+    parser.add_argument("--num-heads", type=positive_int, default=None,
+                        help="attention heads of a non-standard official checkpoint")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     started = time.time()
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     source = {"source": args.source, "vae": args.vae or None, "numerics": args.numerics, "num_heads": args.num_heads}
     with atomic_path(args.out) as tmp:
         tmp.mkdir()
-        write_json_atomic(tmp / "manifest.json", manifest(
+        write_manifest(tmp, manifest(
             source, seed=None, device="cpu", started=started, **source, num_classes=backbone.num_classes,
             latent_shape=list(backbone.latent_shape)))
 

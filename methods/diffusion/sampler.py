@@ -28,8 +28,14 @@ from typing import ContextManager
 
 import torch
 
+from evaluation.errors import InputError
+
 from .backbone import Backbone
 from .randomness import SampleRandomness
+
+
+class NonFiniteSampleError(InputError, FloatingPointError):
+    """NaN or infinity in a sampling step; the message names the step, the class and the fix."""
 
 
 @dataclass
@@ -187,4 +193,23 @@ class Sampler:
                 x = mean
             else:
                 x = mean + sigma * torch.stack([r.step_noise(last - k, shape) for r in randomness]).to(device)
+            if not torch.isfinite(x).all():   # one check per step: NaN and inf reach x from every term
+                raise non_finite_error(last - k, c.t, eps, x, labels)
         return x
+
+
+def non_finite_error(index: int, t: int, eps: torch.Tensor, x: torch.Tensor,
+                     labels: torch.Tensor) -> NonFiniteSampleError:
+    """The error of a step whose new sample ``x`` is not finite, naming the first bad sample's class
+    and whether the backbone's guided noise ``eps`` already was (the weights or cfg_scale) or only
+    the step after a guidance hook (the method's guidance scale)."""
+    noise_finite = torch.isfinite(eps).flatten(1).all(1)
+    if not noise_finite.all():
+        row = int((~noise_finite).nonzero()[0])
+        return NonFiniteSampleError(
+            f"non-finite guided noise of the backbone at step index {index} (t={t}) for backbone class "
+            f"{int(labels[row])}; lower sampler.cfg_scale, or re-make the backbone if its weights are damaged")
+    row = int((~torch.isfinite(x).flatten(1).all(1)).nonzero()[0])
+    return NonFiniteSampleError(
+        f"non-finite samples at step index {index} (t={t}) for backbone class {int(labels[row])}; lower "
+        f"the method's guidance scale (e.g. rho, strength) or sampler.cfg_scale")

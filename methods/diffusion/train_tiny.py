@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -23,9 +22,9 @@ import torch
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
-from evaluation.artifacts import atomic_path, manifest, resolve_device, write_json_atomic
+from evaluation.artifacts import atomic_path, manifest, resolve_device, write_manifest
 from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
-from evaluation.cli import entry_point
+from evaluation.cli import entry_point, json_object, positive_int
 from evaluation.datasets import load_split
 from evaluation.seeding import generator
 
@@ -191,7 +190,7 @@ def train_tiny_backbone(data_dir: Path, cfg: dict, num_classes: int, out_dir: Pa
     log.close()
     with atomic_path(out_dir) as tmp:
         backbone.save(tmp)
-        write_json_atomic(tmp / "manifest.json", manifest(
+        write_manifest(tmp, manifest(
             cfg, seed=cfg["seed"], device=device, started=started,
             scaling_factor=vae.config.scaling_factor, num_classes=num_classes))
     checkpoint.remove()
@@ -201,15 +200,16 @@ def train_tiny_backbone(data_dir: Path, cfg: dict, num_classes: int, out_dir: Pa
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="JSON: backbone.train config slice, numerics, num_classes")
+    parser.add_argument("--spec", required=True, type=json_object,
+                        help="JSON: backbone.train config slice, numerics, num_classes")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
     parser.add_argument("--out", required=True, type=Path, help="backbone output directory")
     parser.add_argument("--loss-log", required=True, type=Path, help="CSV of the running loss")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    spec = json.loads(args.spec)
+    spec = args.spec
     train_tiny_backbone(args.data, spec["train"], spec["num_classes"], args.out, args.loss_log,
                         resolve_device(args.device), spec["numerics"])
 

@@ -4,8 +4,9 @@ if config["backbone"]["source"] == "train":
         input:
             data=f"{RESULTS}/data/{config['backbone']['train']['dataset']}",
         output:
-            directory(BACKBONE),
+            replaced(BACKBONE),
         params:
+            integrity=integrity("train_backbone"),
             wrap=GPU_WRAP,
             device=DEVICE,
             spec=as_json({"train": config["backbone"]["train"], "numerics": config["backbone"]["numerics"],
@@ -31,8 +32,9 @@ else:
 
     rule load_backbone:
         output:
-            directory(BACKBONE),
+            replaced(BACKBONE),
         params:
+            integrity=integrity("load_backbone"),
             source=config["backbone"]["source"],
             vae=f"--vae {shlex.quote(config['backbone']['vae'])}" if config["backbone"]["vae"] else "",
             numerics=config["backbone"]["numerics"],
@@ -58,6 +60,7 @@ rule check_backbone:
     output:
         f"{RESULTS}/backbone_checks/{{dataset}}.json",
     params:
+        integrity=integrity("check_backbone"),
         wrap=GPU_WRAP,
         device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "sampler": config["sampler"],
@@ -87,6 +90,7 @@ rule encode_latents:
     output:
         f"{RESULTS}/latents/{{dataset}}/{config['backbone']['name']}.pt",
     params:
+        integrity=integrity("encode_latents"),
         wrap=GPU_WRAP,
         device=DEVICE,
         size=lambda w: (f"--image-size {config['data']['imagenet_image_size']}"
@@ -112,8 +116,9 @@ rule finetune_backbone:
         backbone=BACKBONE,
         latents=f"{RESULTS}/latents/{{dataset}}/{config['backbone']['name']}.pt",
     output:
-        directory(f"{BACKBONE}-finetuned/{{method}}/{{dataset}}"),
+        replaced(f"{BACKBONE}-finetuned/{{method}}/{{dataset}}"),
     params:
+        integrity=integrity("finetune_backbone"),
         wrap=GPU_WRAP,
         module=finetune_module,
         spec=lambda w: as_json(config["methods"][w.method]["params"]),

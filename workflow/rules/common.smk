@@ -1,16 +1,27 @@
 # Config validation (before any job) and the helpers that turn config into targets and specs.
+import functools
 import json
 import os
 import shlex
+import shutil
 import sys
+from pathlib import Path
 
-from evaluation.artifacts import SMOKE_ENV
-from evaluation.config import prepare_config
+from evaluation.artifacts import SMOKE_ENV, tree_digest, verify_artifact, write_json_atomic
+from evaluation.config import check_unique_keys, prepare_config
 from evaluation.datasets import dataset_info
+from evaluation.errors import InputError
 from methods.chunks import class_chunks
 from methods.registry import get_method
 
+# `--cores 0` would leave Snakemake selecting jobs forever with no core to run them on.
+_cores = workflow.global_resources.get("_cores")
+if getattr(_cores, "value", _cores) == 0:
+    sys.exit("error: --cores 0 runs no job and waits forever; give --cores N with N >= 1, or --cores all")
 try:
+    # Snakemake's YAML loading keeps the last of two equal keys; re-read the files to refuse them.
+    for _configfile in workflow.configfiles:
+        check_unique_keys(_configfile)
     SMOKE_REDUCTIONS = prepare_config(config)
 except ValueError as err:  # one line naming the value and the fix, before any job
     sys.exit(f"config error: {err}")
@@ -51,6 +62,61 @@ wildcard_constraints:
     chunk=r"\d+-\d+",
 
 
+# ----------------------------------------------------------------------------- integrity
+# Snakemake re-runs a job whose output no longer matches its manifest's digests. Every rule has the
+# param ``integrity=integrity("<rule>")``: the number of times the job's outputs were found corrupt
+# (kept in REPAIRS), each existing output being checked once per run (evaluation.artifacts.
+# verify_artifact); zero is a value that Snakemake leaves out of its params record (not
+# representable), so that outputs that were never corrupt keep the params they were made with. A
+# corrupt output raises its count: Snakemake's params rerun trigger sees a change, re-runs the job
+# and, through the newer output, every job downstream, and records the new count, which stays the
+# same, and re-runs nothing, until the output is found corrupt again. The corrupt output stays in
+# place until its job replaces it (``replaced``), so `snakemake -n` lists the same jobs as the run.
+# Why not the alternatives: removing a corrupt output re-runs nothing while its dependants' outputs
+# exist (Snakemake treats a missing intermediate as up to date); an older modification time re-runs
+# nothing either (Snakemake 9 also compares the inputs' recorded checksums); a check rule is a job,
+# run only after the DAG is decided; ``ensure(...)`` checks an output once, right after its job. An
+# output without Snakemake's metadata record (--drop-metadata) is not re-run: its readers refuse it in
+# one line naming the rule.
+REPAIRS = Path(".snakemake/integrity.json")   # {output path: times found corrupt}
+INTACT = object()
+
+
+@functools.cache
+def repairs():
+    return json.loads(REPAIRS.read_text()) if REPAIRS.is_file() else {}
+
+
+def integrity(rule_name):
+    """The ``integrity`` param of rule ``rule_name`` (see above)."""
+    def count(wildcards):
+        values = {name: getattr(wildcards, name) for name in wildcards.keys()}
+        found = sum(repair_count(str(pattern.apply_wildcards(values)), rule_name)
+                    for pattern in workflow.get_rule(rule_name).output)
+        return f"repaired {found} times" if found else INTACT
+    return count
+
+
+@functools.cache
+def repair_count(path, rule_name):
+    """Times ``path`` was found corrupt, after checking it (the main process only: a cluster job's
+    own Snakemake reads the count)."""
+    if workflow.is_main_process and os.path.exists(path):
+        try:
+            verify_artifact(path, rule_name)
+        except InputError as err:
+            print(f"integrity: {str(err).split('; ')[0]}; rule {rule_name} re-runs it", file=sys.stderr)
+            repairs()[path] = repairs().get(path, 0) + 1
+            write_json_atomic(REPAIRS, repairs())
+    return repairs().get(path, 0)
+
+
+# Snakemake backs an ``update`` output up before its job and refuses to overwrite a backup that a
+# killed run left; the output itself stayed in place (``replaced``), so such a backup is debris.
+if workflow.is_main_process and not any(Path(".snakemake/locks").glob("*")):
+    shutil.rmtree(".snakemake/backups", ignore_errors=True)
+
+
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
@@ -61,13 +127,32 @@ def performance_options():
     return {key: True for key, on in config["performance"].items() if on}
 
 
+def replaced(path):
+    """A directory output that stays in place until its job has written the new one: Snakemake
+    removes a job's outputs before running it, except those flagged ``update``, which it also
+    backs up and restores if the job fails; the job builds the new folder beside and swaps it in
+    whole (evaluation.artifacts.atomic_path), so a failed re-run leaves the previous one as it was."""
+    return update(directory(path))
+
+
+@functools.cache
+def folder_digest(path):
+    """Content digest of a folder a method reads (an external set), once per workflow run."""
+    return tree_digest(path)
+
+
 def method_spec(wildcards):
-    """The config slice a distillation job depends on (a change re-runs exactly these jobs)."""
+    """The config slice a distillation job depends on (a change re-runs exactly these jobs). The
+    folders a method is keyed by (registry ``keyed_by_content``: external's path) enter it by their
+    content digest, so that a folder changed in place re-runs its jobs (the params rerun trigger)."""
     variant = config["methods"][wildcards.method]
+    method = get_method(variant["method"])
     spec = {"method": variant["method"], "params": variant["params"], "dataset": wildcards.dataset,
             "data": config["data"]}
-    if get_method(variant["method"]).needs_backbone:
+    if method.needs_backbone:
         spec["sampler"] = {**config["sampler"], **variant.get("sampler", {}), **performance_options()}
+    if method.keyed_by_content:
+        spec["content"] = {name: folder_digest(variant["params"][name]) for name in method.keyed_by_content}
     return as_json(spec)
 
 

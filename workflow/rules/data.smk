@@ -1,7 +1,8 @@
 rule prepare_data:
     output:
-        directory(f"{RESULTS}/data/{{dataset}}"),
+        replaced(f"{RESULTS}/data/{{dataset}}"),
     params:
+        integrity=integrity("prepare_data"),
         spec=as_json({"imagenet_root": config["imagenet_root"], **config["data"]}),
     conda:
         ENV
@@ -21,8 +22,9 @@ rule train_teacher:
     input:
         data=f"{RESULTS}/data/{{dataset}}",
     output:
-        directory(f"{RESULTS}/teachers/{{dataset}}"),
+        replaced(f"{RESULTS}/teachers/{{dataset}}"),
     params:
+        integrity=integrity("train_teacher"),
         wrap=GPU_WRAP,
         device=DEVICE,
         # teacher.weights only when set: a default profile's spec (and finished teacher) stays as it was

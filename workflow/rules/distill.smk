@@ -13,8 +13,9 @@ if config["distill_chunk_classes"] is None:
         input:
             unpack(distill_inputs),
         output:
-            directory(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}"),
+            replaced(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}"),
         params:
+            integrity=integrity("distill"),
             wrap=GPU_WRAP,
             device=DEVICE,
             spec=method_spec,
@@ -41,8 +42,9 @@ else:
         input:
             unpack(distill_inputs),
         output:
-            temp(directory(f"{RESULTS}/chunks/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{chunk}}")),
+            temp(replaced(f"{RESULTS}/chunks/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{chunk}}")),
         params:
+            integrity=integrity("distill"),
             wrap=GPU_WRAP,
             device=DEVICE,
             spec=method_spec,
@@ -67,7 +69,9 @@ else:
         input:
             chunk_targets,
         output:
-            directory(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}"),
+            replaced(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}"),
+        params:
+            integrity=integrity("merge_chunks"),
         conda:
             ENV
         log:

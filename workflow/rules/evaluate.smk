@@ -4,6 +4,7 @@ rule evaluate:
     output:
         f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
     params:
+        integrity=integrity("evaluate"),
         wrap=GPU_WRAP,
         device=DEVICE,
         spec=eval_spec,

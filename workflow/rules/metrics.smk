@@ -8,6 +8,7 @@ rule real_features:
     output:
         f"{RESULTS}/features/{{dataset}}/{{extractor}}-{{split}}.pt",
     params:
+        integrity=integrity("real_features"),
         wrap=GPU_WRAP,
         device=DEVICE,
         # ImageNet images are read at the side the synthetic sets have, so both go through one resize
@@ -38,6 +39,7 @@ rule measure:
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}.json",
     params:
+        integrity=integrity("measure"),
         wrap=GPU_WRAP,
         device=DEVICE,
         spec=lambda w: as_json({"dataset": w.dataset, "method": w.method, "ipc": int(w.ipc),

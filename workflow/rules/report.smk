@@ -11,11 +11,12 @@ rule tables:
         features=figure_feature_targets(),
         teachers=figure_teacher_targets(),
     output:
-        tables=report(directory(f"{RESULTS}/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
+        tables=report(replaced(f"{RESULTS}/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
                       category="Tables"),
-        figures=report(directory(f"{RESULTS}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
+        figures=report(replaced(f"{RESULTS}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
                        category="Figures"),
     params:
+        integrity=integrity("tables"),
         order=",".join(config["methods"]),
         notes=" ".join(f"--note {shlex.quote(note)}" for note in method_table_notes()),
         results=lambda w, output: os.path.dirname(output.tables),
