@@ -2,7 +2,7 @@
 
 Measured on the embedded profile's pieces at several sizes in one run (best of ``--repeats``
 interleaved rounds), printed as a markdown table with the growth exponent b of each pair of
-sizes (cost ∝ size^b between the two readings), for the README's scaling table:
+sizes (cost ∝ size^b between the two readings), for the scaling table of docs/performance.md:
 
 - distillation: ``dit`` and ``dmgd`` (default parameters, ``--steps`` sampler steps; cost is linear in
   steps by construction) over classes (a class chunk of the digits), IPC, and image size (an

@@ -3,7 +3,7 @@
 A variant's ``params.fidelity`` is ``{preset: official | paper, <field>: <value>, ...}``: the preset
 fills every field and any field may be overridden, so one difference at a time can be ablated.
 ``official`` reproduces the golden outputs of the official code (``tests/test_golden_dmgd.py``)
-except where the suite deliberately departs, marked † in :func:`fidelity_table` (the README's table
+except where the suite deliberately departs, marked † in :func:`fidelity_table` (the table of docs/methods.md
 is this function's output, kept equal by ``tests/test_fidelity.py``). Sources: the supplementary
 (eqs. 40–51, Algorithms 1–2), methods_and_protocols.md §2 and ``reference/golden/README.md``.
 """
@@ -108,7 +108,7 @@ def resolve_fidelity(spec: dict) -> Fidelity:
 
 
 def fidelity_table() -> str:
-    """Markdown table of the two presets, field by field (the README's fidelity table)."""
+    """Markdown table of the two presets, field by field (the fidelity table of docs/methods.md)."""
     lines = ["| field | `paper` | `official` |", "| --- | --- | --- |"]
     for f in fields(Fidelity):
         cells = []

@@ -1,4 +1,4 @@
-"""DMGD's fidelity fields: presets, overrides, errors, the schema's enums and the README's table."""
+"""DMGD's fidelity fields: presets, overrides, errors, the schema's enums and the table of docs/methods.md."""
 from __future__ import annotations
 
 from dataclasses import fields
@@ -47,7 +47,7 @@ def test_schema_enums_are_the_fields_choices():
         assert "default" not in block["properties"][name]   # a default would override the preset
 
 
-def test_readme_table_is_generated_from_the_fields():
-    readme = (ROOT / "README.md").read_text()
+def test_docs_table_is_generated_from_the_fields():
+    readme = (ROOT / "docs" / "methods.md").read_text()
     table = readme.split("<!-- fidelity-table:start -->\n")[1].split("<!-- fidelity-table:end -->")[0]
     assert table == fidelity_table()
