@@ -307,24 +307,20 @@ def run_case(case: Case) -> subprocess.CompletedProcess:
         case.results.chmod(0o755)
 
 
-@pytest.fixture(scope="module")
-def outcomes(request, inputs, tmp_path_factory) -> dict[str, tuple[Case, subprocess.CompletedProcess]]:
-    """The selected cases, run concurrently (each command is mostly the import of torch)."""
+def run_selected(request, cases: dict[str, Case], parallel: int = PARALLEL) -> dict:
+    """``{name: (case, completed process)}`` of the cases this session selected from the requesting
+    module's ``name``-parametrised tests, run ``parallel`` at a time (each command is mostly the
+    import of torch)."""
     selected = [item.callspec.params["name"] for item in request.session.items
-                if item.path == request.path and hasattr(item, "callspec")]
-    cases = build_cases(tmp_path_factory.mktemp("cases"), inputs)
-    with ThreadPoolExecutor(PARALLEL) as pool:
+                if item.path == request.path and "name" in getattr(getattr(item, "callspec", None), "params", {})]
+    with ThreadPoolExecutor(parallel) as pool:
         procs = dict(zip(selected, pool.map(run_case, [cases[name] for name in selected])))
     return {name: (cases[name], procs[name]) for name in selected}
 
 
-def leftovers(results: Path) -> list[str]:
-    return sorted(str(p.relative_to(results)) for p in results.rglob("*"))
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_hostile_input_ends_in_one_line_and_leaves_nothing(name, outcomes):
-    case, proc = outcomes[name]
+def check_outcome(case: Case, proc: subprocess.CompletedProcess) -> None:
+    """One line naming the problem as the last line, a non-zero exit (2 for a job), no traceback,
+    nothing left under results/."""
     output = proc.stdout + proc.stderr if case.argv[2] == "snakemake" else proc.stderr
     lines = [line for line in output.splitlines() if line.strip()]
     assert proc.returncode != 0, output[-3000:]
@@ -333,3 +329,17 @@ def test_hostile_input_ends_in_one_line_and_leaves_nothing(name, outcomes):
     if case.argv[2] != "snakemake":
         assert proc.returncode == 2
     assert leftovers(case.results) == []
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, inputs, tmp_path_factory) -> dict[str, tuple[Case, subprocess.CompletedProcess]]:
+    return run_selected(request, build_cases(tmp_path_factory.mktemp("cases"), inputs))
+
+
+def leftovers(results: Path) -> list[str]:
+    return sorted(str(p.relative_to(results)) for p in results.rglob("*"))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_hostile_input_ends_in_one_line_and_leaves_nothing(name, outcomes):
+    check_outcome(*outcomes[name])

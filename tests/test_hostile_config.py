@@ -10,7 +10,6 @@ import json
 import math
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from methods.diffusion.backbone import load_backbone
 from methods.diffusion.randomness import seeded
 from methods.diffusion.sampler import NonFiniteSampleError, Sampler
 from tests.conftest import SAMPLER
-from tests.test_hostile import SCHEMA_FIX, Case, job_case, leftovers, run_case, snakemake_case
+from tests.test_hostile import SCHEMA_FIX, Case, check_outcome, job_case, run_selected, snakemake_case
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = sorted((ROOT / "config").glob("**/*.yaml"))
@@ -423,22 +422,10 @@ CASES = ["backbone_named_dot_dot", "profile_with_a_separator", "method_name_of_3
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory, digits_dir, tiny_backbone_dir):
     """The selected commands, run two at a time."""
-    selected = [item.callspec.params["name"] for item in request.session.items
-                if item.path == request.path and "name" in getattr(getattr(item, "callspec", None), "params", {})]
-    cases = build_cases(tmp_path_factory.mktemp("cases"), digits_dir, tiny_backbone_dir)
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        procs = dict(zip(selected, pool.map(run_case, [cases[name] for name in selected])))
-    return {name: (cases[name], procs[name]) for name in selected}
+    return run_selected(request, build_cases(tmp_path_factory.mktemp("cases"), digits_dir, tiny_backbone_dir),
+                        PARALLEL)
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_hostile_config_ends_in_one_line_and_leaves_nothing(name, outcomes):
-    case, proc = outcomes[name]
-    output = proc.stdout + proc.stderr if case.argv[2] == "snakemake" else proc.stderr
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert proc.returncode != 0, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    assert re.search(case.expected, lines[-1]), lines[-1]
-    if case.argv[2] != "snakemake":
-        assert proc.returncode == 2
-    assert leftovers(case.results) == []
+    check_outcome(*outcomes[name])

@@ -15,7 +15,6 @@ import json
 import re
 import resource
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from evaluation.protocols import resolve_protocol
 from tests.conftest import SAMPLER, TINY
 from tests.fake_imagenet import make_fake_imagenet
 from tests.standin_weights import write_inception_standin, write_resnet_standin
-from tests.test_hostile import PARALLEL, Case, job_case, leftovers, limit_file_size, run_case, unwritable
+from tests.test_hostile import Case, check_outcome, job_case, limit_file_size, run_selected, unwritable
 
 DIGITS_DATA = {"digits_image_size": 16, "digits_test_fraction": 0.2, "digits_val_fraction": 0.1, "split_seed": 0}
 RANDOM = {"method": "random", "params": {"selection": "seeded"}, "dataset": "digits", "data": DIGITS_DATA}
@@ -245,23 +244,12 @@ CASES = ["spec_not_json", "spec_truncated_json", "spec_json_array", "spec_json_s
 
 @pytest.fixture(scope="module")
 def outcomes(request, inputs, tmp_path_factory) -> dict:
-    """The selected cases, run concurrently (each command is mostly the import of torch)."""
-    selected = [item.callspec.params["name"] for item in request.session.items
-                if item.path == request.path and hasattr(item, "callspec")]
-    cases = build_cases(tmp_path_factory.mktemp("cases"), inputs)
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        procs = dict(zip(selected, pool.map(run_case, [cases[name] for name in selected])))
-    return {name: (cases[name], procs[name]) for name in selected}
+    return run_selected(request, build_cases(tmp_path_factory.mktemp("cases"), inputs))
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_hostile_job_input_ends_in_one_line_and_leaves_nothing(name, outcomes):
-    case, proc = outcomes[name]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert re.search(case.expected, lines[-1]), lines[-1]
-    assert leftovers(case.results) == []
+    check_outcome(*outcomes[name])
 
 
 def test_safetensors_write_failure_is_the_os_error_naming_the_path(tmp_path):
