@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run as a script from anywhere
 from benchmarks.timing import best_times
-from evaluation.config import validate_config
-from evaluation.datasets import dataset_info, prepare_digits
+from evaluation.config.validate import validate_config
+from evaluation.data.datasets import dataset_info, prepare_digits
 from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
 from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae

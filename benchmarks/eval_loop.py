@@ -5,7 +5,7 @@ with the same augmentations (RandomResizedCrop(scale 0.5-1) -> flip -> ColorJitt
 normalise -> CutMix on every batch), the same optimizer and batch size, measured in the same run:
 
 - suite: the whole set on the device as one tensor, augmentation batched on the device
-  (``evaluation.training.batch_loss`` with the hard_label protocol);
+  (``evaluation.protocols.training.batch_loss`` with the hard_label protocol);
 - reference: the IDC/Minimax way, a ``torch.utils.data.DataLoader`` over an ``ImageFolder`` of the
   set's PNG files (decoded every epoch) with a per-image ``torchvision.transforms`` pipeline
   (Resize + CenterCrop to the training size first, as IDC; ``--workers`` loader processes), CutMix
@@ -32,11 +32,11 @@ from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run as a script from anywhere
 from benchmarks.timing import best_times, synchronize
-from evaluation.augment import cutmix
-from evaluation.config import validate_config
-from evaluation.datasets import load_split, prepare_digits
-from evaluation.networks import create_network
-from evaluation.training import batch_loss, to_unit_float
+from evaluation.config.validate import validate_config
+from evaluation.data.datasets import load_split, prepare_digits
+from evaluation.protocols.augment import cutmix
+from evaluation.protocols.networks import create_network
+from evaluation.protocols.training import batch_loss, to_unit_float
 
 LIMIT = 3.0
 NETWORK = {"arch": "convnet", "depth": 3, "width": 128}

@@ -32,10 +32,10 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from evaluation.config import validate_config
-from evaluation.datasets import dataset_info
-from evaluation.networks import create_network
-from evaluation.protocols import evaluation_epochs, protocol_epochs
+from evaluation.config.validate import validate_config
+from evaluation.data.datasets import dataset_info
+from evaluation.protocols.networks import create_network
+from evaluation.protocols.protocols import evaluation_epochs, protocol_epochs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # the fake ImageNet tree of the tests

@@ -61,7 +61,7 @@ from benchmarks.dmgd_overhead import (
     distill_runner,
 )
 from benchmarks.timing import best_times
-from evaluation.datasets import dataset_info
+from evaluation.data.datasets import dataset_info
 from methods.diffusion.backbone import open_backbone
 from methods.diffusion.kmeans import kmeans
 from methods.diffusion.ot import sinkhorn, sphere_cost

@@ -9,7 +9,7 @@ sizes (cost ∝ size^b between the two readings), for the scaling table of docs/
   untrained backbone of the default architecture at 16 and 32 px: 4 and 16 latent tokens per side);
 - evaluation: one hard-label training epoch of ConvNet-3 over the set size N = classes x IPC and
   the image size;
-- metrics: ``evaluation.measure.compute_metrics`` on teacher-sized features (512) against the
+- metrics: ``evaluation.metrics.measure.compute_metrics`` on teacher-sized features (512) against the
   1,437 real training images, over the synthetic set size.
 
 Usage: python benchmarks/scaling.py [--steps 50] [--repeats 2]
@@ -34,9 +34,9 @@ from benchmarks.dmgd_overhead import (
 )
 from benchmarks.eval_loop import NETWORK, suite_epoch
 from benchmarks.timing import best_times
-from evaluation.config import validate_config
-from evaluation.networks import create_network
-from evaluation.training import to_unit_float
+from evaluation.config.validate import validate_config
+from evaluation.protocols.networks import create_network
+from evaluation.protocols.training import to_unit_float
 
 REAL_IMAGES = 1437        # the digits' training split
 FEATURES = 512            # ConvNet-3 (width 128) features at 16 px: 128 x 2 x 2
@@ -88,7 +88,7 @@ def evaluation_points(repeats: int) -> list[tuple[str, str, float, float, float,
 
 
 def metric_points(repeats: int) -> list[tuple[str, str, float, float, float, float]]:
-    from evaluation.measure import compute_metrics
+    from evaluation.metrics.measure import compute_metrics
     cfg = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
                            "methods": {"r": {"method": "random"}}})["metrics"]
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ jobs (config ``distill_chunk_classes``).
 """
 from __future__ import annotations
 
-from evaluation.errors import InputError
+from evaluation.core.errors import InputError
 
 
 def class_chunks(num_classes: int, chunk_size: int | None) -> list[tuple[int, int]]:

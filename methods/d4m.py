@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import torch
 
-from evaluation.errors import InputError
-from evaluation.seeding import derive_seed
+from evaluation.core.errors import InputError
+from evaluation.core.seeding import derive_seed
 
 from .diffusion.generation import Generation
 from .diffusion.latents import load_latents

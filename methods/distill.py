@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from evaluation.artifacts import manifest, resolve_device
-from evaluation.cli import entry_point, json_object, non_negative_int, positive_int
-from evaluation.datasets import dataset_info
-from evaluation.errors import InputError
-from evaluation.synsets import write_synset
+from evaluation.core.artifacts import manifest, resolve_device
+from evaluation.core.cli import entry_point, json_object, non_negative_int, positive_int
+from evaluation.core.errors import InputError
+from evaluation.data.datasets import dataset_info
+from evaluation.data.synsets import write_synset
 
 from .chunks import parse_classes
 from .registry import DistillContext, SyntheticSet, get_method

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from evaluation.errors import InputError
+from evaluation.core.errors import InputError
 
 # field -> value -> what it means (the table's cells)
 CHOICES: dict[str, dict[str, str]] = {

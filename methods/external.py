@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from evaluation.datasets import IMAGE_EXTENSIONS, DatasetInfo, read_image
-from evaluation.errors import InputError
-from evaluation.synsets import class_folder
+from evaluation.core.errors import InputError
+from evaluation.data.datasets import IMAGE_EXTENSIONS, DatasetInfo, read_image
+from evaluation.data.synsets import class_folder
 
 from .registry import DistillContext, SyntheticSet, register_method
 

@@ -17,11 +17,11 @@ import os
 import shutil
 from pathlib import Path
 
-from evaluation.artifacts import atomic_path, code_version, smoke_record, verify_folder, write_manifest
-from evaluation.cli import entry_point
-from evaluation.datasets import dataset_info
-from evaluation.errors import InputError
-from evaluation.synsets import index_synset, write_labels
+from evaluation.core.artifacts import atomic_path, code_version, smoke_record, verify_folder, write_manifest
+from evaluation.core.cli import entry_point
+from evaluation.core.errors import InputError
+from evaluation.data.datasets import dataset_info
+from evaluation.data.synsets import index_synset, write_labels
 
 from .chunks import format_classes
 

@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import torch
 
-from evaluation.errors import InputError
-from evaluation.seeding import generator
+from evaluation.core.errors import InputError
+from evaluation.core.seeding import generator
 
 from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans

@@ -45,7 +45,7 @@ pins one loss evaluation and its gradients: ``tests/test_golden_minimax.py``):
   encodes each image with ``latent_dist.sample()``; here batches walk a seeded per-epoch permutation of
   the real latents (drop_last) and each latent is a seeded posterior sample (mean + std·ε).
 * **Checkpoints.** The steps checkpoint to ``<out>.ckpt`` at the checkpoint cadence and an interrupted
-  run resumes from it, ending bit-identical (evaluation/checkpoint.py).
+  run resumes from it, ending bit-identical (evaluation/core/checkpoint.py).
 
 Deliberate remaining differences from the reference: the latents are of the un-flipped image (the
 reference flips images at random before encoding; the suite encodes each image once); the random
@@ -67,17 +67,17 @@ import torch
 from diffusers.models.embeddings import LabelEmbedding
 from tqdm import tqdm
 
-from evaluation.artifacts import (
+from evaluation.core.artifacts import (
     atomic_path,
     manifest,
     resolve_device,
     write_manifest,
 )
-from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
-from evaluation.cli import entry_point, json_object, positive_int
-from evaluation.datasets import dataset_info
-from evaluation.errors import InputError
-from evaluation.seeding import generator
+from evaluation.core.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
+from evaluation.core.cli import entry_point, json_object, positive_int
+from evaluation.core.errors import InputError
+from evaluation.core.seeding import generator
+from evaluation.data.datasets import dataset_info
 
 from .diffusion.backbone import Backbone, disable_label_dropout, open_backbone
 from .diffusion.latents import load_latents

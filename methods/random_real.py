@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from evaluation.datasets import load_split, split_labels, split_paths
-from evaluation.errors import InputError
-from evaluation.seeding import generator
+from evaluation.core.errors import InputError
+from evaluation.core.seeding import generator
+from evaluation.data.datasets import load_split, split_labels, split_paths
 
 from .registry import DistillContext, SyntheticSet, register_method
 

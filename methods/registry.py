@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from evaluation.datasets import DatasetInfo
-from evaluation.errors import InputError
+from evaluation.core.errors import InputError
+from evaluation.data.datasets import DatasetInfo
 
 from .chunks import check_classes
 
@@ -26,7 +26,7 @@ from .chunks import check_classes
 @dataclass
 class DistillContext:
     dataset: DatasetInfo
-    data_dir: Path                 # prepared dataset (evaluation.datasets)
+    data_dir: Path                 # prepared dataset (evaluation.data.datasets)
     ipc: int
     seed: int
     params: dict = field(default_factory=dict)   # the method's own config block
@@ -74,7 +74,7 @@ class MethodSpec:
                                 # (external's path): the workflow puts the folder's digest into the job's spec
     step_windows: tuple[str, ...]  # params that are step indices of the sampler's schedule (an int or a
                                 # [lo, hi] pair; -1 = before the last step): rescaled when the steps change
-                                # (evaluation/smoke.py)
+                                # (evaluation/config/smoke.py)
 
 
 METHODS: dict[str, MethodSpec] = {}

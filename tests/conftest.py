@@ -9,8 +9,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # hub lookups fail at once instead of retryi
 import pytest
 import torch
 
-from evaluation.config import validate_config
-from evaluation.datasets import prepare_digits
+from evaluation.config.validate import validate_config
+from evaluation.data.datasets import prepare_digits
 from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
 from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
@@ -78,7 +78,7 @@ def method_params(method: str, **overrides) -> dict:
 @pytest.fixture(scope="session")
 def digits_context(digits_dir, tiny_backbone_dir, latents_path):
     """``make(method, ipc=2, **params)``: a DistillContext on the digits with the tiny backbone."""
-    from evaluation.datasets import dataset_info
+    from evaluation.data.datasets import dataset_info
     from methods.registry import DistillContext
 
     def make(method: str, ipc: int = 2, **params) -> DistillContext:

@@ -1,6 +1,6 @@
 """A fake ImageNet tree for tests: a few small deterministic JPEGs per class of the chosen subsets.
 
-Layout (as ``evaluation.datasets`` expects, ``IMAGENET_LAYOUT``)::
+Layout (as ``evaluation.data.datasets`` expects, ``IMAGENET_LAYOUT``)::
 
     root/train/<wnid>/<wnid>_<i>.JPEG
     root/val/<wnid>/ILSVRC2012_val_<wnid>_<i>.JPEG
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from evaluation.datasets import DATASETS, dataset_info
+from evaluation.data.datasets import DATASETS, dataset_info
 
 BAND = 4                      # band thickness in pixels on each end of the long axis
 BAND_COLOUR = (250, 250, 250)  # far (>= 110 per channel) from every class colour below

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.datasets import read_image
+from evaluation.data.datasets import read_image
 from tests.fake_imagenet import LONG_SIDE_MAX, imagenet_1k_wnids, shape_image, write_shape_class
 
 KIT_VERSION = 1

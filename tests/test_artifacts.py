@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.artifacts import atomic_path, write_text_atomic
+from evaluation.core.artifacts import atomic_path, write_text_atomic
 
 
 def test_a_killed_writes_temporary_is_removed_by_the_next_write(tmp_path):

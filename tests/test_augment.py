@@ -1,4 +1,4 @@
-"""Tests for evaluation.augment: crop geometry, flip, CutMix bookkeeping, normalisation, colour
+"""Tests for evaluation.protocols.augment: crop geometry, flip, CutMix bookkeeping, normalisation, colour
 jitter against torchvision, PCA lighting, ShufflePatches, DSA families, seeding."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from evaluation.augment import (
+from evaluation.protocols.augment import (
     DSA_FAMILIES,
     IMAGENET_PCA_EIGVAL,
     IMAGENET_PCA_EIGVEC,

@@ -1,4 +1,4 @@
-"""Checkpoints of the long loops (evaluation/checkpoint.py): a run interrupted right after its k-th
+"""Checkpoints of the long loops (evaluation/core/checkpoint.py): a run interrupted right after its k-th
 checkpoint and started again resumes from it and ends bit-identical to an uninterrupted run
 (results and weights); a checkpoint of another job is ignored; a finished job leaves none behind."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation.checkpoint import Checkpoint, interval_from_env, job_identity
-from evaluation.config import validate_config
-from evaluation.train import load_teacher, train_teacher
-from evaluation.training import train_and_evaluate
+from evaluation.config.validate import validate_config
+from evaluation.core.checkpoint import Checkpoint, interval_from_env, job_identity
+from evaluation.protocols.train import load_teacher, train_teacher
+from evaluation.protocols.training import train_and_evaluate
 from methods.diffusion import train_tiny
 from methods.diffusion.backbone import open_backbone
 from methods.minimax_finetune import finetune

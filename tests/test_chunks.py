@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
-from evaluation.artifacts import seal
-from evaluation.datasets import dataset_info
-from evaluation.synsets import read_synset
+from evaluation.core.artifacts import seal
+from evaluation.data.datasets import dataset_info
+from evaluation.data.synsets import read_synset
 from methods import distill as distill_cli
 from methods import merge_chunks as merge_cli
 from methods.chunks import class_chunks, format_classes, parse_classes
@@ -193,7 +193,7 @@ def test_merge_cli_errors_are_one_line(chunk_sets, tmp_path, capsys):
 def test_a_merged_smoke_set_keeps_the_smoke_reductions(chunk_sets, tmp_path, monkeypatch):
     """The merge writes its own manifest; in a smoke run it must carry the reductions like every other
     artifact (the ImageNet-1K smoke run found it dropping them)."""
-    from evaluation.artifacts import SMOKE_ENV
+    from evaluation.core.artifacts import SMOKE_ENV
     monkeypatch.setenv(SMOKE_ENV, json.dumps(["ipcs: [10] -> [1]"]))
     merge_chunks([chunk_sets["a"], chunk_sets["b"]], "digits", tmp_path / "m")
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["smoke"] == ["ipcs: [10] -> [1]"]

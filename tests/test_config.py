@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.config import ConfigError, load_schema, schema_error, validate_config
-from evaluation.datasets import DATASETS
-from evaluation.networks import list_networks
-from evaluation.protocols import reference_protocols
+from evaluation.config.validate import ConfigError, load_schema, schema_error, validate_config
+from evaluation.data.datasets import DATASETS
+from evaluation.protocols.networks import list_networks
+from evaluation.protocols.protocols import reference_protocols
 from methods.registry import list_methods
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.cluster import MiniBatchKMeans
 
-from evaluation.config import ConfigError
-from evaluation.seeding import derive_seed
+from evaluation.config.validate import ConfigError
+from evaluation.core.seeding import derive_seed
 from methods.d4m import prototypes, start_step
 from methods.registry import get_method
 from tests.conftest import method_params

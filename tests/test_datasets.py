@@ -1,4 +1,4 @@
-"""Tests for evaluation.datasets (digits, ImageNet subsets on a fake tree, class lists) and for
+"""Tests for evaluation.data.datasets (digits, ImageNet subsets on a fake tree, class lists) and for
 methods.random_real.select_indices."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from evaluation.datasets import (
+from evaluation.data.datasets import (
     DATASETS,
     SPLITS,
     SUBSETS_FILE,
@@ -465,7 +465,7 @@ def test_imagenet_val_split_is_held_out_of_train(woof_dir, fake_root):
 
 
 def test_hold_out_is_seeded_and_keeps_half_a_class():
-    from evaluation.datasets import hold_out
+    from evaluation.data.datasets import hold_out
 
     files = [Path(f"{i:03d}.JPEG") for i in range(10)]
     kept, held = hold_out(files, 3, seed=0)
@@ -475,7 +475,7 @@ def test_hold_out_is_seeded_and_keeps_half_a_class():
 
 
 def test_digits_train_class_sizes_match_the_prepared_split(digits_dir):
-    """What the config checks IPC against (evaluation/config.py) is the prepared train split's."""
+    """What the config checks IPC against (evaluation/config/validate.py) is the prepared train split's."""
     data_cfg = {"digits_test_fraction": 0.2, "split_seed": 0, "digits_val_fraction": 0.1}
     labels = torch.load(digits_dir / "train.pt")["labels"]
     assert digits_train_class_sizes(data_cfg) == torch.bincount(labels, minlength=10).tolist()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from evaluation.synsets import read_synset
+from evaluation.data.synsets import read_synset
 from methods import distill
 from methods.diffusion import train_tiny
 from methods.diffusion.backbone import open_backbone

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from evaluation.seeding import generator
-from evaluation.synsets import read_synset
+from evaluation.core.seeding import generator
+from evaluation.data.synsets import read_synset
 from methods.distill import distill
 from methods.dmgd import GuidanceError, local_density, support_points
 from methods.dmgd_fidelity import resolve_fidelity

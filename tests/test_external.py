@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from evaluation.datasets import dataset_info
+from evaluation.data.datasets import dataset_info
 from methods.external import class_folders
 from methods.registry import DistillContext, get_method
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.errors import InputError
+from evaluation.core.errors import InputError
 from methods.dmgd_fidelity import CHOICES, PRESETS, Fidelity, fidelity_table, resolve_fidelity
 
 ROOT = Path(__file__).resolve().parents[1]

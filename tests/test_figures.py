@@ -1,4 +1,4 @@
-"""Tests for evaluation.figures on a tiny result tree built in tmp_path in the workflow's layout:
+"""Tests for evaluation.report.figures on a tiny result tree built in tmp_path in the workflow's layout:
 digits synthetic sets of 16 px images, an untrained teacher, its real features and a runs.csv."""
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation.figures import build
-from evaluation.figures.build import FigureSpec, main, read_samples, real_sample
-from evaluation.figures.samples import draw_sample_grid, grid_layout
+from evaluation.data.synsets import read_synset, write_synset
 from evaluation.metrics.extractors import create_extractor
-from evaluation.networks import create_network
-from evaluation.synsets import read_synset, write_synset
+from evaluation.protocols.networks import create_network
+from evaluation.report.figures import build
+from evaluation.report.figures.build import FigureSpec, main, read_samples, real_sample
+from evaluation.report.figures.samples import draw_sample_grid, grid_layout
 from tests.fake_imagenet import make_fake_imagenet_1k
 from tests.test_workflow import job_stats
 from tests.workflow_run import ROOT, TEST_PROFILE, snakemake
@@ -163,7 +163,7 @@ def one_line_error(tree: Path, tmp_path: Path, capsys, **kwargs) -> str:
         run(tree, tmp_path / "fig", **kwargs)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
-    assert message.startswith("evaluation.figures.build: error: ") and message.count("\n") == 1
+    assert message.startswith("evaluation.report.figures.build: error: ") and message.count("\n") == 1
     assert not (tmp_path / "fig" / "index.md").exists()
     return message
 
@@ -182,10 +182,10 @@ def test_unknown_method_is_one_line_error(tree, tmp_path, capsys):
 
 
 def test_cli_reports_bad_input_on_one_stderr_line(tree, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "evaluation.figures", "--results", str(tree), "--methods",
+    result = subprocess.run([sys.executable, "-m", "evaluation.report.figures", "--results", str(tree), "--methods",
                              "dit", "--datasets", "digits", "--ipcs", "7", "--seeds", "0", "--extractor",
                              "teacher"], check=False, capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.startswith("evaluation.figures: error: ")
+    assert result.returncode == 2 and result.stderr.startswith("evaluation.report.figures: error: ")
     assert io.StringIO(result.stderr).read().strip().count("\n") == 0
     assert "missing synthetic set" in result.stderr and "ipc7" in result.stderr
 

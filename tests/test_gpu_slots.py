@@ -1,4 +1,4 @@
-"""GPU slots (evaluation/gpu_slots.py) and the SLURM profile (workflow/profiles/slurm/).
+"""GPU slots (evaluation/core/gpu_slots.py) and the SLURM profile (workflow/profiles/slurm/).
 
 No GPU is needed: the wrapped commands only report the CUDA_VISIBLE_DEVICES they were given.
 """
@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from evaluation.gpu_slots import slot_table
+from evaluation.core.gpu_slots import slot_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
@@ -36,7 +36,7 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def wrapped(*options: str, command: list[str] | None = None, seconds: float = 0.0) -> list[str]:
     command = command or [sys.executable, "-c", JOB, str(seconds)]
-    return [sys.executable, "-m", "evaluation.gpu_slots", "--poll", "0.05", *options, "--", *command]
+    return [sys.executable, "-m", "evaluation.core.gpu_slots", "--poll", "0.05", *options, "--", *command]
 
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -106,7 +106,7 @@ def test_gpus_assigned_by_a_scheduler_pass_through_untouched(tmp_path, assigned)
 
 def test_settings_from_the_environment(tmp_path):
     env = clean_env(tmp_path, DMGD_GPU_SLOTS="2", DMGD_GPUS="4,6")
-    proc = start([sys.executable, "-m", "evaluation.gpu_slots", "--", sys.executable, "-c", JOB, "0"], env)
+    proc = start([sys.executable, "-m", "evaluation.core.gpu_slots", "--", sys.executable, "-c", JOB, "0"], env)
     assert report(proc).gpu == "4"
     assert (tmp_path / "locks" / "gpu4.slot0.lock").exists()
 
@@ -121,7 +121,7 @@ def test_settings_from_the_environment(tmp_path):
     ([], {"DMGD_GPU_SLOTS": "four"}),
 ])
 def test_bad_arguments_end_in_one_line(tmp_path, options, env):
-    proc = subprocess.run([sys.executable, "-m", "evaluation.gpu_slots", *options, "--", "true"],
+    proc = subprocess.run([sys.executable, "-m", "evaluation.core.gpu_slots", *options, "--", "true"],
                           env=clean_env(tmp_path, **env), cwd=ROOT, check=False, capture_output=True, text=True)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("gpu_slots: error:")
@@ -130,7 +130,7 @@ def test_bad_arguments_end_in_one_line(tmp_path, options, env):
 @pytest.mark.parametrize("argv, status", [(["--slots", "1"], 2), (["--slots", "1", "--"], 2),
                                           (["--slots", "1", "--", "no-such-command-x"], 127)])
 def test_a_missing_command_ends_in_one_line(tmp_path, argv, status):
-    proc = subprocess.run([sys.executable, "-m", "evaluation.gpu_slots", *argv], env=clean_env(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "evaluation.core.gpu_slots", *argv], env=clean_env(tmp_path),
                           cwd=ROOT, check=False, capture_output=True, text=True)
     assert proc.returncode == status and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
@@ -140,7 +140,7 @@ def test_snakemake_local_jobs_share_gpus_through_the_wrapper(tmp_path):
     (tmp_path / "job.py").write_text(JOB)
     (tmp_path / "Snakefile").write_text('''
 import os
-GPU_WRAP = "python -m evaluation.gpu_slots -- "
+GPU_WRAP = "python -m evaluation.core.gpu_slots -- "
 _gpu_limit = workflow.global_resources.get("gpu")
 os.environ.setdefault("DMGD_GPU_SLOTS", str(getattr(_gpu_limit, "value", _gpu_limit) or 0))
 

@@ -2,7 +2,7 @@
 the problem and the fix, a non-zero exit, no traceback, and nothing under ``results/``.
 
 Config-level cases run ``snakemake`` (refused before any job, ``workflow/rules/common.smk``); job
-level cases run the rule's entry point (``python -m ...``, ``evaluation/cli.py``) with its output
+level cases run the rule's entry point (``python -m ...``, ``evaluation/core/cli.py``) with its output
 under an empty ``results/``. The commands are independent, so the module runs them all at once
 (``outcomes``) and each test checks its own.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation.datasets import dataset_info, prepare_imagenet, read_index
-from evaluation.networks import create_network
-from evaluation.synsets import write_synset
+from evaluation.data.datasets import dataset_info, prepare_imagenet, read_index
+from evaluation.data.synsets import write_synset
+from evaluation.protocols.networks import create_network
 from tests.conftest import SAMPLER, method_params
 from tests.fake_imagenet import make_fake_imagenet
 from tests.standin_weights import write_inception_standin
@@ -194,13 +194,13 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "--classes", "1:2", "--out", str(results("non_image_file") / "woof/chunks/random/ipc1/seed0/1-2"),
             results=results("non_image_file")),
         "synthetic_set_missing_a_class": job_case(
-            "evaluation.train", r"\S+/missing_class_set: no images of class 00009 \(1 classes missing\); every class "
+            "evaluation.protocols.train", r"\S+/missing_class_set: no images of class 00009 \(1 classes missing\); every class "
             r"needs at least one image$", "synset", "--spec", json.dumps(soft), "--synset",
             str(made["missing_class_set"]), "--data", str(made["digits"]), "--teacher", str(made["teacher"]),
             "--out", str(results("synthetic_set_missing_a_class") / "digits/eval/x.json"),
             results=results("synthetic_set_missing_a_class")),
         "labels_csv_disagrees_with_folder": job_case(
-            "evaluation.measure", r"\S+/stale_labels_set: 00004/0000\.png is listed in labels\.csv but missing; "
+            "evaluation.metrics.measure", r"\S+/stale_labels_set: 00004/0000\.png is listed in labels\.csv but missing; "
             r"regenerate the set or fix labels\.csv$", "--spec",
             json.dumps({"dataset": "digits", "method": "m", "ipc": 1, "seed": 0, "metrics": {}}),
             "--synset", str(made["stale_labels_set"]), "--fid-features", "x.pt", "--features", "x.pt",
@@ -212,19 +212,19 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "--source", "facebook/DiT-XL-2-256", "--out", str(results("dit_weights_offline") / "woof/backbones/dit"),
             env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(made["hf_home"])}, results=results("dit_weights_offline")),
         "teacher_weights_offline": job_case(
-            "evaluation.train", r"teacher weights \S+/resnet18-f37072fd\.pth are missing \(offline\); download "
+            "evaluation.protocols.train", r"teacher weights \S+/resnet18-f37072fd\.pth are missing \(offline\); download "
             r"https://\S+ to that path", "teacher", "--spec", json.dumps(torchvision_teacher), "--data",
             str(made["woof_data"]), "--out", str(results("teacher_weights_offline") / "woof/teachers/imagenet_woof"),
             env={"TORCH_HOME": str(made["torch_home"])}, results=results("teacher_weights_offline")),
         "extractor_weights_offline": job_case(
-            "evaluation.features", r"VGG-16 ImageNet weights missing: put vgg16-397923af\.pth \(\S+\) in \S+/hub/"
+            "evaluation.metrics.features", r"VGG-16 ImageNet weights missing: put vgg16-397923af\.pth \(\S+\) in \S+/hub/"
             r"checkpoints/ \(\$TORCH_HOME/hub/checkpoints\) or set metrics\.vgg16_weights to a copy elsewhere; "
             r"offline runs never download$", "--spec", "{}",
             "--data", str(made["digits"]), "--split", "train", "--extractor", "vgg16_fc7",
             "--out", str(results("extractor_weights_offline") / "digits/features/digits/vgg16_fc7-train.pt"),
             env={"TORCH_HOME": str(made["torch_home"])}, results=results("extractor_weights_offline")),
         "configured_extractor_weights_missing": job_case(
-            "evaluation.features", r"clean-fid Inception weights missing: metrics\.inception_weights is "
+            "evaluation.metrics.features", r"clean-fid Inception weights missing: metrics\.inception_weights is "
             r"/nonexistent/inception\.pt, which is not a file; put inception-2015-12-05\.pt \(https://\S+\) there "
             r"under any name, or set metrics\.inception_weights to where it is$",
             "--spec", json.dumps({"weights": "/nonexistent/inception.pt"}), "--data", str(made["digits"]),
@@ -232,7 +232,7 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "--out", str(results("configured_extractor_weights_missing") / "digits/features/digits/inception-train.pt"),
             results=results("configured_extractor_weights_missing")),
         "configured_teacher_weights_missing": job_case(
-            "evaluation.train", r"teacher weights /nonexistent/resnet18\.pth \(teacher\.weights\) are missing; put "
+            "evaluation.protocols.train", r"teacher weights /nonexistent/resnet18\.pth \(teacher\.weights\) are missing; put "
             r"torchvision's resnet18-f37072fd\.pth \(https://\S+\) there under any name, or set teacher\.weights "
             r"to where it is$", "teacher", "--spec",
             json.dumps({**torchvision_teacher, "teacher": {**torchvision_teacher["teacher"],
@@ -241,14 +241,14 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "--out", str(results("configured_teacher_weights_missing") / "woof/teachers/imagenet_woof"),
             results=results("configured_teacher_weights_missing")),
         "extractor_weights_of_another_kind": job_case(
-            "evaluation.features", r"\S+/inception\.pt: not a state dict \(Cannot use .*TorchScript archives.*\); "
+            "evaluation.metrics.features", r"\S+/inception\.pt: not a state dict \(Cannot use .*TorchScript archives.*\); "
             r"replace it with torchvision's https://\S+/vgg16-397923af\.pth$",
             "--spec", json.dumps({"weights": str(made["inception"])}), "--data", str(made["digits"]),
             "--split", "train", "--extractor", "vgg16_fc7",
             "--out", str(results("extractor_weights_of_another_kind") / "digits/features/digits/vgg16_fc7-train.pt"),
             results=results("extractor_weights_of_another_kind")),
         "checkpoint_of_wrong_architecture": job_case(
-            "evaluation.train", r"\S+/teacher/model\.pt: weights of another architecture than ConvNet \(size mismatch "
+            "evaluation.protocols.train", r"\S+/teacher/model\.pt: weights of another architecture than ConvNet \(size mismatch "
             r"for .*\); re-make the teacher for network .* \(delete \S+ and re-run\)$", "synset", "--spec",
             json.dumps(soft), "--synset", str(made["complete_set"]), "--data", str(made["digits"]), "--teacher",
             str(made["teacher"]), "--out", str(results("checkpoint_of_wrong_architecture") / "digits/eval/x.json"),
@@ -267,7 +267,7 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             str(made["latents"]), "--out", str(results("non_finite_guidance") / "digits/synsets/digits/dmgd/ipc1/seed0"),
             results=results("non_finite_guidance")),
         "output_directory_not_writable": job_case(
-            "evaluation.prepare", r"cannot write \S+/results/digits: permission denied; choose a writable results "
+            "evaluation.data.prepare", r"cannot write \S+/results/digits: permission denied; choose a writable results "
             r"directory .* or fix its permissions$", "--dataset", "digits", "--spec", json.dumps(digits_data),
             "--out", str(results("output_directory_not_writable") / "digits/data/digits"),
             results=results("output_directory_not_writable")),

@@ -16,13 +16,13 @@ import pytest
 import torch
 import yaml
 
-from evaluation.artifacts import atomic_path, check_inside_parent
-from evaluation.config import ConfigError, check_unique_keys, load_schema, non_finite_number, validate_config
-from evaluation.errors import InputError
-from evaluation.quality_tables import BOUNDS, METRICS, load_metrics
-from evaluation.report import read_backbone_check
-from evaluation.reported import load_reference
-from evaluation.tables import load_runs
+from evaluation.config.validate import ConfigError, check_unique_keys, load_schema, non_finite_number, validate_config
+from evaluation.core.artifacts import atomic_path, check_inside_parent
+from evaluation.core.errors import InputError
+from evaluation.report.build import read_backbone_check
+from evaluation.report.quality_tables import BOUNDS, METRICS, load_metrics
+from evaluation.report.reported import load_reference
+from evaluation.report.tables import load_runs
 from methods.diffusion.backbone import load_backbone
 from methods.diffusion.randomness import seeded
 from methods.diffusion.sampler import NonFiniteSampleError, Sampler
@@ -289,7 +289,7 @@ def test_a_backbone_check_record_out_of_range_is_refused(record, pattern, tmp_pa
 
 
 def test_a_non_finite_reported_number_is_refused(tmp_path):
-    lines = (ROOT / "evaluation" / "data" / "reported_results.csv").read_text().splitlines()
+    lines = (ROOT / "evaluation" / "report" / "reported_results.csv").read_text().splitlines()
     header, row = lines[0], lines[1].rsplit(",", 2)
     path = tmp_path / "reported.csv"
     path.write_text(f"{header}\n{row[0]},inf,{row[2]}\n")

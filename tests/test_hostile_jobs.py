@@ -4,7 +4,7 @@ under every kind of writer (torch, safetensors). Each case runs a real command, 
 ``tests/test_hostile.py``, and must end in one line, exit status 2, no traceback and nothing under
 ``results/``.
 
-Arguments are checked by argparse ``type=`` functions of ``evaluation/cli.py``, so their line is
+Arguments are checked by argparse ``type=`` functions of ``evaluation/core/cli.py``, so their line is
 argparse's own (``<file>.py: error: argument --x: ...``); every other case is the entry point's
 ``<module>: error: ...`` line.
 """
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.artifacts import os_errors_naming, save_torch
-from evaluation.config import validate_config
-from evaluation.datasets import dataset_info, prepare_imagenet, read_index
-from evaluation.protocols import resolve_protocol
+from evaluation.config.validate import validate_config
+from evaluation.core.artifacts import os_errors_naming, save_torch
+from evaluation.data.datasets import dataset_info, prepare_imagenet, read_index
+from evaluation.protocols.protocols import resolve_protocol
 from tests.conftest import SAMPLER, TINY
 from tests.fake_imagenet import make_fake_imagenet
 from tests.standin_weights import write_inception_standin, write_resnet_standin
@@ -35,7 +35,7 @@ RANDOM = {"method": "random", "params": {"selection": "seeded"}, "dataset": "dig
 INT_FIX = r"; give an integer >= {}$"
 SPEC_FIX = r"; pass a JSON object"
 FULL_FIX = r": the file-size limit is reached; free space on that disk \(or raise the quota or file-size limit"
-BOMB = r"has more than 89,478,485 pixels \(MAX_IMAGE_PIXELS of evaluation/datasets\.py, the decompression-bomb " \
+BOMB = r"has more than 89,478,485 pixels \(MAX_IMAGE_PIXELS of evaluation/data/datasets\.py, the decompression-bomb " \
        r"guard\); downscale it or remove it$"
 
 
@@ -105,19 +105,19 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "methods.distill", "--spec", r"not valid JSON \(Expecting value: line 1 column 1 \(char 0\)\)" + SPEC_FIX,
             *distill("spec_not_json", {}), "--spec", "not json", results=results("spec_not_json")),
         "spec_truncated_json": argument_case(
-            "evaluation.features", "--spec", r"not valid JSON \(Expecting value: .*\)" + SPEC_FIX, "--spec",
+            "evaluation.metrics.features", "--spec", r"not valid JSON \(Expecting value: .*\)" + SPEC_FIX, "--spec",
             '{"weights": ', "--data", str(made["digits"]), "--split", "val", "--extractor", "inception",
             "--out", str(results("spec_truncated_json") / "f.pt"), results=results("spec_truncated_json")),
         "spec_json_array": argument_case(
-            "evaluation.train", "--spec", r"a JSON array \('\[\]'\), not an object" + SPEC_FIX, "teacher",
+            "evaluation.protocols.train", "--spec", r"a JSON array \('\[\]'\), not an object" + SPEC_FIX, "teacher",
             "--spec", "[]", "--data", str(made["digits"]), "--out", str(results("spec_json_array") / "t"),
             results=results("spec_json_array")),
         "spec_json_string": argument_case(
-            "evaluation.measure", "--spec", r"a JSON string \('\"digits\"'\), not an object" + SPEC_FIX,
+            "evaluation.metrics.measure", "--spec", r"a JSON string \('\"digits\"'\), not an object" + SPEC_FIX,
             "--spec", '"digits"', "--synset", "s", "--fid-features", "f.pt", "--features", "f.pt",
             "--out", str(results("spec_json_string") / "m.json"), results=results("spec_json_string")),
         "spec_json_number": argument_case(
-            "evaluation.prepare", "--spec", r"a JSON number \('3'\), not an object" + SPEC_FIX, "--dataset",
+            "evaluation.data.prepare", "--spec", r"a JSON number \('3'\), not an object" + SPEC_FIX, "--dataset",
             "digits", "--spec", "3", "--out", str(results("spec_json_number") / "d"),
             results=results("spec_json_number")),
         "spec_json_null": argument_case(
@@ -137,7 +137,7 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "methods.distill", "--seed", r"-1 is less than 0" + INT_FIX.format(0),
             *distill("seed_negative", RANDOM, seed="-1"), results=results("seed_negative")),
         "threads_zero": argument_case(
-            "evaluation.features", "--threads", r"0 is less than 1" + INT_FIX.format(1), "--spec", "{}",
+            "evaluation.metrics.features", "--threads", r"0 is less than 1" + INT_FIX.format(1), "--spec", "{}",
             "--data", str(made["digits"]), "--split", "val", "--extractor", "inception", "--threads", "0",
             "--out", str(results("threads_zero") / "f.pt"), results=results("threads_zero")),
         "threads_negative": argument_case(
@@ -186,7 +186,7 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             results=results("float_image_above_one")),
         # ------------------------------------------------------------------ writes
         "disk_full_writing_prepared_digits": job_case(
-            "evaluation.prepare", r"cannot write \S+/train\.pt" + FULL_FIX, "--dataset", "digits",
+            "evaluation.data.prepare", r"cannot write \S+/train\.pt" + FULL_FIX, "--dataset", "digits",
             "--spec", json.dumps(DIGITS_DATA), "--out", str(results("disk_full_writing_prepared_digits") / "d"),
             preexec=limit_file_size, results=results("disk_full_writing_prepared_digits")),
         "disk_full_writing_latents": job_case(
@@ -194,18 +194,18 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "--backbone", str(made["backbone"]), "--out", str(results("disk_full_writing_latents") / "tiny.pt"),
             preexec=limit_file_size, results=results("disk_full_writing_latents")),
         "disk_full_writing_features": job_case(
-            "evaluation.features", r"cannot write \S+/inception-val\.pt" + FULL_FIX,
+            "evaluation.metrics.features", r"cannot write \S+/inception-val\.pt" + FULL_FIX,
             "--spec", json.dumps({"weights": str(made["inception"])}), "--data", str(made["digits"]),
             "--split", "val", "--extractor", "inception",
             "--out", str(results("disk_full_writing_features") / "inception-val.pt"),
             preexec=limit_file_size, results=results("disk_full_writing_features")),
         "disk_full_writing_teacher": job_case(
-            "evaluation.train", r"cannot write \S+/model\.pt" + FULL_FIX, "teacher", "--spec",
+            "evaluation.protocols.train", r"cannot write \S+/model\.pt" + FULL_FIX, "teacher", "--spec",
             json.dumps(pretrained_spec), "--data", str(made["woof_data"]),
             "--out", str(results("disk_full_writing_teacher") / "teacher"),
             preexec=limit_file_size, results=results("disk_full_writing_teacher")),
         "disk_full_writing_a_checkpoint": job_case(
-            "evaluation.train", r"cannot write \S+/teacher\.ckpt" + FULL_FIX, "teacher", "--spec",
+            "evaluation.protocols.train", r"cannot write \S+/teacher\.ckpt" + FULL_FIX, "teacher", "--spec",
             json.dumps(teacher_spec), "--data", str(made["digits"]),
             "--out", str(results("disk_full_writing_a_checkpoint") / "teacher"),
             env={"DMGD_CHECKPOINT_INTERVAL_S": "0"},

@@ -1,6 +1,6 @@
 """Images of every mode become 8-bit RGB at the right scale (issue #15, item 6).
 
-``evaluation.datasets.to_rgb8`` is the one conversion (``load_rgb`` the one reader) behind ImageNet
+``evaluation.data.datasets.to_rgb8`` is the one conversion (``load_rgb`` the one reader) behind ImageNet
 splits, external sets, synthetic sets and figures. Each mode is checked by the mean of the result
 against the 8-bit value its pixels stand for; files of the awkward kinds (a 16-bit PNG, a palette PNG
 with transparency, a CMYK JPEG, a 1-bit PNG, a decompression bomb) go through the readers themselves.
@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation.datasets import (MAX_IMAGE_PIXELS, DatasetError, dataset_info, load_rgb, load_split,
+from evaluation.data.datasets import (MAX_IMAGE_PIXELS, DatasetError, dataset_info, load_rgb, load_split,
                                  prepare_imagenet, read_index, to_rgb8)
 from methods.registry import DistillContext, get_method
 from tests.fake_imagenet import make_fake_imagenet
@@ -128,7 +128,7 @@ def test_a_decompression_bomb_is_refused_in_one_line_naming_the_file_and_the_lim
     Image.new("1", (10_000, 9_000)).save(path)       # 9e7 pixels > MAX_IMAGE_PIXELS, a few KB on disk
     assert path.stat().st_size < 100_000 and 10_000 * 9_000 > MAX_IMAGE_PIXELS
     with pytest.raises(DatasetError, match=rf"^image {path} has more than 89,478,485 pixels \(MAX_IMAGE_PIXELS of "
-                                           r"evaluation/datasets\.py, the decompression-bomb guard\); downscale it "
+                                           r"evaluation/data/datasets\.py, the decompression-bomb guard\); downscale it "
                                            r"or remove it$"):
         load_rgb(path)
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from diffusers import DiTTransformer2DModel
 
-from evaluation.datasets import dataset_info, prepare_imagenet
+from evaluation.data.datasets import dataset_info, prepare_imagenet
 from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
 from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae

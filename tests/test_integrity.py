@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation import artifacts
-from evaluation.artifacts import (IntegrityError, atomic_path, load_torch_record, read_json_object, seal,
+from evaluation.core import artifacts
+from evaluation.core.artifacts import (IntegrityError, atomic_path, load_torch_record, read_json_object, seal,
                                   tree_digest, verify_folder, write_json_atomic)
-from evaluation.synsets import write_synset
+from evaluation.data.synsets import write_synset
 from tests.workflow_run import ROOT, snakemake
 
 CHANGED = "(changed or truncated since the distill job wrote it); delete it and re-run snakemake (rule distill)"
@@ -219,7 +219,7 @@ def test_a_truncated_weight_file_re_runs_its_job_and_everything_downstream(finis
 
 
 def test_a_failed_forced_tables_rebuild_keeps_the_previous_tables_and_figures(finished):
-    from evaluation.tables import REQUIRED_KEYS
+    from evaluation.report.tables import REQUIRED_KEYS
 
     workdir, results = finished
     before = {part: tree_digest(results / part) for part in ("tables", "figures")}

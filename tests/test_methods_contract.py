@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation.datasets import load_split
-from evaluation.synsets import read_synset
+from evaluation.data.datasets import load_split
+from evaluation.data.synsets import read_synset
 from methods.distill import distill
 from methods.merge_chunks import merge_chunks
 from methods.registry import get_method, list_methods

@@ -16,9 +16,9 @@ from cleanfid.inception_torchscript import InceptionV3W
 from PIL import Image
 from torch import nn
 
-from evaluation import features as features_entry
-from evaluation import measure as measure_entry
-from evaluation.datasets import dataset_info, load_split
+from evaluation.data.datasets import dataset_info, load_split
+from evaluation.metrics import features as features_entry
+from evaluation.metrics import measure as measure_entry
 from evaluation.metrics import extractors, metrics_config
 from evaluation.metrics.bootstrap import bootstrap, resample_indices
 from evaluation.metrics.diversity import diversity
@@ -27,11 +27,11 @@ from evaluation.metrics.extractors import (
     MissingWeightsError,
     create_extractor,
 )
+from evaluation.data.synsets import write_synset
 from evaluation.metrics.fid import FidResampler, fid, kid
 from evaluation.metrics.ot_distance import ot_distance, real_subset
 from evaluation.metrics.prdc_metrics import PrdcResampler, prdc_values
-from evaluation.networks import create_network
-from evaluation.synsets import write_synset
+from evaluation.protocols.networks import create_network
 from tests.fake_imagenet import make_fake_imagenet
 from tests.standin_weights import write_inception_standin, write_resnet_standin, write_vgg16_standin
 from tests.workflow_run import ROOT, snakemake
@@ -431,8 +431,8 @@ def test_entry_points_read_the_configured_weight_file_and_record_it(tmp_path, di
     assert record["extractors"]["fid"]["name"] == "inception" and record["metrics"]["fid"]["value"] > 0
 
 
-ENTRY_POINTS = {"real_features": "evaluation.features", "measure": "evaluation.measure",
-                "train_teacher": "evaluation.train teacher"}
+ENTRY_POINTS = {"real_features": "evaluation.metrics.features", "measure": "evaluation.metrics.measure",
+                "train_teacher": "evaluation.protocols.train teacher"}
 
 
 def job_specs(out: str, rule: str) -> list[dict]:

@@ -32,7 +32,7 @@ import pytest
 import torch
 from sklearn.cluster import MiniBatchKMeans
 
-from evaluation.seeding import derive_seed
+from evaluation.core.seeding import derive_seed
 from methods.d4m import prototypes, start_step
 from methods.diffusion.backbone import open_backbone
 from methods.diffusion.generation import Generation

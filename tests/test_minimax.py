@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.datasets import dataset_info
-from evaluation.errors import InputError
+from evaluation.core.errors import InputError
+from evaluation.data.datasets import dataset_info
 from methods.diffusion.backbone import load_backbone, open_backbone
 from methods.diffusion.official_dit import shared_parameters_tied
 from methods.minimax_finetune import (

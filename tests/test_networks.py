@@ -1,4 +1,4 @@
-"""Tests for evaluation.networks: a contract every registered network meets, then each network's facts."""
+"""Tests for evaluation.protocols.networks: a contract every registered network meets, then each network's facts."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from evaluation.networks import (
+from evaluation.protocols.networks import (
     create_network,
     list_networks,
     network_arguments,

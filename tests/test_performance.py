@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation.config import validate_config
-from evaluation.networks import create_network
-from evaluation.training import batch_loss
+from evaluation.config.validate import validate_config
+from evaluation.protocols.networks import create_network
+from evaluation.protocols.training import batch_loss
 from methods.diffusion.backbone import open_backbone
 from methods.diffusion.randomness import seeded
 from methods.diffusion.sampler import Sampler

@@ -1,4 +1,4 @@
-"""Tests for evaluation.report and the metric tables of evaluation.quality_tables, on record trees
+"""Tests for evaluation.report and the metric tables of evaluation.report.quality_tables, on record trees
 built in tmp_path in the layout the workflow writes."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.quality_tables import (
+from evaluation.report.quality_tables import (
     DISTRIBUTION_METRICS,
     GENERATION_METRICS,
     distribution_markdown,
@@ -20,7 +20,7 @@ from evaluation.quality_tables import (
     quality_csv,
     quality_table,
 )
-from evaluation.report import main, protocol_footnotes
+from evaluation.report.build import main, protocol_footnotes
 
 FID_RESIZE = "clean-fid: bicubic to 299 px"
 FEATURES_RESIZE = "bilinear to 224 px"

@@ -1,5 +1,5 @@
-"""Tests for the reported-vs-reproduced tables (evaluation.reported), the variance split
-(evaluation.variance) and the cost table (evaluation.costs), on result trees built in tmp_path in
+"""Tests for the reported-vs-reproduced tables (evaluation.report.reported), the variance split
+(evaluation.report.variance) and the cost table (evaluation.report.costs), on result trees built in tmp_path in
 the layout the workflow writes."""
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from evaluation.costs import cost_table, load_benchmarks, write_costs
-from evaluation.datasets import DATASETS
-from evaluation.networks import list_networks
-from evaluation.protocols import reference_protocols
-from evaluation.quality_tables import METRICS as QUALITY_METRICS
-from evaluation.quality_tables import load_metrics
-from evaluation.report import main
-from evaluation.reported import (
+from evaluation.data.datasets import DATASETS
+from evaluation.protocols.networks import list_networks
+from evaluation.protocols.protocols import reference_protocols
+from evaluation.report.build import main
+from evaluation.report.costs import cost_table, load_benchmarks, write_costs
+from evaluation.report.quality_tables import METRICS as QUALITY_METRICS
+from evaluation.report.quality_tables import load_metrics
+from evaluation.report.reported import (
     REFERENCE_FILE,
     Reproduced,
     choose_reported,
@@ -30,8 +30,8 @@ from evaluation.reported import (
     variant_methods,
     write_reported_tables,
 )
-from evaluation.tables import METRIC_DESCRIPTIONS, load_runs
-from evaluation.variance import variance_split, variance_table
+from evaluation.report.tables import METRIC_DESCRIPTIONS, load_runs
+from evaluation.report.variance import variance_split, variance_table
 from methods.registry import list_methods
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ VERSION = "0123456789abcdef0123456789abcdef01234567"
 def write_run(root: Path, method: str, ipc: int, seed: int, repeat: int, best: float,
               dataset: str = "imagenet_woof", protocol: str = "hard_label", network: str = "resnet_ap-10",
               arch: dict | None = None, version: str = VERSION) -> Path:
-    """An eval record with the manifest evaluation.train writes (config slice and code version)."""
+    """An eval record with the manifest evaluation.protocols.train writes (config slice and code version)."""
     config = {"dataset": dataset, "method": method, "ipc": ipc, "seed": seed, "repeat": repeat,
               "protocol": protocol, "network_name": network, "network": arch or NETWORKS[network],
               "protocol_params": PROTOCOLS[protocol]}

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from evaluation.datasets import dataset_info
+from evaluation.data.datasets import dataset_info
 from tests.smoke_kit import build_smoke_kit
 from tests.standin_weights import write_inception_standin, write_resnet_standin, write_vgg16_standin
 from tests.workflow_run import snakemake

@@ -13,8 +13,8 @@ import torch
 import yaml
 from PIL import Image
 
-from evaluation.config import load_schema
-from evaluation.datasets import SPLITS, dataset_info, prepare, read_index
+from evaluation.config.validate import load_schema
+from evaluation.data.datasets import SPLITS, dataset_info, prepare, read_index
 from methods.diffusion.backbone import load_backbone, open_backbone
 from tests.fake_imagenet import SHORT_SIDE, LONG_SIDE_MAX, imagenet_1k_wnids, shape_image, subset_names
 from tests.smoke_kit import (IMAGE_SIZE, LATENT_SIZE, MARKER, NUM_CLASSES, NUM_HEADS, SmokeKit, build_smoke_kit)

@@ -1,4 +1,4 @@
-"""`smoke: true` (evaluation/smoke.py): what it shrinks, what it keeps, and the step windows it rescales."""
+"""`smoke: true` (evaluation/config/smoke.py): what it shrinks, what it keeps, and the step windows it rescales."""
 from __future__ import annotations
 
 import copy
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.config import ConfigError, load_schema, prepare_config, validate_config
-from evaluation.smoke import rescale_step, rescale_window, smoke_settings
+from evaluation.config.smoke import rescale_step, rescale_window, smoke_settings
+from evaluation.config.validate import ConfigError, load_schema, prepare_config, validate_config
 from methods.diffusion.semantic import respaced_timesteps
 from methods.registry import METHODS
 from tests.fake_imagenet import make_fake_imagenet
@@ -88,7 +88,7 @@ def test_every_paper_profile_has_a_valid_smoke_config(profile, tmp_path):
 
 
 def test_smoke_caps_name_real_keys():
-    """Every cap of evaluation/data/smoke.yaml names a key of the schema (a renamed key would
+    """Every cap of evaluation/config/smoke.yaml names a key of the schema (a renamed key would
     otherwise add an unknown one) or a parameter of a registered method."""
     schema, caps = load_schema()["properties"], smoke_settings()
     assert set(caps["metrics"]) <= set(schema["metrics"]["properties"])

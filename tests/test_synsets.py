@@ -1,4 +1,4 @@
-"""Tests for evaluation.synsets: the ImageFolder + labels.csv + manifest.json artifact."""
+"""Tests for evaluation.data.synsets: the ImageFolder + labels.csv + manifest.json artifact."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation.synsets import (
+from evaluation.data.synsets import (
     SynsetError,
     class_folder,
     index_synset,

@@ -1,4 +1,4 @@
-"""Tests for evaluation.tables: statistics, ranking marks, missing cells, renderers, I/O."""
+"""Tests for evaluation.report.tables: statistics, ranking marks, missing cells, renderers, I/O."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.tables import (
+from evaluation.report.tables import (
     accuracy_table,
     load_runs,
     mixed_provenance,
@@ -286,7 +286,7 @@ def write_record(root, seed: int, repeat: int, best: float, version: str | None 
                  lr: float = 0.01, method: str = "dmgd", ipc: int = 10, synset: dict | None = None,
                  packages: dict | None = None) -> object:
     """A run record with a manifest (config slice, code version and, when given, the synthetic set's
-    provenance) as evaluation.train writes it."""
+    provenance) as evaluation.protocols.train writes it."""
     config = {"dataset": "CIFAR10", "method": method, "ipc": ipc, "seed": seed, "repeat": repeat,
               "protocol": "hard_label", "network_name": "convnet-3",
               "network": {"arch": "convnet", "depth": 3, "width": 128},

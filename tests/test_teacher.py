@@ -9,9 +9,9 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.datasets import dataset_info
-from evaluation.protocols import resolve_protocol
-from evaluation.train import (
+from evaluation.data.datasets import dataset_info
+from evaluation.protocols.protocols import resolve_protocol
+from evaluation.protocols.train import (
     load_teacher,
     pretrained_teacher,
     soft_label_teacher,
@@ -82,7 +82,7 @@ def test_a_missing_configured_teacher_file_is_one_line_naming_path_and_key(torch
 
 
 def test_soft_label_teacher_resizes_batches_to_its_resolution(tmp_path):
-    from evaluation.networks import create_network
+    from evaluation.protocols.networks import create_network
 
     model = create_network("convnet", 10, 16, depth=2, width=8)
     protocol = resolve_protocol("soft_label", None)

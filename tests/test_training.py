@@ -1,4 +1,4 @@
-"""Tests for evaluation.protocols and evaluation.training: schedule rules, evaluation helpers, and a
+"""Tests for evaluation.protocols.protocols and evaluation.protocols.training: schedule rules, evaluation helpers, and a
 short end-to-end run on a separable synthetic set (learning, determinism, result bookkeeping)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from evaluation.protocols import (
+from evaluation.protocols.protocols import (
     evaluation_epochs,
     hard_label_epochs,
     lr_factor,
@@ -18,7 +18,7 @@ from evaluation.protocols import (
     resolve_protocol,
     selection_convention,
 )
-from evaluation.training import (
+from evaluation.protocols.training import (
     make_optimizer,
     parameter_groups,
     predict,

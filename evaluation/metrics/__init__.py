@@ -2,8 +2,9 @@
 
 One module per job: ``extractors`` (feature networks), ``fid`` (clean-fid FID and KID),
 ``prdc_metrics`` (precision/recall/density/coverage), ``bootstrap`` (intervals), ``ot_distance``
-(t-SNE + exact OT), ``diversity``. All metrics work on feature arrays; ``evaluation.features`` and
-``evaluation.measure`` are the entry points that produce and consume them.
+(t-SNE + exact OT), ``diversity``. All metrics work on feature arrays; ``features`` and ``measure``
+are the entry points that produce and consume them (rules ``real_features`` and ``measure``), and
+``backbone_check`` the ``check_backbone`` rule's (the teacher's recognisability of backbone samples).
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import InputError
+from evaluation.core.errors import InputError
 
-# evaluation.config.SCHEMA_FILE, read here without importing the method registry that module needs
+# evaluation.config.validate.SCHEMA_FILE, read here without importing the method registry that module needs
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 FIGURE_KEYS = ("figure_max_real", "figure_max_synthetic")   # the figures' sample sizes, not a measure's
 IGNORED_KEYS = ("enabled", *FIGURE_KEYS)   # a DAG switch and the figures' settings, not metric settings

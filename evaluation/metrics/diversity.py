@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputError
+from evaluation.core.errors import InputError
 
 CHUNK = 1024   # rows of the distance matrix held at once
 

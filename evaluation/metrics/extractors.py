@@ -11,7 +11,7 @@ custom_feat_extractor=extractor.model)`` sees the same tensors and gives the sam
 ``vgg16_fc7``  torchvision's ImageNet VGG-16, fc7 after its ReLU (DMGD supplementary A3.2: "output
                of the second classification layer ... 4096 dimensions"; prdc's paper and
                Kynkäänniemi et al. take VGG-16 ``fc2``, a Keras/TF dense layer that includes its ReLU).
-``teacher``    the embedded profile's teacher (``evaluation.train.load_teacher``), ``features()``.
+``teacher``    the embedded profile's teacher (``evaluation.protocols.train.load_teacher``), ``features()``.
 
 Weights are never downloaded. Each of ``inception`` and ``vgg16_fc7`` reads the file that its config key
 (``evaluation.metrics.WEIGHTS_KEYS``: ``metrics.inception_weights``, ``metrics.vgg16_weights``) names, any
@@ -37,8 +37,8 @@ from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
 from torch import nn
 
-from ..augment import normalize
-from ..errors import InputError, MissingWeightsError, WeightsMismatchError, load_matching_weights
+from evaluation.core.errors import InputError, MissingWeightsError, WeightsMismatchError, load_matching_weights
+from evaluation.protocols.augment import normalize
 from . import WEIGHTS_KEYS
 
 PIXEL_MAX = 255.0
@@ -227,7 +227,7 @@ class TeacherFeatures(nn.Module):
 
 @register_extractor("teacher")
 def teacher(device: str = "cpu", teacher_dir: str | Path | None = None, weights=None) -> Extractor:
-    from ..train import load_teacher
+    from evaluation.protocols.train import load_teacher
 
     if teacher_dir is None:
         raise InputError("extractor 'teacher' needs the teacher directory; pass --teacher DIR")

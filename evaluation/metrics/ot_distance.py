@@ -10,7 +10,7 @@ import numpy as np
 import ot
 from sklearn.manifold import TSNE
 
-from ..seeding import derive_seed
+from evaluation.core.seeding import derive_seed
 
 SUBSET_STREAM, TSNE_STREAM = 0, 1   # derive_seed(seed, stream)
 

@@ -16,7 +16,7 @@ from prdc.prdc import (
     get_kth_value,
 )
 
-from ..errors import InputError
+from evaluation.core.errors import InputError
 
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from evaluation.artifacts import os_errors_naming, verify_folder
-from evaluation.errors import InputError, first_complaint
+from evaluation.core.artifacts import os_errors_naming, verify_folder
+from evaluation.core.errors import InputError, first_complaint
 
 from .official_dit import apply_numerics, load_official_checkpoint, untied
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from evaluation.seeding import derive_seed
+from evaluation.core.seeding import derive_seed
 
 from .backbone import Backbone, open_backbone
 from .randomness import SampleRandomness, seeded

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluation.artifacts import atomic_path, load_torch_record, manifest, resolve_device, seal, save_torch
-from evaluation.cli import entry_point, positive_int
-from evaluation.datasets import load_split, split_labels
+from evaluation.core.artifacts import atomic_path, load_torch_record, manifest, resolve_device, seal, save_torch
+from evaluation.core.cli import entry_point, positive_int
+from evaluation.data.datasets import load_split, split_labels
 
 from .backbone import Backbone, open_backbone
 

@@ -12,8 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-from evaluation.artifacts import atomic_path, manifest, write_manifest
-from evaluation.cli import entry_point, positive_int
+from evaluation.core.artifacts import atomic_path, manifest, write_manifest
+from evaluation.core.cli import entry_point, positive_int
 
 from .backbone import load_backbone
 from .official_dit import NUMERICS

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from evaluation.errors import InputError
+from evaluation.core.errors import InputError
 
 if TYPE_CHECKING:
     from diffusers import DiTTransformer2DModel

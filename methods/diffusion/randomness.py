@@ -13,7 +13,7 @@ from typing import Protocol
 
 import torch
 
-from evaluation.seeding import derive_seed, generator
+from evaluation.core.seeding import derive_seed, generator
 
 LABEL_NOISE = ("uniform", "gaussian")   # torch.rand_like (official DMGD) | torch.randn (the paper's N(0, I))
 SEMANTIC_STREAM = 7                     # key of the semantic-matching stream derived from a sample's seed

@@ -28,7 +28,7 @@ from typing import ContextManager
 
 import torch
 
-from evaluation.errors import InputError
+from evaluation.core.errors import InputError
 
 from .backbone import Backbone
 from .randomness import SampleRandomness

@@ -6,7 +6,7 @@ training latents (the recipe behind SD's 0.18215), then the DiT is trained on po
 those latents with DiT's hybrid loss, label dropout to the null id for CFG, and an EMA of its
 weights that is what gets saved. Saved in the diffusers layout, so ``load_backbone`` reads it like
 any local DiT. Both phases checkpoint to ``<out>.ckpt`` at the checkpoint cadence and an interrupted
-run resumes from it, ending bit-identical (evaluation/checkpoint.py).
+run resumes from it, ending bit-identical (evaluation/core/checkpoint.py).
 
 Usage: ``python -m methods.diffusion.train_tiny --spec JSON --data DIR --out DIR --loss-log CSV``
 """
@@ -22,11 +22,11 @@ import torch
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
-from evaluation.artifacts import atomic_path, manifest, resolve_device, write_manifest
-from evaluation.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
-from evaluation.cli import entry_point, json_object, positive_int
-from evaluation.datasets import load_split
-from evaluation.seeding import generator
+from evaluation.core.artifacts import atomic_path, manifest, resolve_device, write_manifest
+from evaluation.core.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
+from evaluation.core.cli import entry_point, json_object, positive_int
+from evaluation.core.seeding import generator
+from evaluation.data.datasets import load_split
 
 from .backbone import Backbone, disable_label_dropout, dit_scheduler
 from .losses import DiffusionLoss

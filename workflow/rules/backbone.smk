@@ -79,7 +79,7 @@ rule check_backbone:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{params.wrap}python -m evaluation.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
+        "{params.wrap}python -m evaluation.metrics.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
         " --teacher {input.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
 
 

@@ -7,10 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from evaluation.artifacts import SMOKE_ENV, tree_digest, verify_artifact, write_json_atomic
-from evaluation.config import check_unique_keys, prepare_config
-from evaluation.datasets import dataset_info
-from evaluation.errors import InputError
+from evaluation.core.artifacts import SMOKE_ENV, tree_digest, verify_artifact, write_json_atomic
+from evaluation.config.validate import check_unique_keys, prepare_config
+from evaluation.data.datasets import dataset_info
+from evaluation.core.errors import InputError
 from methods.chunks import class_chunks
 from methods.registry import get_method
 
@@ -25,7 +25,7 @@ try:
     SMOKE_REDUCTIONS = prepare_config(config)
 except ValueError as err:  # one line naming the value and the fix, before any job
     sys.exit(f"config error: {err}")
-# A smoke run (evaluation/smoke.py) says what it shrank, and its jobs write it into their manifests.
+# A smoke run (evaluation/config/smoke.py) says what it shrank, and its jobs write it into their manifests.
 for line in SMOKE_REDUCTIONS:
     print(f"smoke run: {line}", file=sys.stderr)
 if SMOKE_REDUCTIONS:
@@ -38,13 +38,13 @@ DEVICE = config["device"]
 GPU = 0 if DEVICE == "cpu" else 1
 BACKBONE = f"{RESULTS}/backbones/{config['backbone']['name']}"
 ENV = "../../environment.yml"  # conda env of every rule (relative to this folder)
-# A local run gives each GPU job a GPU of its own (evaluation/gpu_slots.py), one slot per GPU of
+# A local run gives each GPU job a GPU of its own (evaluation/core/gpu_slots.py), one slot per GPU of
 # --resources gpu=N. The count reaches the jobs through the environment, not the command line, so
 # that changing it re-runs nothing (Snakemake re-runs a job whose shell command changed).
-GPU_WRAP = "python -m evaluation.gpu_slots -- " if GPU else ""
+GPU_WRAP = "python -m evaluation.core.gpu_slots -- " if GPU else ""
 _gpu_limit = workflow.global_resources.get("gpu")
 os.environ.setdefault("DMGD_GPU_SLOTS", str(getattr(_gpu_limit, "value", _gpu_limit) or 0))
-# The checkpoint cadence of the long jobs (evaluation/checkpoint.py) travels the same way, so that
+# The checkpoint cadence of the long jobs (evaluation/core/checkpoint.py) travels the same way, so that
 # changing it re-runs nothing.
 os.environ.update(DMGD_CHECKPOINT_INTERVAL_S=str(config["checkpoint_interval_s"]))
 
@@ -65,7 +65,7 @@ wildcard_constraints:
 # ----------------------------------------------------------------------------- integrity
 # Snakemake re-runs a job whose output no longer matches its manifest's digests. Every rule has the
 # param ``integrity=integrity("<rule>")``: the number of times the job's outputs were found corrupt
-# (kept in REPAIRS), each existing output being checked once per run (evaluation.artifacts.
+# (kept in REPAIRS), each existing output being checked once per run (evaluation.core.artifacts.
 # verify_artifact); zero is a value that Snakemake leaves out of its params record (not
 # representable), so that outputs that were never corrupt keep the params they were made with. A
 # corrupt output raises its count: Snakemake's params rerun trigger sees a change, re-runs the job
@@ -131,7 +131,7 @@ def replaced(path):
     """A directory output that stays in place until its job has written the new one: Snakemake
     removes a job's outputs before running it, except those flagged ``update``, which it also
     backs up and restores if the job fails; the job builds the new folder beside and swaps it in
-    whole (evaluation.artifacts.atomic_path), so a failed re-run leaves the previous one as it was."""
+    whole (evaluation.core.artifacts.atomic_path), so a failed re-run leaves the previous one as it was."""
     return update(directory(path))
 
 

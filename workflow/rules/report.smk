@@ -46,7 +46,7 @@ rule tables:
         "python -m evaluation.report --runs {input.runs} --backbone-checks {input.checks}"
         " --metrics {input.metrics} --out {output.tables} --method-order {params.order:q} {params.notes}"
         " --benchmarks {params.benchmarks} --method-map {params.method_map}"
-        " > {log} 2>&1 && python -m evaluation.figures --results {params.results} --methods {params.order:q}"
+        " > {log} 2>&1 && python -m evaluation.report.figures --results {params.results} --methods {params.order:q}"
         " --datasets {params.datasets} --ipcs {params.ipcs} --seeds {params.seeds}"
         " --extractor {params.metrics[feature_extractor]} {params.weights} {params.features}"
         " --real-split {params.metrics[reference_split]}"

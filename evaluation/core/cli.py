@@ -1,0 +1,126 @@
+"""How every job entry point ends on bad input: one line on stderr, exit status 2, no traceback.
+
+``@entry_point`` wraps a ``main(argv=None)``. Two kinds of failure become the single last line
+``<module>: error: <problem>; <fix>`` and exit status 2 (argparse's status for usage errors):
+
+* an :class:`~evaluation.core.errors.InputError`: the suite refused its input, the message says why;
+* an ``OSError`` of the file system around the job, which no code change fixes:
+  ``ENOSPC``/``EDQUOT``/``EFBIG`` (the disk, the quota or the file-size limit is full: free space
+  and re-run), ``EACCES``/``EPERM``/``EROFS`` (a path the job must create is not writable, or an
+  input is not readable: choose a writable results directory or fix the permissions) and
+  ``ENOENT``/``ENOTDIR`` (an input path named on the command line does not exist).
+
+Every other exception is a bug and propagates with its traceback. Outputs are written through
+``evaluation.core.artifacts.atomic_path``, so a job that fails this way leaves nothing under results/.
+(torch's and safetensors' writers raise their own exception types on a full disk:
+``evaluation.core.artifacts.save_torch`` and ``os_errors_naming`` turn them into the ``OSError``.)
+
+The entry points' arguments are checked by argparse ``type=`` functions of this module
+(:func:`json_object`, :func:`positive_int`, :func:`non_negative_int`): a bad value ends in argparse's
+own one ``error:`` line and exit status 2 before the job reads anything.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import InputError
+
+EXIT_BAD_INPUT = 2
+FULL = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
+        errno.EFBIG: "the file-size limit is reached"}
+DENIED = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+          errno.EROFS: "read-only file system"}
+MISSING = (errno.ENOENT, errno.ENOTDIR)
+JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+Main = TypeVar("Main", bound=Callable[..., object])
+
+
+def os_error_message(err: OSError) -> str | None:
+    """One line ``<problem>; <fix>`` for a file-system failure outside the code, else None."""
+    path = err.filename2 if err.filename2 is not None else err.filename
+    where = f" {path}" if path is not None else " a file"
+    if err.errno in FULL:
+        return (f"cannot write{where}: {FULL[err.errno]}; free space on that disk (or raise the quota or "
+                f"file-size limit, ulimit -f) and re-run")
+    if err.errno in DENIED:
+        reading = err.errno != errno.EROFS and err.filename2 is None and path is not None and Path(path).exists()
+        if reading:   # atomic writes only ever create new paths, so an existing one was being read
+            return f"cannot read{where}: {DENIED[err.errno]}; fix its permissions"
+        return (f"cannot write{where}: {DENIED[err.errno]}; choose a writable results directory (run "
+                f"snakemake from another directory, or -d DIR) or fix its permissions")
+    if err.errno in MISSING and path is not None:
+        return f"{path}: no such file or directory; check the path, or re-run the job that writes it"
+    return None
+
+
+def json_object(text: str) -> dict:
+    """argparse type of ``--spec``: the JSON object it holds (a config slice), else one error line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}); pass a JSON object, e.g. "
+                                         f"'{{\"dataset\": \"digits\"}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON {JSON_TYPES[type(value)]} ({text[:40]!r}), not an object; "
+                                         f"pass a JSON object {{...}} (the job's config slice)")
+    return value
+
+
+def _integer_from(text: str, low: int) -> int:
+    """``text`` as an integer of at least ``low``, else an argparse error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give an integer >= {low}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is less than {low}; give an integer >= {low}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count (``--ipc``, ``--threads``, a size): an integer >= 1."""
+    return _integer_from(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of a seed (``--seed``; NumPy refuses negative ones) or a count that may be 0."""
+    return _integer_from(text, 0)
+
+
+def _program(main: Callable) -> str:
+    """What the user ran: ``methods.distill`` for ``python -m methods.distill`` (whose ``__name__``
+    is ``__main__``), ``evaluation.report.figures`` for a package's ``__main__`` calling its ``main``."""
+    spec = getattr(sys.modules.get(main.__module__), "__spec__", None)
+    name = spec.name if spec is not None else Path(sys.argv[0]).stem
+    running = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if running is not None:
+        package = running.name.removesuffix(".__main__")
+        if name == running.name or name.startswith(package + "."):
+            return package
+    return name
+
+
+def entry_point(main: Main) -> Main:
+    """``main`` that ends an input or file-system error as one line and exit status 2 (module docstring)."""
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except InputError as err:
+            message = str(err)
+        except OSError as err:
+            message = os_error_message(err)
+            if message is None:
+                raise
+        sys.stdout.flush()   # stdout and stderr often share one log: the error must be its last line
+        print(f"{_program(main)}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_INPUT)
+    return run

@@ -1,0 +1,210 @@
+"""Entry points of the evaluation rules: train a network on a synthetic set, or the teacher.
+
+``python -m evaluation.protocols.train synset --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json``
+    trains one evaluation network (one repeat) under the spec's protocol (methods_and_protocols.md
+    §3; the soft-label protocol needs the teacher) and writes best, last and validation-selected
+    test top-1 with the evaluation curve.
+``python -m evaluation.protocols.train teacher --spec JSON --data DIR --out DIR``
+    makes the dataset's teacher network (``teacher.source``): trains it on the real train split, or
+    restricts torchvision's ImageNet-pretrained network (the state dict at ``teacher.weights``, else
+    torchvision's cache file) to the dataset's classes.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from evaluation.core.artifacts import atomic_path, manifest, resolve_device, save_torch, seal, verify_folder, write_json_atomic, write_manifest
+from evaluation.core.checkpoint import Checkpoint, job_identity
+from evaluation.core.cli import entry_point, json_object, positive_int
+from evaluation.core.errors import InputError, MissingWeightsError, load_matching_weights
+from evaluation.core.seeding import derive_seed
+from evaluation.data.datasets import dataset_info, has_split, load_split, resize_uint8
+from evaluation.data.synsets import read_synset, synset_provenance
+from .networks import create_network
+from .protocols import protocol_epochs
+from .training import train_and_evaluate
+
+PRETRAINED_IMAGE_SIZE = 224   # torchvision's ImageNet weights: 224 px crops, torchvision's stem
+
+
+def _fit(train_images, train_labels, data_dir: Path, *, protocol: dict, network: dict, num_classes: int,
+         epochs: int, seed: int, device: str, checkpoint: Checkpoint, teacher=None):
+    """Train and evaluate on the prepared test split (and the val split when the dataset has one),
+    resuming from and saving to ``checkpoint``."""
+    size = protocol["image_size"] or train_images.shape[-1]
+    test = load_split(data_dir, "test", image_size=size)
+    val = load_split(data_dir, "val", image_size=size) if has_split(data_dir, "val") else None
+    kwargs = {k: v for k, v in network.items() if k != "arch"}
+    return train_and_evaluate(train_images, train_labels, test, val=val, protocol=protocol,
+                              network=network["arch"], network_kwargs=kwargs, num_classes=num_classes,
+                              epochs=epochs, seed=seed, device=device, teacher=teacher, progress=True,
+                              checkpoint=checkpoint)
+
+
+def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
+    """The teacher as ``normalised batch -> logits`` for the soft-label loss: batches at another
+    resolution than the teacher's are resized (bilinear, antialiased) to it."""
+    model, record = load_teacher(teacher_dir, device)
+    if list(record["mean"]) != list(protocol["mean"]) or list(record["std"]) != list(protocol["std"]):
+        raise InputError(f"teacher {teacher_dir} normalises with mean {record['mean']} std {record['std']}, the "
+                         f"protocol with {protocol['mean']} {protocol['std']}; use one normalisation for both")
+    size = record["image_size"]
+
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        return model(images)
+    return logits
+
+
+def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, device: str,
+                    teacher_dir: Path | None = None) -> dict:
+    """Train ``spec['network']`` on the synthetic set; seed derived from (generation seed, repeat)."""
+    started = time.time()
+    info = dataset_info(spec["dataset"])
+    protocol = spec["protocol_params"]
+    images, labels = read_synset(synset_dir, info.num_classes)
+    if protocol["image_size"]:
+        images = resize_uint8(images, protocol["image_size"])
+    teacher = None
+    if protocol["loss"] == "soft":
+        if teacher_dir is None:
+            raise InputError(f"protocol {spec['protocol']} (soft labels) needs --teacher DIR")
+        teacher = soft_label_teacher(teacher_dir, protocol, device)
+    seed = derive_seed(spec["seed"], spec["repeat"])
+    checkpoint = Checkpoint.beside(out, job_identity("evaluate", spec, [synset_dir, data_dir, teacher_dir],
+                                                     device=device))
+    result, _ = _fit(images, labels, data_dir, protocol=protocol, network=spec["network"],
+                     num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
+                     seed=seed, device=device, checkpoint=checkpoint, teacher=teacher)
+    record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol", "repeat")}
+    record.update(network=spec["network_name"], **result,
+                  manifest=manifest(spec, seed=seed, device=device, started=started,
+                                    synset=synset_provenance(synset_dir)))
+    write_json_atomic(out, seal(record))
+    checkpoint.remove()
+    return record
+
+
+def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:
+    """The teacher network on the real train split, under the hard_label protocol's settings with the
+    teacher's epochs, batch size and learning rate."""
+    started = time.time()
+    info = dataset_info(spec["dataset"])
+    teacher = spec["teacher"]
+    protocol = {**spec["protocol_params"], "epochs": teacher["epochs"], "epoch_scale": 1.0,
+                "batch_size": teacher["batch_size"], "lr": teacher["lr"], "lr_by_arch": {}}
+    images, labels = load_split(data_dir, "train", image_size=protocol["image_size"])
+    checkpoint = Checkpoint.beside(out_dir, job_identity("teacher", spec, [data_dir], device=device))
+    result, model = _fit(images, labels, data_dir, protocol=protocol, network=teacher["network"],
+                         num_classes=info.num_classes, epochs=teacher["epochs"], seed=teacher["seed"],
+                         device=device, checkpoint=checkpoint)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        save_torch({"state_dict": model.state_dict(), "network": teacher["network"],
+                    "num_classes": info.num_classes, "image_size": images.shape[-1],
+                    "mean": protocol["mean"], "std": protocol["std"]}, tmp / "model.pt")
+        write_manifest(tmp, manifest(spec, seed=teacher["seed"], device=device, started=started, **result))
+    checkpoint.remove()
+    return result
+
+
+def torchvision_weights_file(network: dict) -> tuple[Path, str]:
+    """Where torchvision keeps the ImageNet weights of ``network`` (a ``resnet``), and their URL."""
+    if network["arch"] != "resnet":
+        raise InputError(f"teacher.source torchvision supports arch resnet (RDED's ResNet-18), not "
+                         f"{network['arch']!r}; set teacher.network to {{arch: resnet, depth: 18, norm: batch}}")
+    # imported here, not at the top: importing torchvision costs every evaluation job about 1.5 s
+    import torchvision
+
+    weights = getattr(torchvision.models, f"ResNet{network.get('depth', 18)}_Weights").IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name, weights.url
+
+
+def teacher_weights_file(configured: str | Path | None, network: dict) -> tuple[Path, str]:
+    """The ImageNet state dict to read and its URL: ``teacher.weights`` (``configured``) when set, else
+    torchvision's cache file. A missing one is one line naming the path, what to put there and the key;
+    nothing is downloaded."""
+    default, url = torchvision_weights_file(network)
+    if configured is None:
+        if not default.is_file():
+            raise MissingWeightsError(f"teacher weights {default} are missing (offline); download {url} to that "
+                                      f"path, point TORCH_HOME at a directory holding hub/checkpoints/"
+                                      f"{default.name}, or set teacher.weights to a copy elsewhere")
+        return default.absolute(), url
+    path = Path(configured)
+    if not path.is_file():
+        raise MissingWeightsError(f"teacher weights {path} (teacher.weights) are missing; put torchvision's "
+                                  f"{default.name} ({url}) there under any name, or set teacher.weights to where "
+                                  "it is")
+    return path.absolute(), url
+
+
+def pretrained_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:
+    """RDED's teacher: torchvision's ImageNet-pretrained network, its 1000-way classifier restricted to
+    the rows of the dataset's classes (their ImageNet indices), read from ``teacher.weights`` or
+    torchvision's cache, never downloaded."""
+    started = time.time()
+    info = dataset_info(spec["dataset"])
+    network = spec["teacher"]["network"]
+    path, url = teacher_weights_file(spec["teacher"].get("weights"), network)
+    kwargs = {k: v for k, v in network.items() if k != "arch"}
+    model = create_network("resnet", 1000, PRETRAINED_IMAGE_SIZE, **kwargs)
+    load_matching_weights(model, torch.load(path, map_location="cpu"), path, f"replace it with torchvision's {url}")
+    rows = torch.tensor(info.backbone_labels)
+    state = model.state_dict()
+    state["fc.weight"], state["fc.bias"] = state["fc.weight"][rows], state["fc.bias"][rows]
+    protocol = spec["protocol_params"]
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        save_torch({"state_dict": state, "network": network, "num_classes": info.num_classes,
+                    "image_size": PRETRAINED_IMAGE_SIZE, "mean": protocol["mean"], "std": protocol["std"]},
+                   tmp / "model.pt")
+        write_manifest(tmp, manifest(spec, seed=None, device=device, started=started, weights=str(path),
+                                     imagenet_rows=rows.tolist()))
+    return {"weights": str(path)}
+
+
+TEACHER_SOURCES = {"train": train_teacher, "torchvision": pretrained_teacher}
+
+
+def load_teacher(teacher_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The saved teacher in eval mode, and its record (network, image size, normalisation), once its
+    folder matches its manifest's digests."""
+    verify_folder(teacher_dir, "train_teacher")
+    record = torch.load(Path(teacher_dir) / "model.pt", map_location=device)
+    kwargs = {k: v for k, v in record["network"].items() if k != "arch"}
+    model = create_network(record["network"]["arch"], record["num_classes"], record["image_size"], **kwargs)
+    load_matching_weights(model, record["state_dict"], Path(teacher_dir) / "model.pt",
+                          f"re-make the teacher for network {record['network']} (delete {teacher_dir} and re-run)")
+    return model.to(device).eval(), record
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["synset", "teacher"])
+    parser.add_argument("--spec", required=True, type=json_object, help="JSON config slice of the job")
+    parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
+    parser.add_argument("--synset", type=Path, help="synthetic set directory (mode synset)")
+    parser.add_argument("--teacher", type=Path, help="teacher directory (soft-label protocols)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=positive_int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    spec, device = args.spec, resolve_device(args.device)
+    if args.mode == "synset":
+        evaluate_synset(spec, args.synset, args.data, args.out, device, args.teacher)
+    else:
+        TEACHER_SOURCES[spec["teacher"]["source"]](spec, args.data, args.out, device)
+
+
+if __name__ == "__main__":
+    main()

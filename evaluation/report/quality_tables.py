@@ -1,0 +1,502 @@
+"""Generation-quality and distribution tables from per-set metrics records (DMGD supplementary).
+
+``generation`` follows Table 9: one block per (dataset, IPC), metrics as rows (FID, KID,
+precision, recall, density), methods as columns; each cell is the mean over generation seeds with
+its half-sampling interval in brackets (``evaluation/metrics/bootstrap.py``). With several seeds the bracket is the envelope of the seeds'
+intervals (lowest lower bound, highest upper bound), so it contains every seed's interval; a cell
+shows no bracket when any of its seeds has none. ``distribution`` follows the coverage / OT dataset
+distance / diversity table: one block per dataset, methods as rows, the three metrics per IPC,
+mean ± sample std (ddof=1) over seeds. In both, the best displayed mean of each metric within a
+(dataset, IPC) is bold, lower-is-better for FID, KID and OT distance. A cell any of whose seeds lacks
+the value is missing. CSV rows keep the records' units (fractions, raw KID) at full precision.
+
+Records computed with different extractors, resize policies, reference splits or prdc k are never
+mixed: building a table from them raises a one-line error naming the two values. Seeds of one cell
+measured by different code versions or configs (``manifest.config``, seed excluded) are pooled and
+marked ``†``, with a footnote naming the values (as in the accuracy tables).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation.core.artifacts import read_json_object, write_text_atomic
+from evaluation.core.errors import InputError
+from .tables import (
+    CODE_VERSION,
+    CONFIG,
+    MISSING,
+    MIXED_MARK,
+    PACKAGES,
+    check_range,
+    count_range,
+    latex_escape,
+    mixed_provenance,
+    ordered_methods,
+    record_packages,
+    record_provenance,
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric is shown: record value × ``scale``, ``decimals`` places, and which of the
+    record's extractors (``fid`` or ``features``) computed it."""
+
+    name: str
+    markdown: str
+    latex: str
+    lower_is_better: bool
+    scale: float
+    decimals: int
+    extractor: str
+
+    def label(self, latex: bool = False) -> str:
+        if latex:
+            return f"{self.latex} $\\{'downarrow' if self.lower_is_better else 'uparrow'}$"
+        return f"{self.markdown} {'↓' if self.lower_is_better else '↑'}"
+
+
+METRICS: dict[str, Metric] = {
+    "fid": Metric("FID", "FID", "FID", True, 1.0, 1, "fid"),
+    "kid": Metric("KID", "KID ×10³", r"KID $\times 10^3$", True, 1e3, 2, "fid"),
+    "precision": Metric("precision", "Precision (%)", r"Precision (\%)", False, 100.0, 1, "features"),
+    "recall": Metric("recall", "Recall (%)", r"Recall (\%)", False, 100.0, 1, "features"),
+    "density": Metric("density", "Density", "Density", False, 1.0, 2, "features"),
+    "coverage": Metric("coverage", "Coverage (%)", r"Coverage (\%)", False, 100.0, 1, "features"),
+    "ot_distance": Metric("OT distance", "OT distance", "OT distance", True, 1.0, 2, "features"),
+    "diversity": Metric("diversity", "Diversity", "Diversity", False, 1.0, 2, "features"),
+}
+# The values each metric can take by its definition (KID's unbiased estimate may be negative;
+# prdc's density is not bounded above); a record's value outside them is damaged or edited.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "fid": (0.0, math.inf), "kid": (-math.inf, math.inf), "precision": (0.0, 1.0), "recall": (0.0, 1.0),
+    "density": (0.0, math.inf), "coverage": (0.0, 1.0), "ot_distance": (0.0, math.inf), "diversity": (0.0, math.inf),
+}
+GENERATION_METRICS = ("fid", "kid", "precision", "recall", "density")
+DISTRIBUTION_METRICS = ("coverage", "ot_distance", "diversity")
+EXTRACTOR_ROLES = ("fid", "features")  # the keys of a record's ``extractors``
+PRDC = ("precision", "recall", "density", "coverage")  # prdc's k-nearest-neighbour metrics
+INTERVALS_SHOWN = GENERATION_METRICS  # the generation table shows intervals; distribution, std over seeds
+REQUIRED_KEYS: dict[str, type] = {"dataset": str, "method": str, "ipc": int, "seed": int,
+                                  "reference_split": str, "reference_count": int, "count": int,
+                                  "extractors": dict, "metrics": dict}
+SORT_KEYS = ["dataset", "method", "ipc", "seed", "metric"]
+CSV_COLUMNS = ["dataset", "ipc", "method", "metric", "mean", "std", "n", "ci_low", "ci_high", "best",
+               "mixed_provenance"]
+SETTINGS = ("nearest_k", "bootstrap", "ci", "ot_max_real", "tsne_perplexity")  # manifest.config.metrics
+_COLUMNS = (["dataset", "method", "ipc", "seed", "reference_split", "reference_count", "count",
+             "fid_name", "fid_resize", "features_name", "features_resize", "kid_subset_size"]
+            + list(SETTINGS) + ["metric", "value", "ci_low", "ci_high", "path", CODE_VERSION, CONFIG, PACKAGES])
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per (metrics record, known metric), sorted by dataset, method, ipc, seed, metric.
+
+    Columns: the record's keys, ``metric``, ``value``, ``ci_low``, ``ci_high`` (NaN where null or
+    absent), the extractor names and resize policies (``fid_name``, ``fid_resize``,
+    ``features_name``, ``features_resize``), ``kid_subset_size`` and the manifest's metric
+    settings (``nearest_k``, ``bootstrap``, ``ci``, ``ot_max_real``, ``tsne_perplexity``; None
+    where not recorded) and ``path``.
+    """
+    rows = [row for path in sorted(paths, key=str) for row in _read_metrics(Path(path))]
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    for column in ("value", "ci_low", "ci_high"):
+        frame[column] = pd.to_numeric(frame[column]).astype(float)
+    return frame.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    """The rows of one metrics record, its required keys checked and typed."""
+    data = read_json_object(path, "measurement", "metrics records", rule="measure")
+    record = {}
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in data:
+            raise InputError(f"{path}: missing required key '{key}'; re-run the measurement that wrote it")
+        if kind is dict and not isinstance(data[key], dict):
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not an object; "
+                             "re-run the measurement that wrote it")
+        try:
+            record[key] = data[key] if kind is dict else kind(data[key])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
+                             "re-run the measurement that wrote it") from None
+    for role in EXTRACTOR_ROLES:
+        extractor = record["extractors"].get(role)
+        if not isinstance(extractor, dict) or "name" not in extractor:
+            raise InputError(f"{path}: extractors.{role}.name is missing; re-run the measurement "
+                             "that wrote it")
+        record[f"{role}_name"] = str(extractor["name"])
+        record[f"{role}_resize"] = str(extractor.get("resize", "not recorded"))
+    manifest = data.get("manifest") or {}
+    config = manifest.get("config") or {}
+    settings = config.get("metrics") or {}
+    record.update({key: settings.get(key) for key in SETTINGS})
+    record[CODE_VERSION], record[CONFIG] = record_provenance(manifest, ("seed",))
+    record[PACKAGES] = record_packages(manifest)
+    metrics = record.pop("metrics")
+    record.pop("extractors")
+    record["kid_subset_size"] = (metrics.get("kid") or {}).get("subset_size")
+    record["path"] = str(path)
+    rows = []
+    for name in METRICS:
+        entry = metrics.get(name) or {}
+        if not isinstance(entry, dict):
+            raise InputError(f"{path}: metrics.{name} is {entry!r}, not an object; "
+                            "re-run the measurement that wrote it")
+        check_range(path, f"metrics.{name}.value", entry.get("value"), *BOUNDS[name], "measure")
+        for end in ("ci_low", "ci_high"):   # normal intervals may leave the metric's bounds
+            check_range(path, f"metrics.{name}.{end}", entry.get(end), -math.inf, math.inf, "measure")
+        rows.append({**record, "metric": name, "value": entry.get("value"),
+                     "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high")})
+    return rows
+
+
+def check_consistent(frame: pd.DataFrame, metrics: Sequence[str]) -> None:
+    """Refuse records that would mix extractors, resize policies, reference splits or prdc k in one
+    table (resize policies only within a dataset, as they may name its image size)."""
+    roles = sorted({METRICS[name].extractor for name in metrics})
+    checks = [(f"the {role} extractor", f"{role}_name", None) for role in roles]
+    checks += [(f"the {role} resize policy", f"{role}_resize", "dataset") for role in roles]
+    checks += [("the reference split", "reference_split", None), ("prdc nearest_k", "nearest_k", None)]
+    for what, column, within in checks:
+        groups = frame.groupby(within, sort=True) if within else [(None, frame)]
+        for _, group in groups:
+            known = group[group[column].notna()].drop_duplicates(column)
+            if len(known) > 1:
+                first, second = known.iloc[0], known.iloc[1]
+                raise InputError(f"metrics records disagree on {what}: {_plain(first[column])!r} "
+                                 f"({first['path']}) vs {_plain(second[column])!r} ({second['path']}); "
+                                 "recompute them with one metrics config")
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value, so that messages read ``5``, not ``np.int64(5)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class MetricCell:
+    """Mean, sample std and count over seeds (record units), the interval envelope (None unless
+    every seed has one), whether the displayed mean is the best of its (dataset, IPC, metric), and
+    what differs between the seeds' records (code version, config; empty when they agree)."""
+
+    mean: float
+    std: float
+    n: int
+    ci_low: float | None
+    ci_high: float | None
+    best: bool
+    provenance: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QualityTable:
+    """Cells keyed by (dataset, ipc, method, metric); per dataset its methods (in order) and IPCs."""
+
+    metrics: tuple[str, ...]
+    datasets: tuple[str, ...]
+    methods: dict[str, tuple[str, ...]]
+    ipcs: dict[str, tuple[int, ...]]
+    cells: dict[tuple[str, int, str, str], MetricCell]
+
+    def seed_counts(self) -> list[int]:
+        return sorted({cell.n for cell in self.cells.values()})
+
+
+def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
+                  method_order: Sequence[str] | None = None) -> QualityTable:
+    """Summarise ``frame`` (from :func:`load_metrics`) over seeds for ``metrics``, after checking
+    that its records agree on what those metrics were computed with."""
+    unknown = [name for name in metrics if name not in METRICS]
+    if unknown:
+        raise InputError(f"unknown metrics {unknown}; use names from {', '.join(METRICS)}")
+    if frame.empty:
+        raise InputError("no metrics records to tabulate; check the paths passed to load_metrics")
+    frame = frame[frame["metric"].isin(metrics)]
+    check_consistent(frame, metrics)
+    order = ordered_methods(frame, method_order)
+    stats = {}
+    for (dataset, ipc, method, metric), group in frame.groupby(["dataset", "ipc", "method", "metric"]):
+        values = group["value"].to_numpy(dtype=float)
+        if np.isnan(values).any():
+            continue
+        lows, highs = group["ci_low"].to_numpy(dtype=float), group["ci_high"].to_numpy(dtype=float)
+        has_interval = not (np.isnan(lows).any() or np.isnan(highs).any())
+        stats[(dataset, int(ipc), method, metric)] = (
+            float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values),
+            float(lows.min()) if has_interval else None, float(highs.max()) if has_interval else None,
+            mixed_provenance(group, noun="record"))
+    cells = {}
+    for key, (mean, std, n, low, high, provenance) in stats.items():
+        dataset, ipc, _, metric = key
+        rivals = [_displayed(value[0], metric) for other, value in stats.items()
+                  if (other[0], other[1], other[3]) == (dataset, ipc, metric)]
+        pick = min if METRICS[metric].lower_is_better else max
+        cells[key] = MetricCell(mean, std, n, low, high, _displayed(mean, metric) == pick(rivals), provenance)
+    datasets = tuple(sorted(frame["dataset"].unique()))
+    methods = {d: tuple(m for m in order if m in set(frame.loc[frame["dataset"] == d, "method"]))
+               for d in datasets}
+    ipcs = {d: tuple(sorted(int(i) for i in frame.loc[frame["dataset"] == d, "ipc"].unique()))
+            for d in datasets}
+    return QualityTable(tuple(metrics), datasets, methods, ipcs, cells)
+
+
+def _displayed(value: float, metric: str) -> float:
+    """The value as the tables show it, so that bold agrees with what a reader sees."""
+    spec = METRICS[metric]
+    return float(f"{value * spec.scale:.{spec.decimals}f}")
+
+
+def _number(value: float, metric: str) -> str:
+    spec = METRICS[metric]
+    return f"{value * spec.scale:.{spec.decimals}f}"
+
+
+def _with_interval(cell: MetricCell, metric: str) -> str:
+    text = _number(cell.mean, metric)
+    if cell.ci_low is None:
+        return text
+    return f"{text} [{_number(cell.ci_low, metric)}, {_number(cell.ci_high, metric)}]"
+
+
+def _with_std(cell: MetricCell, metric: str, pm: str = "±") -> str:
+    return f"{_number(cell.mean, metric)} {pm} {_number(cell.std, metric)}"
+
+
+def _entry(cell: MetricCell | None, text: Callable[[MetricCell], str], latex: bool = False) -> str:
+    """``text(cell)``, bold when best, ``†`` when its seeds' records differ in provenance; the
+    missing mark when there is no cell."""
+    if cell is None:
+        return "--" if latex else MISSING
+    mark = (r"$^\dagger$" if latex else MIXED_MARK) if cell.provenance else ""
+    if not cell.best:
+        return text(cell) + mark
+    return (rf"\textbf{{{text(cell)}}}" if latex else f"**{text(cell)}**") + mark
+
+
+def provenance_notes(table: QualityTable) -> list[str]:
+    """One ``†`` footnote per marked cell, naming it and what differs between its seeds' records."""
+    return [f"{MIXED_MARK} {dataset} · {method} · {METRICS[metric].name} · IPC {ipc} pools records of different "
+            f"provenance: {'; '.join(cell.provenance)}."
+            for (dataset, ipc, method, metric), cell in sorted(table.cells.items()) if cell.provenance]
+
+
+# ---------------------------------------------------------------- titles and footnotes
+
+
+def generation_title(table: QualityTable) -> str:
+    return (f"Generation quality of each distilled set against the real data: mean over "
+            f"{count_range(table.seed_counts())} generation seeds per cell, in brackets the half-sampling "
+            "interval (with several seeds, the envelope of the seeds' intervals: lowest lower and "
+            "highest upper bound). KID is shown ×10³; precision and recall in %. Best per row in bold "
+            "(↓ lower is better, ↑ higher is better).")
+
+
+def distribution_title(table: QualityTable) -> str:
+    return (f"Distribution of each distilled set relative to the real data: mean ± sample std over "
+            f"{count_range(table.seed_counts())} generation seeds per cell; coverage in %. Best per "
+            "column in bold (↓ lower is better, ↑ higher is better).")
+
+
+def metric_footnotes(frame: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """What the metrics were computed with: extractor and resize policy per metric group, the
+    reference split and sizes, prdc k, KID subsets and the bootstrap settings (from the records)."""
+    frame = frame[frame["metric"].isin(metrics)]
+    check_consistent(frame, metrics)
+    notes = []
+    for role in EXTRACTOR_ROLES:
+        shown = [METRICS[name].name for name in metrics if METRICS[name].extractor == role]
+        if not shown:
+            continue
+        resizes = frame.drop_duplicates(["dataset", f"{role}_resize"])
+        resize = (resizes[f"{role}_resize"].iloc[0] if resizes[f"{role}_resize"].nunique() == 1 else
+                  "; ".join(f"{row.dataset}: {row[f'{role}_resize']}" for _, row in resizes.iterrows()))
+        notes.append(f"{_listed(shown)}: features of the {frame[f'{role}_name'].iloc[0]} extractor, "
+                     f"resize: {resize}.")
+    sizes = "; ".join(
+        f"{dataset}: {_values(group['reference_count'])} real images vs synthetic sets of "
+        f"{_values(group['count'])} images" for dataset, group in frame.groupby("dataset", sort=True))
+    notes.append(f"Reference: the real {frame['reference_split'].iloc[0]} split ({sizes}).")
+    if any(name in PRDC for name in metrics):
+        k = frame["nearest_k"].dropna()
+        notes.append(f"prdc (precision, recall, density, coverage): k = {int(k.iloc[0])} nearest neighbours."
+                     if len(k) else "prdc k: not recorded in the records' manifests.")
+    if "kid" in metrics and frame["kid_subset_size"].notna().any():
+        notes.append(f"KID: subsets of {_values(frame['kid_subset_size'])} images.")
+    if "ot_distance" in metrics:
+        detail = [f"t-SNE perplexity {_values(frame['tsne_perplexity'])}"] if frame["tsne_perplexity"].notna().any() else []
+        if frame["ot_max_real"].notna().any():
+            detail.append(f"at most {_values(frame['ot_max_real'])} real samples")
+        notes.append("OT distance: optimal transport between the t-SNE (2-D) embeddings of synthetic and "
+                     "real features" + (f" ({', '.join(detail)})" if detail else "") + ".")
+    if "diversity" in metrics:
+        notes.append("Diversity: mean over synthetic samples of the distance to the nearest other "
+                     "synthetic sample, in that feature space.")
+    notes.append(_bootstrap_note(frame, shown=any(name in INTERVALS_SHOWN for name in metrics)))
+    return notes
+
+
+def _bootstrap_note(frame: pd.DataFrame, shown: bool) -> str:
+    """The bootstrap settings and which metrics of the table have intervals (in the table if
+    ``shown``, else only in its CSV)."""
+    bootstrap, level = frame["bootstrap"].dropna(), frame["ci"].dropna()
+    with_interval = [METRICS[name].name for name in METRICS
+                     if frame.loc[frame["metric"] == name, "ci_low"].notna().any()]
+    if bootstrap.empty:
+        settings = "settings not recorded in the records' manifests"
+    elif (bootstrap == 0).all():
+        return "Bootstrap: off (0 resamples), so no intervals."
+    else:
+        confidence = f", {_values(level * 100)}% intervals" if len(level) else ""
+        settings = (f"{_values(bootstrap)} half-samples (n/2 without replacement) of the synthetic set, "
+                    f"normal intervals around the full-set value{confidence}")
+    if not with_interval:
+        return f"Bootstrap: {settings}; no metric of this table has an interval."
+    where = "" if shown else " (in the CSV only; the table shows the spread over seeds)"
+    return f"Bootstrap: {settings}; intervals of {_listed(with_interval, capital=False)}{where}."
+
+
+def _listed(names: Sequence[str], capital: bool = True) -> str:
+    """``a``, ``a and b``, ``a, b and c``; the first letter upper-case if ``capital``."""
+    text = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return text[0].upper() + text[1:] if capital else text
+
+
+def _values(series: pd.Series) -> str:
+    """Distinct values, ``a`` or ``a/b/c``, integers without a decimal point."""
+    distinct = sorted(set(series.dropna()))
+    return "/".join(f"{int(v)}" if float(v).is_integer() else f"{v:g}" for v in distinct) or "?"
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def _notes_markdown(footnotes: Sequence[str]) -> list[str]:
+    return ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""] if footnotes else []
+
+
+def _notes_latex(footnotes: Sequence[str]) -> list[str]:
+    if not footnotes:
+        return []
+    return ([r"\par\smallskip", r"\noindent{\footnotesize Notes:}\par"]
+            + [rf"\noindent{{\footnotesize {latex_escape(note)}}}\par" for note in footnotes] + [""])
+
+
+def generation_markdown(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
+    """Title, then per (dataset, IPC) a pipe table of metrics × methods, then the footnotes."""
+    lines = [generation_title(table), ""]
+    for dataset in table.datasets:
+        methods = table.methods[dataset]
+        for ipc in table.ipcs[dataset]:
+            lines += [f"### {dataset} · IPC {ipc}", "",
+                      "| Metric | " + " | ".join(m.replace("|", "\\|") for m in methods) + " |",
+                      "| --- | " + " | ".join("---:" for _ in methods) + " |"]
+            for metric in table.metrics:
+                cells = [table.cells.get((dataset, ipc, method, metric)) for method in methods]
+                entries = [_entry(cell, lambda c, m=metric: _with_interval(c, m)) for cell in cells]
+                lines.append(f"| {METRICS[metric].label()} | " + " | ".join(entries) + " |")
+            lines.append("")
+    return "\n".join(lines + _notes_markdown(footnotes))
+
+
+def generation_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
+    """One booktabs ``tabular`` per (dataset, IPC), metrics as rows, then the footnotes."""
+    lines = [f"% {latex_escape(generation_title(table))}", ""]
+    for dataset in table.datasets:
+        methods = table.methods[dataset]
+        for ipc in table.ipcs[dataset]:
+            name = f"{latex_escape(dataset)} / IPC {ipc}"
+            lines += [f"% {name}", r"\begin{tabular}{l" + "r" * len(methods) + "}", r"\toprule",
+                      rf"\multicolumn{{{len(methods) + 1}}}{{l}}{{{name}}} \\", r"\midrule",
+                      "Metric & " + " & ".join(latex_escape(m) for m in methods) + r" \\", r"\midrule"]
+            for metric in table.metrics:
+                cells = [table.cells.get((dataset, ipc, method, metric)) for method in methods]
+                entries = [_entry(cell, lambda c, m=metric: _with_interval(c, m), latex=True) for cell in cells]
+                lines.append(f"{METRICS[metric].label(latex=True)} & " + " & ".join(entries) + r" \\")
+            lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines + _notes_latex(footnotes))
+
+
+def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
+    """Title, then per dataset a pipe table of methods × (IPC, metric), then the footnotes."""
+    lines = [distribution_title(table), ""]
+    for dataset in table.datasets:
+        columns = [(ipc, metric) for ipc in table.ipcs[dataset] for metric in table.metrics]
+        lines += [f"### {dataset}", "",
+                  "| Method | " + " | ".join(f"IPC {ipc} {METRICS[m].label()}" for ipc, m in columns) + " |",
+                  "| --- | " + " | ".join("---:" for _ in columns) + " |"]
+        for method in table.methods[dataset]:
+            cells = [(table.cells.get((dataset, ipc, method, metric)), metric) for ipc, metric in columns]
+            entries = [_entry(cell, lambda c, m=metric: _with_std(c, m)) for cell, metric in cells]
+            lines.append(f"| {method.replace('|', chr(92) + '|')} | " + " | ".join(entries) + " |")
+        lines.append("")
+    return "\n".join(lines + _notes_markdown(footnotes))
+
+
+def distribution_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
+    """One booktabs ``tabular`` per dataset with an IPC header row over its metric columns."""
+    lines = [f"% {latex_escape(distribution_title(table))}", ""]
+    width = len(table.metrics)
+    for dataset in table.datasets:
+        ipcs = table.ipcs[dataset]
+        name = latex_escape(dataset)
+        rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
+        lines += [f"% {name}", r"\begin{tabular}{l" + "r" * (width * len(ipcs)) + "}", r"\toprule",
+                  rf"\multicolumn{{{width * len(ipcs) + 1}}}{{l}}{{{name}}} \\", r"\midrule",
+                  " & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\",
+                  rules,
+                  "Method & " + " & ".join(METRICS[m].label(latex=True) for _ in ipcs for m in table.metrics)
+                  + r" \\", r"\midrule"]
+        for method in table.methods[dataset]:
+            entries = []
+            for ipc in ipcs:
+                for metric in table.metrics:
+                    cell = table.cells.get((dataset, ipc, method, metric))
+                    entries.append(_entry(cell, lambda c, m=metric: _with_std(c, m, r"$\pm$"), latex=True))
+            lines.append(f"{latex_escape(method)} & " + " & ".join(entries) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines + _notes_latex(footnotes))
+
+
+def quality_csv(table: QualityTable) -> str:
+    """Long format, one row per non-missing cell, in the records' units at full precision."""
+    rows = [(dataset, ipc, method, metric, cell.mean, cell.std, cell.n, cell.ci_low, cell.ci_high, cell.best,
+             "; ".join(cell.provenance))
+            for dataset in table.datasets for ipc in table.ipcs[dataset]
+            for method in table.methods[dataset] for metric in table.metrics
+            if (cell := table.cells.get((dataset, ipc, method, metric))) is not None]
+    return pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+
+
+RENDERERS = {"generation": (GENERATION_METRICS, generation_markdown, generation_latex),
+             "distribution": (DISTRIBUTION_METRICS, distribution_markdown, distribution_latex)}
+
+
+def write_quality_tables(frame: pd.DataFrame, out_dir: Path, method_order: Sequence[str] | None = None,
+                         notes: Sequence[str] = ()) -> list[Path]:
+    """Write ``generation.{md,tex,csv}`` and ``distribution.{md,tex,csv}`` into ``out_dir``, each
+    atomically; the footnotes (the records' settings, then ``notes``) go to Markdown and LaTeX."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, (metrics, markdown, latex) in RENDERERS.items():
+        table = quality_table(frame, metrics, method_order)
+        footnotes = metric_footnotes(frame, metrics) + list(notes) + provenance_notes(table)
+        for suffix, text in ((".md", markdown(table, footnotes)), (".tex", latex(table, footnotes)),
+                             (".csv", quality_csv(table))):
+            path = out_dir / f"{stem}{suffix}"
+            write_text_atomic(path, text)
+            paths.append(path)
+    return paths

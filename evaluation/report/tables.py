@@ -1,0 +1,526 @@
+"""Accuracy tables from per-run result files, laid out like Table 1 of the DMGD supplementary.
+
+One block per (dataset, protocol, network); in each block, methods are rows and IPC values are
+columns, and every cell is the mean ± sample std (ddof=1) of the chosen metric over all runs of
+that cell (seeds × repeats). In each IPC column the best mean is bold and the second-best is
+underlined; ranks are dense and compare means at the displayed precision (one decimal), so tied
+methods share a rank and the next distinct mean gets the next rank. The same table renders as
+Markdown (for reading), LaTeX (for the paper) and long-format CSV (for machines).
+
+Three readings of each run are tabulated: best test top-1 over training (the papers' number, which
+selects the epoch on the test set), last-epoch test top-1, and test top-1 at the epoch of best
+validation top-1 (the only honest estimate). A null reading (a protocol without validation
+evaluations) makes its cell missing, never a mean over the runs that have it; ``model_selection``
+puts the three side by side.
+
+Mixed provenance is marked, not hidden: a cell whose runs differ in ``manifest.code_version`` (compared
+as strings, so ``abc`` and ``abc-dirty`` differ) or in ``manifest.config`` (the job's config slice,
+seed and repeat excluded) gets a ``†`` after its number and a footnote naming the cell and the
+differing values with their run counts. Stored results of two commits in one cell are common (a
+re-run of some seeds only), so the table still shows the pooled number; the mark says it is pooled.
+Records without a manifest count as one more value, ``not recorded``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation.core.artifacts import read_json_object, write_text_atomic
+from evaluation.core.errors import InputError
+
+REQUIRED_KEYS: dict[str, type] = {
+    "dataset": str, "method": str, "ipc": int, "seed": int, "protocol": str, "network": str,
+    "repeat": int, "best_top1": float, "last_top1": float,
+}
+# Nullable run fields: absent or null means "not measured" (older records, no validation split).
+OPTIONAL_KEYS: dict[str, type] = {"val_selected_top1": float, "val_selected_epoch": int, "selection": str}
+# Top-1 accuracies are percentages: a run record's value outside [0, 100] (or NaN) is damaged or edited.
+ACCURACY_KEYS = ("best_top1", "last_top1", "val_selected_top1")
+CURVE_KEYS = ("top1", "val_top1")   # of each entry of a record's ``curve``
+ROUNDING = 1e-6   # slack on a bound for a value that a computation rounded past it
+RUN_SORT_KEYS = ["dataset", "protocol", "network", "method", "ipc", "seed", "repeat"]
+BLOCK_KEYS = ["dataset", "protocol", "network"]
+METRIC_DESCRIPTIONS = {
+    "best_top1": "best over training (the papers' convention)",
+    "last_top1": "at the last epoch",
+    "val_selected_top1": "at the epoch of best validation top-1 (the honest estimate)",
+}
+CSV_COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "mean", "std", "n", "rank",
+               "mixed_provenance"]
+MISSING = "–"
+DECIMALS = 1
+# Columns that load_runs derives from a record's manifest (absent from frames built by hand).
+CODE_VERSION = "manifest_code_version"
+CONFIG = "manifest_config"  # canonical JSON of manifest.config without the keys below
+CONFIG_EXCLUDED = ("seed", "repeat")  # vary within a cell by design
+PACKAGES = "manifest_packages"  # canonical JSON of manifest.packages (python and package versions)
+NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE = "network_arch", "network_depth", "protocol_base"
+NOT_RECORDED = "not recorded"
+MIXED_MARK = "†"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Summary of one method × IPC cell: mean, sample std, run count, dense rank (1 = best) and, when
+    its runs differ in code version or config, what differs (see :func:`mixed_provenance`)."""
+
+    mean: float
+    std: float
+    n: int
+    rank: int
+    provenance: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Block:
+    """The method × IPC grid of one (dataset, protocol, network); absent keys are missing cells."""
+
+    dataset: str
+    protocol: str
+    network: str
+    methods: tuple[str, ...]
+    ipcs: tuple[int, ...]
+    cells: dict[tuple[str, int], Cell]
+
+
+@dataclass(frozen=True)
+class AccuracyTable:
+    """All blocks of one metric, in sorted (dataset, protocol, network) order."""
+
+    metric: str
+    blocks: tuple[Block, ...]
+
+
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Read per-run JSON result files into one row per file, sorted by dataset, protocol,
+    network, method, ipc, seed and repeat (ties by file path).
+
+    Columns are the required keys followed by any other scalar top-level keys, alphabetically;
+    the optional keys are always present (null where a record lacks them): ``val_selected_top1``
+    as float (NaN), ``val_selected_epoch`` as nullable integer. From the manifest come
+    ``manifest_code_version``, ``manifest_config`` (canonical JSON of ``manifest.config`` without
+    seed and repeat), ``network_arch``/``network_depth`` (``manifest.config.network``) and
+    ``protocol_base`` (``manifest.config.protocol_params.base``); None where not recorded.
+    """
+    records = [_read_run(Path(path)) for path in sorted(paths, key=str)]
+    frame = pd.DataFrame.from_records(records, columns=_columns(records))
+    for key, kind in OPTIONAL_KEYS.items():
+        if kind is float:
+            frame[key] = pd.to_numeric(frame[key]).astype(float)
+        elif kind is int:
+            frame[key] = pd.to_numeric(frame[key]).astype("Int64")
+    return frame.sort_values(RUN_SORT_KEYS, kind="mergesort").reset_index(drop=True)
+
+
+def _columns(records: list[dict]) -> list[str]:
+    """Required keys, then every other key of any record, alphabetically."""
+    others = {key for record in records for key in record} | set(OPTIONAL_KEYS)
+    return list(REQUIRED_KEYS) + sorted(others - set(REQUIRED_KEYS))
+
+
+def _read_run(path: Path) -> dict:
+    """One run's scalar top-level fields, with the required keys checked and typed."""
+    data = read_json_object(path, "training", "run results", rule="evaluate")
+    record = {key: value for key, value in data.items()
+              if value is None or isinstance(value, (str, int, float, bool))}
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in data:
+            raise InputError(f"{path}: missing required key '{key}'; add it to the run's result JSON")
+        try:
+            record[key] = kind(data[key])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
+                             "fix the value in the run's result JSON") from None
+    for key, kind in OPTIONAL_KEYS.items():
+        value = data.get(key)
+        allowed = (int, float) if kind is float else (kind,)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, allowed)):
+            raise InputError(f"{path}: key '{key}' is {value!r}, not {kind.__name__} or null; "
+                             "fix the value in the run's result JSON")
+        record[key] = None if value is None else kind(value)
+    check_accuracies(path, record, data.get("curve"))
+    record.update(_manifest_fields(data.get("manifest")))
+    return record
+
+
+def check_accuracies(path: Path, record: dict, curve: object) -> None:
+    """Every top-1 of a run record, its ``curve`` entries' too, in [0, 100] percent."""
+    for key in ACCURACY_KEYS:
+        check_range(path, key, record.get(key), 0.0, 100.0, "evaluate")
+    for index, entry in enumerate(curve if isinstance(curve, list) else ()):
+        for key in CURVE_KEYS:
+            value = entry.get(key) if isinstance(entry, dict) else None
+            check_range(path, f"curve[{index}].{key}", value, 0.0, 100.0, "evaluate")
+
+
+def check_range(path: Path, key: str, value: object, low: float, high: float, rule: str) -> None:
+    """Refuse a record's number (None: not measured, allowed) that is not a finite number in
+    [``low``, ``high``], in one line naming the file and the ``rule`` that re-makes it."""
+    if value is None:
+        return
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not low - ROUNDING <= number <= high + ROUNDING:
+        raise InputError(f"{path}: {key} is {value!r}, not a number in [{low:g}, {high:g}]; delete the file "
+                         f"and run snakemake again to re-make it (rule {rule})")
+
+
+def _manifest_fields(manifest: object) -> dict:
+    """Provenance and network identity of a run, from its manifest (None where not recorded)."""
+    manifest = manifest if isinstance(manifest, dict) else {}
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else None
+    network = (config or {}).get("network")
+    network = network if isinstance(network, dict) else {}
+    params = (config or {}).get("protocol_params")
+    params = params if isinstance(params, dict) else {}
+    depth = network.get("depth")
+    code_version, config_json = record_provenance(manifest, CONFIG_EXCLUDED)
+    return {
+        CODE_VERSION: code_version,
+        CONFIG: config_json,
+        PACKAGES: record_packages(manifest),
+        NETWORK_ARCH: network.get("arch"),
+        NETWORK_DEPTH: None if depth is None else int(depth),
+        PROTOCOL_BASE: params.get("base"),
+    }
+
+
+def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | None, str | None]:
+    """A record's code version and canonical config JSON for :func:`mixed_provenance`.
+
+    The config is ``manifest.config`` without the ``excluded`` keys, plus, under ``synset``, the
+    config slice of the synthetic set the record was made from (``manifest.synset.config``: the
+    method and its parameters; the set's seed is kept beside it, not in it), so that two results of
+    one cell made from sets of different method parameters differ here even when their own job's
+    config agrees. A set made
+    by another code version than the record shows as ``<record version> (synset <set version>)``.
+    """
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else None
+    synset = manifest.get("synset") if isinstance(manifest.get("synset"), dict) else {}
+    code_version = manifest.get("code_version")
+    if synset.get("code_version") not in (None, code_version):
+        code_version = f"{code_version} (synset {synset['code_version']})"
+    if config is None:
+        return code_version, None
+    config = {k: v for k, v in config.items() if k not in excluded}
+    if isinstance(synset.get("config"), dict):
+        config["synset"] = synset["config"]
+    return code_version, json.dumps(config, sort_keys=True)
+
+
+def record_packages(manifest: dict) -> str | None:
+    """A record's ``manifest.packages`` (Python and package versions) as canonical JSON, None when
+    not recorded: compared across the runs of a cell like the code version."""
+    packages = manifest.get("packages")
+    return json.dumps(packages, sort_keys=True) if isinstance(packages, dict) else None
+
+
+def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
+                   method_order: Sequence[str] | None = None) -> AccuracyTable:
+    """Summarise runs into per-block method × IPC grids of mean ± std of ``metric``.
+
+    Rows follow ``method_order`` if given (it must name every method in ``runs``), else the
+    order in which methods first appear in ``runs``; a block lists only methods it has runs for.
+    """
+    if metric not in METRIC_DESCRIPTIONS:
+        raise ValueError(f"unknown metric '{metric}'; use one of {', '.join(METRIC_DESCRIPTIONS)}")
+    missing_columns = [c for c in BLOCK_KEYS + ["method", "ipc", metric] if c not in runs.columns]
+    if missing_columns:
+        raise ValueError(f"runs lack columns {missing_columns}; build them with load_runs")
+    if runs.empty:
+        raise InputError("no runs to tabulate; check the result paths passed to load_runs")
+    order = ordered_methods(runs, method_order)
+    blocks = []
+    for (dataset, protocol, network), block_runs in runs.groupby(BLOCK_KEYS, sort=True):
+        present = set(block_runs["method"])
+        methods = tuple(m for m in order if m in present)
+        ipcs = tuple(sorted(int(ipc) for ipc in block_runs["ipc"].unique()))
+        blocks.append(Block(dataset, protocol, network, methods, ipcs, _cells(block_runs, metric)))
+    return AccuracyTable(metric, tuple(blocks))
+
+
+def ordered_methods(runs: pd.DataFrame, method_order: Sequence[str] | None) -> list[str]:
+    """Row order: ``method_order`` checked to cover every method, else first appearance."""
+    appearing = list(dict.fromkeys(runs["method"]))
+    if method_order is None:
+        return appearing
+    unlisted = [m for m in appearing if m not in method_order]
+    if unlisted:
+        raise InputError(f"method_order lacks methods {unlisted}; add them to method_order "
+                         "or drop their runs")
+    return list(method_order)
+
+
+def _cells(block_runs: pd.DataFrame, metric: str) -> dict[tuple[str, int], Cell]:
+    """Mean, sample std, count and dense per-IPC rank of every method × IPC cell whose runs all
+    have the metric; a cell with any null reading is left out (shown as missing)."""
+    stats = {}
+    for (method, ipc), group in block_runs.groupby(["method", "ipc"], sort=False):
+        values = group[metric].to_numpy(dtype=float)
+        if np.isnan(values).any():
+            continue
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        stats[(method, int(ipc))] = (float(np.mean(values)), std, len(values), mixed_provenance(group))
+    cells = {}
+    for ipc in {ipc for _, ipc in stats}:
+        column = {key: value for key, value in stats.items() if key[1] == ipc}
+        ranks = dense_ranks({key: mean for key, (mean, *_rest) in column.items()})
+        for key, (mean, std, n, provenance) in column.items():
+            cells[key] = Cell(mean, std, n, ranks[key], provenance)
+    return cells
+
+
+def dense_ranks(means: dict, higher_is_better: bool = True) -> dict:
+    """Dense rank (1 = best) of each key's mean, compared at the displayed precision so that
+    ranks agree with what a reader sees: equal displayed means share a rank."""
+    shown = sorted({_displayed(mean) for mean in means.values()}, reverse=higher_is_better)
+    return {key: shown.index(_displayed(mean)) + 1 for key, mean in means.items()}
+
+
+def _displayed(value: float) -> float:
+    """The value as the tables show it, so that ranks agree with what a reader sees."""
+    return float(f"{value:.{DECIMALS}f}")
+
+
+def _mean_std(cell: Cell) -> str:
+    return f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}" + (MIXED_MARK if cell.provenance else "")
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def mixed_provenance(runs: pd.DataFrame, noun: str = "run") -> tuple[str, ...]:
+    """What differs between ``runs`` (the runs of one cell): one phrase for the code versions, one
+    for the package versions and one for the config keys whose values differ, each value with its
+    count of ``noun``s; empty when the runs agree or the frame has no provenance columns."""
+    notes = []
+    if CODE_VERSION in runs.columns:
+        versions = Counter(NOT_RECORDED if pd.isna(v) else str(v) for v in runs[CODE_VERSION])
+        if len(versions) > 1:
+            notes.append("code version " + _counted({_short_version(v): n for v, n in versions.items()}, noun))
+    for column, label in ((PACKAGES, "packages"), (CONFIG, "config")):
+        if column in runs.columns:
+            differing = _differing_keys(runs[column], noun)
+            if differing:
+                notes.append(f"{label} {'; '.join(differing)}")
+    return tuple(notes)
+
+
+def _differing_keys(texts: pd.Series, noun: str) -> list[str]:
+    """``key a (n runs) vs b (m runs)`` for each dotted key whose values differ between the
+    canonical JSON objects ``texts`` (a missing key or object counts as ``not recorded``)."""
+    objects = [{} if pd.isna(text) else _flatten(json.loads(text)) for text in texts]
+    if len({json.dumps(o, sort_keys=True) for o in objects}) < 2:
+        return []
+    differing = []
+    for key in sorted({key for o in objects for key in o}):
+        values = Counter(json.dumps(o[key]) if key in o else NOT_RECORDED for o in objects)
+        if len(values) > 1:
+            differing.append(f"{key} {_counted(values, noun)}")
+    return differing
+
+
+def _counted(values: dict[str, int], noun: str = "run") -> str:
+    """``a (3 runs) vs b (2 runs)``, most frequent first (ties by value)."""
+    ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
+    return " vs ".join(f"{value} ({count} {noun}{'s' if count > 1 else ''})" for value, count in ordered)
+
+
+def _short_version(version: str) -> str:
+    """Every git hash in ``version`` cut to 12 characters, the rest (``-dirty``) kept."""
+    return re.sub(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", version)
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys (``protocol_params.lr``); other values as they are."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def provenance_footnotes(table: AccuracyTable) -> list[str]:
+    """One ``†`` footnote per marked cell of ``table``, naming the cell and what differs."""
+    return [f"{MIXED_MARK} {block.dataset} · {block.protocol} · {block.network} · {method} · IPC {ipc} pools runs "
+            f"of different provenance: {'; '.join(cell.provenance)}."
+            for block in table.blocks for method in block.methods for ipc in block.ipcs
+            if (cell := block.cells.get((method, ipc))) is not None and cell.provenance]
+
+
+def title(table: AccuracyTable) -> str:
+    """One line naming the metric and how many runs each cell averages."""
+    counts = sorted({cell.n for block in table.blocks for cell in block.cells.values()})
+    return (f"Top-1 accuracy (%), {METRIC_DESCRIPTIONS[table.metric]}, "
+            f"mean ± std over {count_range(counts)} runs per cell (seeds × repeats)")
+
+
+def count_range(counts: Sequence[int]) -> str:
+    """``5`` for one count, ``3–5`` for several (sorted), ``no`` for none (every cell missing)."""
+    if not counts:
+        return "no"
+    return f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+
+
+def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
+    """Title line, then one heading and pipe table per block, then ``Notes:`` and the footnotes."""
+    lines = [title(table), ""]
+    for block in table.blocks:
+        lines.append(f"### {block.dataset} · {block.protocol} · {block.network}")
+        lines.append("")
+        lines.append("| Method | " + " | ".join(f"IPC {ipc}" for ipc in block.ipcs) + " |")
+        lines.append("| --- | " + " | ".join("---:" for _ in block.ipcs) + " |")
+        for method in block.methods:
+            entries = [_markdown_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
+            lines.append(f"| {method.replace('|', chr(92) + '|')} | " + " | ".join(entries) + " |")
+        lines.append("")
+    footnotes = list(footnotes) + provenance_footnotes(table)
+    if footnotes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
+    return "\n".join(lines)
+
+
+def _markdown_entry(cell: Cell | None) -> str:
+    if cell is None:
+        return MISSING
+    text = f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}"
+    marked = {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(cell.rank, text)
+    return marked + (MIXED_MARK if cell.provenance else "")
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
+                  "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", MIXED_MARK: r"\textdagger{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Text made safe for LaTeX: specials such as ``_ % & #`` escaped."""
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
+
+
+def to_latex(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
+    """One booktabs ``tabular`` per block with a caption row naming it, then the footnotes."""
+    lines = [f"% {latex_escape(title(table))}", ""]
+    for block in table.blocks:
+        name = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
+        width = len(block.ipcs) + 1
+        lines += [
+            f"% {name}",
+            r"\begin{tabular}{l" + "r" * len(block.ipcs) + "}",
+            r"\toprule",
+            rf"\multicolumn{{{width}}}{{l}}{{{name}}} \\",
+            r"\midrule",
+            "Method & " + " & ".join(f"IPC {ipc}" for ipc in block.ipcs) + r" \\",
+            r"\midrule",
+        ]
+        for method in block.methods:
+            entries = [_latex_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
+            lines.append(f"{latex_escape(method)} & " + " & ".join(entries) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", ""]
+    footnotes = list(footnotes) + provenance_footnotes(table)
+    if footnotes:
+        lines += [r"\par\smallskip", r"\noindent{\footnotesize Notes:}\par"]
+        lines += [rf"\noindent{{\footnotesize {latex_escape(note)}}}\par" for note in footnotes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _latex_entry(cell: Cell | None) -> str:
+    if cell is None:
+        return "--"
+    text = f"{cell.mean:.{DECIMALS}f} $\\pm$ {cell.std:.{DECIMALS}f}"
+    marked = {1: rf"\textbf{{{text}}}", 2: rf"\underline{{{text}}}"}.get(cell.rank, text)
+    return marked + (r"$^\dagger$" if cell.provenance else "")
+
+
+def to_csv(table: AccuracyTable) -> str:
+    """Long format, one row per non-missing cell, numbers at full precision."""
+    rows = [(block.dataset, block.protocol, block.network, method, ipc,
+             cell.mean, cell.std, cell.n, cell.rank, "; ".join(cell.provenance))
+            for block in table.blocks for method in block.methods for ipc in block.ipcs
+            if (cell := block.cells.get((method, ipc))) is not None]
+    return pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+
+
+# Model selection: the three readings of the same runs side by side.
+
+SELECTION_READINGS = {"best_top1": "Best", "val_selected_top1": "Val-selected", "last_top1": "Last"}
+SELECTION_CONVENTIONS = {
+    "best": "the protocol reports the best test top-1 over its evaluations",
+    "final": "the protocol tests the final model once, so best = last",
+    "final_ema": "the protocol tests the final EMA model once, so best = last",
+}
+
+SELECTION_HEADER = (
+    "Model selection: test top-1 accuracy (%) of the same runs read three ways, mean ± std over {runs} "
+    "runs per cell (seeds × repeats). **Best** is the highest test top-1 over training, the papers' "
+    "number; it chooses the epoch on the test set, so it is optimistic. **Val-selected** is the test "
+    "top-1 at the epoch of highest validation top-1 (a split held out from the real training data; "
+    "earliest epoch on ties): the only honest estimate of the three. **Last** is the test top-1 at "
+    "the final evaluation. Best − val is how much choosing the epoch on the test set inflates the "
+    "number. {missing} = not measured (the protocol evaluates no validation split, or a run lacks "
+    "the reading).")
+
+
+def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | None = None,
+                             footnotes: Sequence[str] = ()) -> str:
+    """Best, val-selected and last test top-1 (mean ± std) of every method × IPC, one long table
+    per (dataset, protocol, network), with the gap best − val-selected; no marks (the columns are
+    readings of the same runs, not competitors)."""
+    tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
+    counts = sorted({cell.n for block in tables[0].blocks for cell in block.cells.values()})
+    lines = [SELECTION_HEADER.format(runs=count_range(counts), missing=MISSING), ""]
+    header = "| Method | IPC | " + " | ".join(SELECTION_READINGS.values()) + " | Best − val |"
+    for blocks in zip(*(table.blocks for table in tables)):
+        block = blocks[0]
+        lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
+        in_block = runs[(runs["dataset"] == block.dataset) & (runs["protocol"] == block.protocol)
+                        & (runs["network"] == block.network)]
+        conventions = sorted(set(in_block["selection"].dropna())) if "selection" in runs else []
+        if conventions:
+            described = "; ".join(SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in conventions)
+            lines += [described[0].upper() + described[1:] + ".", ""]
+        lines += [header, "| --- | ---: |" + " ---: |" * (len(SELECTION_READINGS) + 1)]
+        for method in block.methods:
+            for ipc in block.ipcs:
+                cells = [each.cells.get((method, ipc)) for each in blocks]
+                if cells[0] is None:  # best_top1 is required, so no runs of this method at this IPC
+                    continue
+                entries = [MISSING if cell is None else _mean_std(cell) for cell in cells]
+                best, val = cells[0], cells[1]
+                gap = MISSING if val is None else f"{best.mean - val.mean:.{DECIMALS}f}"
+                name = method.replace("|", chr(92) + "|")
+                lines.append(f"| {name} | {ipc} | " + " | ".join(entries + [gap]) + " |")
+        lines.append("")
+    footnotes = list(footnotes) + provenance_footnotes(tables[0])
+    if footnotes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
+    return "\n".join(lines)
+
+
+def write_accuracy_tables(runs: pd.DataFrame, out_dir: Path, metric: str, stem: str,
+                          method_order: Sequence[str] | None = None,
+                          footnotes: Sequence[str] = ()) -> list[Path]:
+    """Write ``<stem>.md``, ``<stem>.tex`` and ``<stem>.csv`` into ``out_dir``, each atomically;
+    footnotes go to the Markdown and LaTeX only. Returns the written paths."""
+    table = accuracy_table(runs, metric, method_order)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {".md": to_markdown(table, footnotes), ".tex": to_latex(table, footnotes),
+             ".csv": to_csv(table)}
+    paths = []
+    for suffix, text in texts.items():
+        path = out_dir / f"{stem}{suffix}"
+        write_text_atomic(path, text)
+        paths.append(path)
+    return paths
