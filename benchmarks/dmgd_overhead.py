@@ -66,8 +66,9 @@ def context(method: str, backbone_dir: Path, inputs: tuple[Path, Path], ipc: int
     """A distillation of the digits by ``method`` with its default parameters."""
     data_dir, latents = inputs
     cfg = {"steps": steps, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": batch_size, **(sampler or {})}
-    return DistillContext(dataset_info("digits"), data_dir, ipc, 0, method_params(method), cfg, {},
-                          backbone_dir, latents, device=device)
+    params = get_method(method).parse_params(method_params(method))
+    return DistillContext(dataset_info("digits"), data_dir, ipc, 0, params, cfg, {}, backbone_dir, latents,
+                          device=device)
 
 
 def distill_runner(method: str, ctx: DistillContext):

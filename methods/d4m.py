@@ -39,6 +39,8 @@ prototypes, or with Stable Diffusion.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from evaluation.core.errors import InputError
@@ -46,10 +48,18 @@ from evaluation.core.seeding import derive_seed
 
 from .diffusion.generation import Generation
 from .diffusion.latents import load_latents
+from .params import param
 from .registry import DistillContext, SyntheticSet, register_method
 
 PORT_NOTE = ("d4m is a port of D4M to the shared DiT backbone (the original uses Stable Diffusion v1.5 "
              "with text prompts); its numbers are not the D4M paper's")
+
+
+@dataclass(frozen=True)
+class D4mParams:
+    strength: float = param(0.7, exclusiveMinimum=0, maximum=1)  # Noise strength of the prototypes
+    # (D4M: 0.7, gen_syn_image_imgnt.sh --strength; 1 = start from pure noise, plain DiT).
+    km_expand: int = param(1, minimum=1)  # MiniBatchKMeans batch size as a multiple of IPC (D4M script 1).
 
 
 def prototypes(latents: torch.Tensor, ipc: int, km_expand: int, seed: int) -> torch.Tensor:
@@ -72,13 +82,13 @@ def start_step(steps: int, strength: float) -> int:
 
 
 @register_method("d4m", needs_backbone=True, needs_latents=True, table_note=PORT_NOTE,
-                 ipc_limited_by_class=True)
+                 ipc_limited_by_class=True, params=D4mParams)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     real = load_latents(ctx.latents_path)
-    protos = torch.stack([prototypes(real["mean"][real["labels"] == c], ctx.ipc, params["km_expand"],
+    protos = torch.stack([prototypes(real["mean"][real["labels"] == c], ctx.ipc, params.km_expand,
                                      derive_seed(ctx.seed, c, 4)) for c in ctx.classes])
     generation = Generation.from_context(ctx)
-    start = start_step(generation.sampler.steps, params["strength"])
+    start = start_step(generation.sampler.steps, params.strength)
     return SyntheticSet(*generation.generate(batch_init=lambda labels, index: protos[ctx.rows(labels), index],
                                              start=start))

@@ -83,7 +83,7 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
         raise InputError(f"method '{method.name}' needs the real latents; pass --latents FILE")
     info = dataset_info(spec["dataset"])
     ctx = DistillContext(dataset=info, data_dir=Path(data_dir), ipc=ipc, seed=seed,
-                         params=spec.get("params", {}), sampler=spec.get("sampler", {}),
+                         params=method.parse_params(spec.get("params", {})), sampler=spec.get("sampler", {}),
                          data=spec.get("data", {}), backbone_dir=backbone_dir,
                          latents_path=latents_path, device=device, classes=classes)
     size = ctx.data.get(IMAGE_SIZE_KEYS[info.source])

@@ -8,9 +8,10 @@ noise streams make it independent of batching).
 from __future__ import annotations
 
 from .diffusion.generation import Generation
+from .params import NoParams
 from .registry import DistillContext, SyntheticSet, register_method
 
 
-@register_method("dit", needs_backbone=True)
+@register_method("dit", needs_backbone=True, params=NoParams)
 def distill(ctx: DistillContext) -> SyntheticSet:
     return SyntheticSet(*Generation.from_context(ctx).generate())

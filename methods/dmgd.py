@@ -32,6 +32,8 @@ random horizontal flip at encoding is not reproduced.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from evaluation.core.errors import InputError
@@ -49,7 +51,8 @@ from .diffusion.semantic import (
     label_embedders,
     respaced_timesteps,
 )
-from .dmgd_fidelity import Fidelity, resolve_fidelity
+from .dmgd_fidelity import Fidelity, fidelity_schema, resolve_fidelity
+from .params import param
 from .registry import DistillContext, SyntheticSet, register_method
 
 
@@ -57,30 +60,59 @@ class GuidanceError(InputError, FloatingPointError):
     """Non-finite OT guidance; the message names the step, the class and the fix."""
 
 
+@dataclass(frozen=True)
+class DmgdParams:
+    fidelity: dict = param({"preset": "official"}, **fidelity_schema())  # Where the paper and the official
+    # code differ, field by field (methods/dmgd_fidelity.py, the fidelity table of docs/methods.md): a preset
+    # (official, the default, or paper) fills every field; any field set here overrides it.
+    semantic_matching: bool = param(True)            # Dynamic label embeddings (eqs. 40-42).
+    semantic_window: tuple[int, int] = param((25, 45), items={"minimum": -1})  # [t2, t1] step indices:
+    # exploration above t1, plain label at or below t2 (t1 >= steps: no exploration, t2 = -1: no refinement).
+    beta_n: float = param(0.06, minimum=0)           # Weight of the label noise (beta_n).
+    beta_s: float = param(0.01, minimum=0)           # Weight of the other-class embedding (beta_s).
+    distribution_matching: bool = param(True)        # OT guidance towards the support points (eqs. 47-51).
+    guidance_window: tuple[int, int] = param((30, 45), items={"minimum": 0})  # [lo, hi] step indices
+    # (inclusive) where OT guidance is active; lo > hi is empty.
+    approximation: str = param("kmeans", enum=["kmeans", "mean", "dbs"])  # Distribution approximation (Table 6).
+    support_points: int = param(10, minimum=1)       # K support points per class.
+    rho: float = param(0.5, minimum=0)               # Guidance scale rho (official --guidance-scale; README:
+    # 0.05 for Nette).
+    sinkhorn_epsilon: float = param(0.1, exclusiveMinimum=0)  # Entropic regularisation.
+    sinkhorn_iters: int = param(5, minimum=1)        # Sinkhorn iterations.
+    log_domain: bool = param(False)                  # Log-domain Sinkhorn (stable for small epsilon).
+    through_network: bool = param(False)             # Backpropagate the OT loss through the DiT instead of
+    # through x0 only.
+    kmeans_iters: int = param(100, minimum=1)        # Lloyd iterations.
+    kmeans_restarts: int = param(1, minimum=1)       # k-means restarts (best inertia kept).
+    dbs_neighbours: int = param(5, minimum=1)        # Neighbours of the DBS local density.
+    latent_posterior: str = param("sample", enum=["sample", "mean"])  # Real latents as posterior samples
+    # (official) or means.
+
+
 # ----------------------------------------------------------------------------- approximation
 
-def support_points(latents: torch.Tensor, params: dict, fidelity: Fidelity,
+def support_points(latents: torch.Tensor, params: DmgdParams, fidelity: Fidelity,
                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Support points on the unit sphere [K, D] and masses [K] of one class (Algorithm 2, Table 6)."""
     flat = latents.flatten(1).double()
-    method, k = params["approximation"], min(params["support_points"], len(flat))
+    method, k = params.approximation, min(params.support_points, len(flat))
     if method == "mean":
         return unit_sphere(flat.mean(0, keepdim=True)), torch.ones(1, dtype=flat.dtype)
     if method == "dbs":
-        density = local_density(flat, params["dbs_neighbours"])
+        density = local_density(flat, params.dbs_neighbours)
         chosen = torch.multinomial(density, k, replacement=False, generator=gen)
         return unit_sphere(flat[chosen]), density[chosen] / density[chosen].sum()
     data = unit_sphere(flat) if fidelity.clustering_space == "sphere" else flat
-    result = kmeans(data, k, generator=gen, iters=params["kmeans_iters"], restarts=params["kmeans_restarts"],
+    result = kmeans(data, k, generator=gen, iters=params.kmeans_iters, restarts=params.kmeans_restarts,
                     init=fidelity.kmeans_init, empty_clusters=fidelity.kmeans_empty_clusters)
     return unit_sphere(result.centers), result.masses
 
 
-def support_size(params: dict, labels: torch.Tensor) -> int:
+def support_size(params: DmgdParams, labels: torch.Tensor) -> int:
     """The most support points any class of the dataset gets (``labels``: every real latent's label)."""
-    if params["approximation"] == "mean":
+    if params.approximation == "mean":
         return 1
-    return min(params["support_points"], int(torch.bincount(labels).max()))
+    return min(params.support_points, int(torch.bincount(labels).max()))
 
 
 def local_density(points: torch.Tensor, neighbours: int) -> torch.Tensor:
@@ -103,7 +135,7 @@ class DistributionMatching:
     may be raw (the OT cost projects both sides onto the sphere) and the masses any non-negative
     weights summing to 1 per class."""
 
-    def __init__(self, supports: torch.Tensor, masses: torch.Tensor, params: dict, fidelity: Fidelity,
+    def __init__(self, supports: torch.Tensor, masses: torch.Tensor, params: DmgdParams, fidelity: Fidelity,
                  classes: range):
         self.supports, self.masses, self.params = supports, masses, params   # [C, K, D], [C, K]
         self.fidelity = fidelity
@@ -112,7 +144,7 @@ class DistributionMatching:
         self.classes = torch.empty(0, dtype=torch.long)
         self.rows = torch.empty(0, dtype=torch.long)
         self.finished: torch.Tensor | None = None
-        lo, hi = params["guidance_window"]
+        lo, hi = params.guidance_window
         self.window = range(lo, hi + 1)
 
     def start_batch(self, classes: torch.Tensor) -> None:
@@ -133,8 +165,8 @@ class DistributionMatching:
         targets = self.supports[self.rows].to(sources)                        # [B, K, D]
         a = torch.full(sources.shape[:2], 1.0 / sources.shape[1], dtype=sources.dtype, device=sources.device)
         cost = sphere_cost(sources, targets)
-        plan = sinkhorn(a, self.masses[self.rows].to(sources), cost, epsilon=self.params["sinkhorn_epsilon"],
-                        iters=self.params["sinkhorn_iters"], log_domain=self.params["log_domain"],
+        plan = sinkhorn(a, self.masses[self.rows].to(sources), cost, epsilon=self.params.sinkhorn_epsilon,
+                        iters=self.params.sinkhorn_iters, log_domain=self.params.log_domain,
                         order=self.fidelity.sinkhorn_order)
         return transport_loss(plan, cost, rows)
 
@@ -142,7 +174,7 @@ class DistributionMatching:
         if state.index not in self.window:
             return None
         with torch.enable_grad():
-            if self.params["through_network"]:
+            if self.params.through_network:
                 x_t = state.x_t.detach().requires_grad_(True)
                 grad, = torch.autograd.grad(self.loss(state.denoise(x_t), self.fidelity.ot_loss_rows).sum(), x_t)
             else:
@@ -156,9 +188,9 @@ class DistributionMatching:
             raise GuidanceError(f"non-finite OT guidance at step index {state.index} (t={state.t}) for class "
                                 f"{bad}; lower rho, raise sinkhorn_epsilon or set log_domain: true")
         if self.fidelity.rho_t == "log_variance":
-            step = self.params["rho"] * (2.0 * state.sigma.log()).abs()
+            step = self.params.rho * (2.0 * state.sigma.log()).abs()
         else:
-            step = self.params["rho"] * state.sigma
+            step = self.params.rho * state.sigma
         return state.mean - step * grad
 
     @torch.no_grad()
@@ -173,14 +205,14 @@ class DistributionMatching:
 
 # ----------------------------------------------------------------------------- the method
 
-def class_supports(ctx: DistillContext, params: dict, fidelity: Fidelity) -> tuple[torch.Tensor, torch.Tensor]:
+def class_supports(ctx: DistillContext, params: DmgdParams, fidelity: Fidelity) -> tuple[torch.Tensor, torch.Tensor]:
     """Support points and masses of each class of ``ctx.classes``, from the real latents artifact."""
     real = load_latents(ctx.latents_path)
     supports, masses = [], []
     for c in ctx.classes:
         members = real["labels"] == c
         latents = real["mean"][members]
-        if params["latent_posterior"] == "sample":
+        if params.latent_posterior == "sample":
             noise = torch.randn(latents.shape, generator=generator(ctx.seed, c, 1))
             latents = latents + real["std"][members] * noise
         points, mass = support_points(latents, params, fidelity, generator(ctx.seed, c, 2))
@@ -197,14 +229,14 @@ def class_supports(ctx: DistillContext, params: dict, fidelity: Fidelity) -> tup
             torch.stack([pad(m) for m in masses]).to(real["mean"].dtype))
 
 
-def generate(generation: Generation, params: dict, fidelity: Fidelity,
+def generate(generation: Generation, params: DmgdParams, fidelity: Fidelity,
              matching: DistributionMatching | None) -> tuple[dict, dict]:
     """Algorithm 1 over the generation's classes: ``{(class, index): latent}`` and the final OT loss of
     each sample (None without distribution matching). With ``matching``, batches hold one round each
     (greedy progressive matching); semantic matching draws through each sample's randomness."""
     steps = generation.sampler.steps
-    t2, t1 = params["semantic_window"]
-    schedule = SemanticSchedule(fidelity.blend, t2, t1, params["beta_n"], params["beta_s"], steps,
+    t2, t1 = params.semantic_window
+    schedule = SemanticSchedule(fidelity.blend, t2, t1, params.beta_n, params.beta_s, steps,
                                 generation.backbone.scheduler.config.num_train_timesteps)
     embed_dim = generation.backbone.transformer.config.num_attention_heads * \
         generation.backbone.transformer.config.attention_head_dim
@@ -214,7 +246,7 @@ def generate(generation: Generation, params: dict, fidelity: Fidelity,
     for labels, index in generation.batches(by_round=matching is not None):
         randomness = generation.randomness(labels, index)
         conditioning = None
-        if params["semantic_matching"] and schedule.active:
+        if params.semantic_matching and schedule.active:
             # y* is drawn among all the dataset's classes, also when the generation covers a chunk
             dynamic = DynamicLabels(schedule, fidelity, generation.backbone_labels[labels], generation.backbone_labels,
                                     randomness, embed_dim, timesteps)
@@ -230,34 +262,34 @@ def generate(generation: Generation, params: dict, fidelity: Fidelity,
     return latents, final_losses
 
 
-def check_params(params: dict, info: object, sampler: dict) -> None:
+def check_params(params: DmgdParams, info: object, sampler: dict) -> None:
     """Config-time check (registry ``check_params``): the step-index windows are indices of the sampler's
     own schedule (the defaults are for 50 steps), so a window that no step of it falls in would switch a
     stage off silently; refuse it. An intentionally empty guidance window (lo > hi) stays allowed."""
     steps = sampler["steps"]
-    lo, hi = params["guidance_window"]
-    if params["distribution_matching"] and params["rho"] > 0 and lo <= hi and not (lo <= steps - 1 and hi >= 0):
+    lo, hi = params.guidance_window
+    if params.distribution_matching and params.rho > 0 and lo <= hi and not (lo <= steps - 1 and hi >= 0):
         raise InputError(f"guidance_window [{lo}, {hi}] holds none of the step indices {steps - 1} … 0 of the "
                          f"sampler's {steps} steps, so OT guidance would never act; give the window in indices of "
                          f"{steps} steps (the defaults are for 50) or set distribution_matching: false")
-    t2, t1 = params["semantic_window"]
-    schedule = SemanticSchedule(resolve_fidelity(params["fidelity"]).blend, t2, t1, params["beta_n"],
-                                params["beta_s"], steps)
-    if params["semantic_matching"] and schedule.active and \
+    t2, t1 = params.semantic_window
+    schedule = SemanticSchedule(resolve_fidelity(params.fidelity).blend, t2, t1, params.beta_n,
+                                params.beta_s, steps)
+    if params.semantic_matching and schedule.active and \
             all(schedule.weights(i, t) is None for i, t in respaced_timesteps(steps)):
         raise InputError(f"semantic_window [{t2}, {t1}] leaves every one of the sampler's {steps} steps at the plain "
                          f"label, so semantic matching would never act; give the window in indices of {steps} steps "
                          f"(the defaults are for 50) or set semantic_matching: false")
 
 
-@register_method("dmgd", needs_backbone=True, needs_latents=True, check_params=check_params,
-                 step_windows=("semantic_window", "guidance_window"))
+@register_method("dmgd", needs_backbone=True, needs_latents=True, params=DmgdParams,
+                 check_params=check_params, step_windows=("semantic_window", "guidance_window"))
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
-    fidelity = resolve_fidelity(params["fidelity"])
+    fidelity = resolve_fidelity(params.fidelity)
     generation = Generation.from_context(ctx)
     matching = None
-    if params["distribution_matching"]:
+    if params.distribution_matching:
         matching = DistributionMatching(*class_supports(ctx, params, fidelity), params, fidelity, ctx.classes)
     latents, final_losses = generate(generation, params, fidelity, matching)
     images, out_labels = generation.decode(latents)

@@ -107,6 +107,16 @@ def resolve_fidelity(spec: dict) -> Fidelity:
     return Fidelity(**values)
 
 
+def fidelity_schema() -> dict:
+    """The JSON-schema keywords of ``params.fidelity`` (an object of the preset and field overrides)."""
+    fields_ = {name: {"type": "string", "enum": list(values),
+                      "description": ", ".join(f"{PRESETS[p][name]} ({p})" for p in PRESETS)}
+               for name, values in CHOICES.items()}
+    preset = {"type": "string", "enum": list(PRESETS), "default": "official",
+              "description": "The preset the unset fields take."}
+    return {"additionalProperties": False, "properties": {"preset": preset, **fields_}}
+
+
 def fidelity_table() -> str:
     """Markdown table of the two presets, field by field (the fidelity table of docs/methods.md)."""
     lines = ["| field | `paper` | `official` |", "| --- | --- | --- |"]

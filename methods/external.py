@@ -9,6 +9,7 @@ match the dataset's list is refused before anything is read.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +18,14 @@ from evaluation.core.errors import InputError
 from evaluation.data.datasets import IMAGE_EXTENSIONS, DatasetInfo, read_image
 from evaluation.data.synsets import class_folder
 
+from .params import param
 from .registry import DistillContext, SyntheticSet, register_method
+
+
+@dataclass(frozen=True)
+class ExternalParams:
+    path: str = param()  # ImageFolder directory of the set: one folder per class (wnid, class name or
+    # 00000-style label).
 
 
 def class_folders(root: Path, info: DatasetInfo) -> list[Path]:
@@ -34,15 +42,16 @@ def class_folders(root: Path, info: DatasetInfo) -> list[Path]:
                      f"name or zero-padded label (00000, 00001, ...)")
 
 
-def check_params(params: dict, info: DatasetInfo, sampler: dict) -> None:
+def check_params(params: ExternalParams, info: DatasetInfo, sampler: dict) -> None:
     """The config-time check (registry ``check_params``): the folder exists and its classes match."""
-    class_folders(Path(params["path"]), info)
+    class_folders(Path(params.path), info)
 
 
-@register_method("external", needs_backbone=False, uses_seed=False, check_params=check_params,
+@register_method("external", needs_backbone=False, uses_seed=False, params=ExternalParams,
+                 check_params=check_params,
                  keyed_by_content=("path",))
 def distill(ctx: DistillContext) -> SyntheticSet:
-    folders = class_folders(Path(ctx.params["path"]), ctx.dataset)
+    folders = class_folders(Path(ctx.params.path), ctx.dataset)
     size = ctx.data["digits_image_size" if ctx.dataset.source == "digits" else "imagenet_image_size"]
     images = []
     for folder in folders[ctx.classes.start:ctx.classes.stop]:

@@ -46,6 +46,8 @@ k-means). Not tested: that the suite's centroids equal scikit-learn's ``KMeans``
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from evaluation.core.errors import InputError
@@ -55,7 +57,16 @@ from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans
 from .diffusion.latents import load_latents
 from .diffusion.sampler import StepState
+from .params import param
 from .registry import DistillContext, SyntheticSet, register_method
+
+
+@dataclass(frozen=True)
+class Mgd3Params:
+    strength: float = param(0.1, minimum=0)       # Mode-guidance scale lambda (MGD3 reference: 0.1).
+    t_stop: int = param(25, minimum=-1)           # Guidance runs while the step index is above t_stop (reference 25).
+    kmeans_iters: int = param(100, minimum=1)     # Lloyd iterations of the mode discovery.
+    kmeans_restarts: int = param(1, minimum=1)    # k-means restarts (best inertia kept).
 
 
 class ModeGuidance:
@@ -86,24 +97,24 @@ def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
     return torch.stack(modes)
 
 
-def check_params(params: dict, info: object, sampler: dict) -> None:
+def check_params(params: Mgd3Params, info: object, sampler: dict) -> None:
     """Config-time check (registry ``check_params``): ``t_stop`` is a step index of the sampler's own
     schedule (the default 25 is for 50 steps); one at or above the first index would switch mode
     guidance off silently, so refuse it."""
     steps = sampler["steps"]
-    if params["strength"] > 0 and params["t_stop"] >= steps - 1:
-        raise InputError(f"t_stop {params['t_stop']} is at or above the first step index {steps - 1} of the sampler's "
+    if params.strength > 0 and params.t_stop >= steps - 1:
+        raise InputError(f"t_stop {params.t_stop} is at or above the first step index {steps - 1} of the sampler's "
                          f"{steps} steps, so mode guidance would never act; give t_stop in indices of {steps} steps "
                          f"(the default 25 is for 50) or set strength: 0")
 
 
 @register_method("mgd3", needs_backbone=True, needs_latents=True, ipc_limited_by_class=True,
-                 check_params=check_params, step_windows=("t_stop",))
+                 params=Mgd3Params, check_params=check_params, step_windows=("t_stop",))
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
-    modes = class_modes(ctx, params["kmeans_iters"], params["kmeans_restarts"])
+    modes = class_modes(ctx, params.kmeans_iters, params.kmeans_restarts)
     generation = Generation.from_context(ctx)
 
     def guidance(labels: torch.Tensor, index: torch.Tensor) -> list[ModeGuidance]:
-        return [ModeGuidance(modes[ctx.rows(labels), index], params["strength"], params["t_stop"])]
+        return [ModeGuidance(modes[ctx.rows(labels), index], params.strength, params.t_stop)]
     return SyntheticSet(*generation.generate(guidance))

@@ -6,13 +6,22 @@ does: the first k files of each class in sorted filename order (methods_and_prot
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from evaluation.core.errors import InputError
 from evaluation.core.seeding import generator
 from evaluation.data.datasets import load_split, split_labels, split_paths
 
+from .params import param
 from .registry import DistillContext, SyntheticSet, register_method
+
+
+@dataclass(frozen=True)
+class RandomParams:
+    selection: str = param("seeded", enum=["seeded", "first_k"])  # seeded = k images drawn without replacement;
+    # first_k = the reference code's first k files in sorted order (IDC/Minimax --slct_type random)
 
 
 def select_indices(labels: torch.Tensor, num_classes: int, ipc: int, seed: int, selection: str,
@@ -33,10 +42,10 @@ def select_indices(labels: torch.Tensor, num_classes: int, ipc: int, seed: int, 
     return chosen
 
 
-@register_method("random", needs_backbone=False, ipc_limited_by_class=True)
+@register_method("random", needs_backbone=False, ipc_limited_by_class=True, params=RandomParams)
 def distill(ctx: DistillContext) -> SyntheticSet:
     labels = split_labels(ctx.data_dir, "train")
-    indices = select_indices(labels, ctx.dataset.num_classes, ctx.ipc, ctx.seed, ctx.params.get("selection", "seeded"),
+    indices = select_indices(labels, ctx.dataset.num_classes, ctx.ipc, ctx.seed, ctx.params.selection,
                              split_paths(ctx.data_dir, "train"), ctx.classes)
     size = None if ctx.dataset.source == "digits" else ctx.data["imagenet_image_size"]
     images, picked = load_split(ctx.data_dir, "train", image_size=size, indices=indices)

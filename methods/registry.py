@@ -1,9 +1,11 @@
 """The method registry: name -> how a method turns a dataset (and a backbone) into a synthetic set.
 
 A method is a function ``distill(ctx: DistillContext) -> SyntheticSet`` registered with
-``@register_method(name, needs_backbone=...)``. The DAG, the schema test and the contract tests
-(tests/test_methods_contract.py) walk this registry, so a new method needs one module, one entry
-here (its import at the bottom) and one config block.
+``@register_method(name, needs_backbone=..., params=<its parameter dataclass>)`` (methods/params.py).
+The DAG, the config schema (its method names and each method's ``params`` block are generated from
+here: evaluation/config/schema.py) and the contract tests (tests/test_methods_contract.py) walk this
+registry, so a new method is one module and one config block: a module of this package is listed in
+``BUILTIN_MODULES``, any other file in the config's ``method_modules`` (:func:`load_method_modules`).
 
 A method distils the classes ``ctx.classes`` (all of the dataset's, or a chunk: methods/chunks.py)
 and keys every seed and every per-class lookup (real images, latents, prototypes, modes, backbone
@@ -11,6 +13,11 @@ label) by the global dataset label, so that chunks merge into the unchunked set.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +28,7 @@ from evaluation.core.errors import InputError
 from evaluation.data.datasets import DatasetInfo
 
 from .chunks import check_classes
+from .params import NoParams
 
 
 @dataclass
@@ -29,7 +37,7 @@ class DistillContext:
     data_dir: Path                 # prepared dataset (evaluation.data.datasets)
     ipc: int
     seed: int
-    params: dict = field(default_factory=dict)   # the method's own config block
+    params: object = field(default_factory=NoParams)  # the method's config block as its parameter dataclass
     sampler: dict = field(default_factory=dict)  # shared sampler settings (config 'sampler')
     data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
     backbone_dir: Path | None = None
@@ -67,7 +75,8 @@ class MethodSpec:
     uses_seed: bool           # False for methods whose output does not depend on the seed (external)
     ipc_limited_by_class: bool  # takes IPC real images (or IPC k-means prototypes) of each class, so IPC
                                 # may not exceed the smallest class (digits: checked with the config)
-    check_params: Callable[[dict, DatasetInfo, dict], object] | None  # cheap check of a variant's params
+    params: type               # the parameter dataclass (methods/params.py): the schema's params block
+    check_params: Callable[[object, DatasetInfo, dict], object] | None  # cheap check of a variant's params
                                 # against a dataset and its effective sampler settings, before any job; raises
                                 # InputError
     keyed_by_content: tuple[str, ...]  # params naming a folder whose content, not its path, keys the jobs
@@ -76,20 +85,24 @@ class MethodSpec:
                                 # [lo, hi] pair; -1 = before the last step): rescaled when the steps change
                                 # (evaluation/config/smoke.py)
 
+    def parse_params(self, values: dict) -> object:
+        """A variant's validated ``params`` block as the method's parameter dataclass."""
+        return self.params(**values)
+
 
 METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
                     table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
-                    ipc_limited_by_class: bool = False,
-                    check_params: Callable[[dict, DatasetInfo, dict], object] | None = None,
+                    ipc_limited_by_class: bool = False, params: type = NoParams,
+                    check_params: Callable[[object, DatasetInfo, dict], object] | None = None,
                     keyed_by_content: tuple[str, ...] = (), step_windows: tuple[str, ...] = ()):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
         METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed,
-                                   ipc_limited_by_class, check_params, tuple(keyed_by_content), tuple(step_windows))
+                                   ipc_limited_by_class, params, check_params, tuple(keyed_by_content), tuple(step_windows))
         return fn
     return decorator
 
@@ -104,4 +117,43 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-from . import d4m, dit, dmgd, external, mgd3, minimax, random_real  # noqa: F401  (registration side effects)
+# The modules of this package that register a method, in the order of the schema's method names.
+BUILTIN_MODULES = ("random_real", "dit", "dmgd", "mgd3", "d4m", "minimax", "external")
+# Set by the workflow to the config's method_modules (absolute paths, JSON), so that every job
+# process that imports this registry registers the same methods as the DAG.
+METHOD_MODULES_ENV = "DISTILL_METHOD_MODULES"
+LOADED_MODULES: dict[Path, object] = {}
+
+
+def method_names() -> list[str]:
+    """The registered names, built-in ones in ``BUILTIN_MODULES`` order, then those of
+    ``method_modules`` in registration order (the schema's enum, independent of import order)."""
+    rank = {f"{__package__}.{module}": i for i, module in enumerate(BUILTIN_MODULES)}
+    return sorted(METHODS, key=lambda name: rank.get(METHODS[name].distill.__module__, len(rank)))
+
+
+def load_method_modules(paths: list[str]) -> None:
+    """Import each Python file of ``paths`` (the config's ``method_modules``) once, so that the
+    methods it registers exist; a file already loaded is skipped."""
+    for entry in paths:
+        path = Path(entry).resolve() if isinstance(entry, str) else None
+        if path is None or not path.is_file():
+            raise InputError(f"method_modules: {entry!r} is not a Python file; give the path of a module "
+                             f"that calls register_method")
+        if path in LOADED_MODULES:
+            continue
+        name = f"method_module_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # the plugin's own failure, as the one-line config error
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise InputError(f"method_modules: {path} failed to import ({type(err).__name__}: {first})") from None
+        LOADED_MODULES[path] = module
+
+
+for _module in BUILTIN_MODULES:
+    importlib.import_module(f".{_module}", __package__)
+load_method_modules(json.loads(os.environ.get(METHOD_MODULES_ENV, "[]")))

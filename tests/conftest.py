@@ -75,6 +75,12 @@ def method_params(method: str, **overrides) -> dict:
     return validate_config(config)["methods"]["m"]["params"]
 
 
+def typed_params(method: str, **overrides) -> object:
+    """:func:`method_params` as the method's parameter dataclass, as a distillation job reads them."""
+    from methods.registry import get_method
+    return get_method(method).parse_params(method_params(method, **overrides))
+
+
 @pytest.fixture(scope="session")
 def digits_context(digits_dir, tiny_backbone_dir, latents_path):
     """``make(method, ipc=2, **params)``: a DistillContext on the digits with the tiny backbone."""
@@ -82,7 +88,7 @@ def digits_context(digits_dir, tiny_backbone_dir, latents_path):
     from methods.registry import DistillContext
 
     def make(method: str, ipc: int = 2, **params) -> DistillContext:
-        return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, method_params(method, **params), SAMPLER,
+        return DistillContext(dataset_info("digits"), digits_dir, ipc, 0, typed_params(method, **params), SAMPLER,
                               {}, tiny_backbone_dir, latents_path)
     return make
 

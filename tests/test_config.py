@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evaluation.config.schema import SCHEMA_FILE
 from evaluation.config.validate import ConfigError, load_schema, schema_error, validate_config
 from evaluation.data.datasets import DATASETS
+from evaluation.metrics.extractors import EXTRACTORS
 from evaluation.protocols.networks import list_networks
 from evaluation.protocols.protocols import reference_protocols
 from methods.registry import list_methods
@@ -29,15 +31,28 @@ def test_every_profile_satisfies_the_schema(path):
     assert schema_error(yaml.safe_load(path.read_text())) is None
 
 
-def test_schema_enums_are_the_registries():
-    props = load_schema()["properties"]
+def test_schema_enums_are_generated_from_the_registries():
+    """The YAML names the registry where a value must be one of its names; the schema the validator
+    uses holds their names, and each method's params block is its dataclass's."""
+    raw = SCHEMA_FILE.read_text()
+    assert "registry: methods" in raw and "const: random" not in raw and "enum: [alexnet" not in raw
+    schema = load_schema()
+    props = schema["properties"]
     method_enum = props["methods"]["additionalProperties"]["properties"]["method"]["enum"]
-    arch_enum = load_schema()["$defs"]["network"]["properties"]["arch"]["enum"]
-    base_enum = load_schema()["$defs"]["protocol"]["properties"]["base"]["enum"]
+    arch_enum = schema["$defs"]["network"]["properties"]["arch"]["enum"]
+    base_enum = schema["$defs"]["protocol"]["properties"]["base"]["enum"]
     assert base_enum == list(reference_protocols())
     assert sorted(method_enum) == list_methods()
     assert sorted(arch_enum) == sorted(list_networks())
     assert props["datasets"]["items"]["enum"] == list(DATASETS)
+    assert props["metrics"]["properties"]["fid_extractor"]["enum"] == list(EXTRACTORS)
+    blocks = props["methods"]["additionalProperties"]["allOf"]
+    assert [block["if"]["properties"]["method"]["const"] for block in blocks] == method_enum
+    params = {block["if"]["properties"]["method"]["const"]: block["then"]["properties"]["params"] for block in blocks}
+    assert params["mgd3"]["properties"]["strength"] == {
+        "type": "number", "minimum": 0, "default": 0.1, "description": "Mode-guidance scale lambda (MGD3 reference: 0.1)."}
+    assert params["dmgd"]["properties"]["guidance_window"]["items"] == {"type": "integer", "minimum": 0}
+    assert params["external"]["required"] == ["path"] and params["dit"]["properties"] == {}
 
 
 def test_defaults_are_filled_in():

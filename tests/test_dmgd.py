@@ -9,7 +9,7 @@ import torch
 from evaluation.core.seeding import generator
 from evaluation.data.synsets import read_synset
 from methods.distill import distill
-from methods.dmgd import GuidanceError, local_density, support_points
+from methods.dmgd import DmgdParams, GuidanceError, local_density, support_points
 from methods.dmgd_fidelity import resolve_fidelity
 from tests.conftest import SAMPLER, method_params
 
@@ -68,11 +68,12 @@ def test_support_point_approximations():
     latents = torch.cat([torch.randn(30, 4, 2, 2, generator=gen_data) + 4 * k for k in range(3)])
     for method, k in [("kmeans", 3), ("mean", 1), ("dbs", 3)]:
         params = dmgd_params(approximation=method, support_points=3)
-        points, masses = support_points(latents, params, resolve_fidelity(params["fidelity"]), generator(0))
+        points, masses = support_points(latents, DmgdParams(**params), resolve_fidelity(params["fidelity"]),
+                                        generator(0))
         assert points.shape == (k, 16) and masses.shape == (k,)
         torch.testing.assert_close(points.norm(dim=1), torch.ones(k, dtype=points.dtype))
         assert masses.sum().item() == pytest.approx(1.0)
-    kmeans_masses = support_points(latents, dmgd_params(), resolve_fidelity({}), generator(0))[1]
+    kmeans_masses = support_points(latents, DmgdParams(**dmgd_params()), resolve_fidelity({}), generator(0))[1]
     assert sorted(kmeans_masses[kmeans_masses > 0].tolist()) != []
 
 
@@ -88,7 +89,8 @@ def test_a_class_with_one_real_latent_gets_one_support_point(method):
     """Found by the ablations smoke run (one real image per class): DBS took the mean of no
     neighbour distances, NaN, and torch.multinomial refused the densities."""
     params = dmgd_params(approximation=method, support_points=3)
-    points, masses = support_points(torch.randn(1, 4, 2, 2), params, resolve_fidelity(params["fidelity"]), generator(0))
+    points, masses = support_points(torch.randn(1, 4, 2, 2), DmgdParams(**params), resolve_fidelity(params["fidelity"]),
+                                    generator(0))
     assert points.shape == (1, 16) and masses.tolist() == [1.0]
 
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from evaluation.data.datasets import dataset_info
-from methods.external import class_folders
+from methods.external import ExternalParams, class_folders
 from methods.registry import DistillContext, get_method
 
 DATA = {"digits_image_size": 16, "imagenet_image_size": 32}
@@ -20,7 +20,7 @@ def write_folder(root, names, per_class=3, size=20):
 
 
 def run(root, dataset="digits", ipc=2):
-    ctx = DistillContext(dataset_info(dataset), root, ipc, 0, {"path": str(root)}, {}, DATA)
+    ctx = DistillContext(dataset_info(dataset), root, ipc, 0, ExternalParams(str(root)), {}, DATA)
     return get_method("external").distill(ctx)
 
 

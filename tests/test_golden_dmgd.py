@@ -15,7 +15,7 @@ import torch
 from methods.diffusion.backbone import Backbone, dit_scheduler
 from methods.diffusion.generation import Generation
 from methods.diffusion.sampler import Sampler
-from methods.dmgd import DistributionMatching, generate
+from methods.dmgd import DistributionMatching, DmgdParams, generate
 from methods.dmgd_fidelity import resolve_fidelity
 from tests.conftest import method_params
 from tests.golden import EpsResidual, RecordedSample, load, official_tiny_dit
@@ -51,7 +51,7 @@ def run_official_setting(gold, rho: float):
     assert (params["semantic_window"], params["guidance_window"]) == ([25, 45], [30, 45])
     assert (params["beta_n"], params["beta_s"], params["sinkhorn_epsilon"], params["sinkhorn_iters"]) == \
         (gold["params"]["noise_weight"], gold["params"]["label_weight"], 0.1, 5)
-    fidelity = resolve_fidelity(params["fidelity"])
+    fidelity, params = resolve_fidelity(params["fidelity"]), DmgdParams(**params)
     network = EpsResidual(official_tiny_dit("official"), gold["params"]["eps_residual"])
     backbone = Backbone(network.transformer, None, dit_scheduler())
     backbone.transformer = network

@@ -19,6 +19,7 @@ from PIL import Image
 
 from evaluation.data.datasets import (MAX_IMAGE_PIXELS, DatasetError, dataset_info, load_rgb, load_split,
                                  prepare_imagenet, read_index, to_rgb8)
+from methods.external import ExternalParams
 from methods.registry import DistillContext, get_method
 from tests.fake_imagenet import make_fake_imagenet
 
@@ -143,7 +144,7 @@ def test_external_set_of_mixed_modes_is_read_at_their_scale(tmp_path):
         name = names[label % len(names)]
         (root / str(label) / f"a{Path(name).suffix}").write_bytes((tmp_path / "files" / name).read_bytes())
     ctx = DistillContext(dataset=dataset_info("digits"), data_dir=tmp_path, ipc=1, seed=0,
-                         params={"path": str(root)}, data={"digits_image_size": 16})
+                         params=ExternalParams(str(root)), data={"digits_image_size": 16})
     synset = get_method("external").distill(ctx)
     means = synset.images.float().mean(dim=(1, 2, 3)).tolist()
     assert means == pytest.approx([expected[names[label % len(names)]] for label in range(10)], abs=2)

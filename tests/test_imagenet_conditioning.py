@@ -20,7 +20,7 @@ from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
 from methods.minimax_finetune import finetune
 from methods.registry import DistillContext, get_method, list_methods
-from tests.conftest import TINY, method_params
+from tests.conftest import TINY, method_params, typed_params
 from tests.fake_imagenet import make_fake_imagenet
 
 WOOF = "imagenet_woof"
@@ -105,7 +105,7 @@ def test_every_diffusion_method_conditions_on_backbone_ids(woof, tmp_path):
     assert DIFFUSION_METHODS <= set(methods)
     for method in methods:
         spec = get_method(method)
-        ctx = DistillContext(info, data_dir, 1, 0, method_params(method), SAMPLER,
+        ctx = DistillContext(info, data_dir, 1, 0, typed_params(method), SAMPLER,
                              {"imagenet_image_size": IMAGE_SIZE}, tuned_dir if spec.finetune else backbone_dir,
                              latents if spec.needs_latents else None)
         with recorded_class_labels() as seen:

@@ -190,7 +190,7 @@ def test_mgd3_method_matches_the_re_derivation_end_to_end(monkeypatch, digits_co
     ctx = digits_context("mgd3", 2, strength=0.1, t_stop=4)
     latents = capture_latents(monkeypatch)
     get_method("mgd3").distill(ctx)
-    centroids = class_modes(ctx, ctx.params["kmeans_iters"], ctx.params["kmeans_restarts"])
+    centroids = class_modes(ctx, ctx.params.kmeans_iters, ctx.params.kmeans_restarts)
     keys = sorted(latents)
     labels = torch.tensor([c for c, _ in keys])
     streams = [SeededSample(derive_seed(ctx.seed, c, k)) for c, k in keys]

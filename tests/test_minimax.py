@@ -21,6 +21,7 @@ from methods.minimax_finetune import (
     minimax_terms,
     trainable_named_parameters,
 )
+from methods.minimax import MinimaxParams
 from methods.registry import DistillContext, get_method
 from tests.conftest import SAMPLER, method_params
 
@@ -58,7 +59,7 @@ def test_only_difffit_parameters_change(tiny_backbone_dir, latents_path, gamma_b
 def test_no_steps_is_dit_bit_for_bit(tmp_path, digits_dir, tiny_backbone_dir, latents_path):
     backbone = tuned(tiny_backbone_dir, latents_path, steps=0)
     backbone.save(tmp_path / "minimax")
-    ctx = lambda path: DistillContext(dataset_info("digits"), digits_dir, 2, 0, {}, SAMPLER, {}, path)
+    ctx = lambda path: DistillContext(dataset_info("digits"), digits_dir, 2, 0, MinimaxParams(), SAMPLER, {}, path)
     assert torch.equal(get_method("minimax").distill(ctx(tmp_path / "minimax")).images,
                        get_method("dit").distill(ctx(tiny_backbone_dir)).images)
 

@@ -1,7 +1,7 @@
 """Checks of a profile's config that the JSON schema cannot express, run at DAG start-up.
 
-The schema (workflow/schemas/config.schema.yaml) checks types, enums and defaults; this checks
-names against the registries and values against the datasets, so that a bad config fails before
+The schema (workflow/schemas/config.schema.yaml completed from the registries: evaluation/config/schema.py)
+checks types, names, enums and defaults; this checks values against the datasets and the sampler, so that a bad config fails before
 any job with one line naming the value and the valid choices.
 """
 from __future__ import annotations
@@ -13,24 +13,18 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from methods.registry import get_method
+from methods.registry import get_method, load_method_modules
 
 from evaluation.core.errors import InputError
 from evaluation.data.datasets import dataset_info, digits_train_class_sizes, imagenet_class_folders
 from evaluation.protocols.networks import list_networks
 from evaluation.protocols.protocols import reference_protocols, resolve_protocol
+from .schema import load_schema
 from .smoke import apply_smoke
 
 
 class ConfigError(InputError):
     """A config value that cannot work; the message names the key, the value and the fix."""
-
-
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_FILE.read_text())
 
 
 def schema_error(config: dict) -> str | None:
@@ -69,10 +63,13 @@ def validate_config(config: dict) -> dict:
 
 
 def prepare_config(config: dict) -> list[str]:
-    """Removed entries dropped, schema and finite-number checks (one-line error), schema defaults
-    filled in place, protocols resolved, the smoke reductions applied (evaluation/config/smoke.py), then
-    :func:`check_config`. Returns the smoke reductions (none unless ``smoke: true``)."""
+    """Removed entries dropped, the ``method_modules`` imported (their methods join the schema),
+    schema and finite-number checks (one-line error), schema defaults filled in place, protocols
+    resolved, the smoke reductions applied (evaluation/config/smoke.py), then :func:`check_config`.
+    Returns the smoke reductions (none unless ``smoke: true``)."""
     drop_removed_entries(config)
+    modules = config.get("method_modules", [])
+    load_method_modules(modules if isinstance(modules, list) else [modules])
     if config.get("smoke") in ("true", "false"):  # `--config smoke=true` arrives as a string
         config["smoke"] = config["smoke"] == "true"
     message = schema_error(config) or non_finite_number(config)
@@ -168,13 +165,9 @@ def check_config(config: dict) -> None:
             method = get_method(variant["method"])
             sampler = {**config["sampler"], **variant.get("sampler", {})}
             for dataset in config["datasets"] if method.check_params else ():
-                method.check_params(variant["params"], dataset_info(dataset), sampler)
+                method.check_params(method.parse_params(variant["params"]), dataset_info(dataset), sampler)
         except ValueError as err:
             raise ConfigError(f"methods.{name}: {err}") from None
-    for name, network in config["evaluation"]["networks"].items():
-        if network["arch"] not in list_networks():
-            raise ConfigError(f"evaluation.networks.{name}: unknown arch '{network['arch']}'; "
-                              f"valid: {', '.join(list_networks())}")
     for name, protocol in config["protocols"].items():
         for arch in protocol["lr_by_arch"]:
             if arch not in list_networks():

@@ -12,7 +12,7 @@ from evaluation.config.validate import check_unique_keys, prepare_config
 from evaluation.data.datasets import dataset_info
 from evaluation.core.errors import InputError
 from methods.chunks import class_chunks
-from methods.registry import get_method
+from methods.registry import METHOD_MODULES_ENV, get_method
 
 # `--cores 0` would leave Snakemake selecting jobs forever with no core to run them on.
 _cores = workflow.global_resources.get("_cores")
@@ -30,6 +30,9 @@ for line in SMOKE_REDUCTIONS:
     print(f"smoke run: {line}", file=sys.stderr)
 if SMOKE_REDUCTIONS:
     os.environ[SMOKE_ENV] = json.dumps(SMOKE_REDUCTIONS)
+# Every job process that imports methods.registry loads the config's method_modules too.
+if config.get("method_modules"):
+    os.environ[METHOD_MODULES_ENV] = json.dumps([str(Path(p).resolve()) for p in config["method_modules"]])
 
 RESULTS = f"results/{config['profile']}"
 LOGS = f"logs/{config['profile']}"
