@@ -18,7 +18,7 @@ from evaluation.metrics.extractors import EXTRACTORS
 from evaluation.protocols.networks import list_networks
 from evaluation.protocols.protocols import reference_protocols
 from methods.params import params_schema
-from methods.registry import METHODS, method_names
+from methods.registry import get_method, method_names
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -56,7 +56,7 @@ def with_registry_enums(node):
 def method_params_block(name: str) -> dict:
     """``if method is <name> then params follows its dataclass`` (and must be given when a
     parameter has no default)."""
-    params = params_schema(METHODS[name].params)
+    params = params_schema(get_method(name).params)
     then = {"properties": {"params": params}}
     if "required" in params:
         then["required"] = ["params"]
