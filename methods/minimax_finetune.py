@@ -83,6 +83,7 @@ from .diffusion.backbone import Backbone, disable_label_dropout, open_backbone
 from .diffusion.latents import load_latents
 from .diffusion.losses import DiffusionLoss
 from .diffusion.randomness import SeededTraining
+from .minimax import MinimaxParams
 
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm)
 BATCH_STREAM, EPOCH_STREAM = 5, 6   # derived-seed keys: latent samples + training draws; epoch permutations
@@ -256,28 +257,28 @@ def _check(backbone: Backbone, labels: torch.Tensor, backbone_labels: torch.Tens
                          f"lower the minimax batch_size")
 
 
-def finetune(backbone: Backbone, latents: dict, params: dict, device: str, checkpoint: Checkpoint | None = None,
+def finetune(backbone: Backbone, latents: dict, params: MinimaxParams, device: str, checkpoint: Checkpoint | None = None,
              *, backbone_labels: Sequence[int]) -> Backbone:
     """Fine-tune in place on the latents artifact (dataset labels) conditioning the network on
     ``backbone_labels[label]``; returns the backbone holding the folded EMA. With ``checkpoint`` the steps
     resume from its saved state and save their own when due."""
     mean, std, labels = latents["mean"].to(device), latents["std"].to(device), latents["labels"].to(device)
     ids = torch.as_tensor(list(backbone_labels), dtype=torch.long, device=device)
-    _check(backbone, labels, ids, params["batch_size"])
+    _check(backbone, labels, ids, params.batch_size)
     dit = backbone.transformer
     named = training_mode(dit)
-    gammas = Gammas(dit, params["gamma_blocks"]).to(device)
+    gammas = Gammas(dit, params.gamma_blocks).to(device)
     ema_model = copy.deepcopy(dit).eval().requires_grad_(False)   # before the γ hooks, which must not be copied
     ema_gammas = copy.deepcopy(gammas).requires_grad_(False)
     gammas.attach(dit)
     ema_named = dict(ema_model.named_parameters())
     pairs = [(ema_named[n], p) for n, p in named.items()] + list(zip(ema_gammas.parameters(), gammas.parameters()))
-    optimizer = torch.optim.AdamW(list(named.values()) + list(gammas.parameters()), lr=params["lr"],
-                                  weight_decay=params["weight_decay"])
+    optimizer = torch.optim.AdamW(list(named.values()) + list(gammas.parameters()), lr=params.lr,
+                                  weight_decay=params.weight_decay)
     loss_fn = DiffusionLoss(backbone)
-    gen = generator(params["seed"], BATCH_STREAM)
+    gen = generator(params.seed, BATCH_STREAM)
     randomness = SeededTraining(gen)
-    memories = Memories(len(ids), params["memory_size"])
+    memories = Memories(len(ids), params.memory_size)
     done = 0
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
@@ -291,20 +292,20 @@ def finetune(backbone: Backbone, latents: dict, params: dict, device: str, check
         memories.real, memories.generated = ([m.to(device) for m in store] for store in state["memories"])
         restore_rng(state["rng"], gen)
         done = state["done"]
-    for step in tqdm(range(done, params["steps"]), initial=done, total=params["steps"], desc="minimax",
+    for step in tqdm(range(done, params.steps), initial=done, total=params.steps, desc="minimax",
                      mininterval=5):
-        idx = batch_indices(step, len(mean), params["batch_size"], params["seed"]).to(device)
+        idx = batch_indices(step, len(mean), params.batch_size, params.seed).to(device)
         x = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen).to(device)
         ry = labels[idx]
-        terms = loss_fn.terms(x, ids[ry], randomness, params["label_dropout"])
-        pos, neg = minimax_terms(terms.x0_pred, ry, memories, params["lambda_pos"], params["lambda_neg"])
+        terms = loss_fn.terms(x, ids[ry], randomness, params.label_dropout)
+        pos, neg = minimax_terms(terms.x0_pred, ry, memories, params.lambda_pos, params.lambda_neg)
         optimizer.zero_grad(set_to_none=True)
         (terms.loss + pos + neg).backward()
         optimizer.step()
         memories.push(ry, x, terms.x0_pred)
         with torch.no_grad():
             for p_ema, p in pairs:
-                p_ema.lerp_(p, 1.0 - params["ema_decay"])
+                p_ema.lerp_(p, 1.0 - params.ema_decay)
         if checkpoint is not None and checkpoint.due():
             checkpoint.save({"done": step + 1, "gammas": gammas.state_dict(), "ema_gammas": ema_gammas.state_dict(),
                              "dit": {n: p.detach() for n, p in named.items()},
@@ -330,16 +331,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    started, params, device = time.time(), args.spec, resolve_device(args.device)
+    started, spec, device = time.time(), args.spec, resolve_device(args.device)
+    params = MinimaxParams(**spec)
     backbone_labels = list(dataset_info(args.dataset).backbone_labels)
-    torch.manual_seed(params["seed"])
-    checkpoint = Checkpoint.beside(args.out, job_identity("minimax_finetune", params, [args.backbone, args.latents],
+    torch.manual_seed(params.seed)
+    checkpoint = Checkpoint.beside(args.out, job_identity("minimax_finetune", spec, [args.backbone, args.latents],
                                                           device=device, backbone_labels=backbone_labels))
     backbone = finetune(open_backbone(args.backbone, device), load_latents(args.latents), params, device, checkpoint,
                         backbone_labels=backbone_labels)
     with atomic_path(args.out) as tmp:
         backbone.save(tmp)
-        write_manifest(tmp, manifest(params, seed=params["seed"], device=device, started=started,
+        write_manifest(tmp, manifest(spec, seed=params.seed, device=device, started=started,
                                      dataset=args.dataset, backbone_labels=backbone_labels))
     checkpoint.remove()
 

@@ -17,7 +17,7 @@ from evaluation.protocols.training import train_and_evaluate
 from methods.diffusion import train_tiny
 from methods.diffusion.backbone import open_backbone
 from methods.minimax_finetune import finetune
-from tests.conftest import method_params
+from tests.conftest import typed_params
 from tests.test_training import HARD, NUM_CLASSES, coloured_images, protocol
 
 
@@ -159,7 +159,7 @@ def test_backbone_training_resumes_bit_identical_in_either_phase(digits_dir, tmp
 
 
 def test_minimax_finetuning_resumes_bit_identical(tiny_backbone_dir, latents_path, tmp_path, monkeypatch, capsys):
-    params = method_params("minimax", steps=6, batch_size=8, ema_decay=0.5)
+    params = typed_params("minimax", steps=6, batch_size=8, ema_decay=0.5)
 
     def run(checkpoint):
         return finetune(open_backbone(tiny_backbone_dir), torch.load(latents_path), params, "cpu",

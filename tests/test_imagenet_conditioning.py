@@ -20,7 +20,7 @@ from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
 from methods.minimax_finetune import finetune
 from methods.registry import DistillContext, get_method, list_methods
-from tests.conftest import TINY, method_params, typed_params
+from tests.conftest import TINY, typed_params
 from tests.fake_imagenet import make_fake_imagenet
 
 WOOF = "imagenet_woof"
@@ -85,7 +85,7 @@ def test_minimax_fine_tuning_moves_exactly_the_subsets_label_rows(woof, label_dr
     ids = set(dataset_info(WOOF).backbone_labels)
     before = label_table(open_backbone(backbone_dir))
     # 30 latents, batch 10: each epoch sees every latent once (no drop_last remainder); 3 epochs
-    params = method_params("minimax", steps=9, batch_size=10, ema_decay=0.0, label_dropout=label_dropout)
+    params = typed_params("minimax", steps=9, batch_size=10, ema_decay=0.0, label_dropout=label_dropout)
     with recorded_class_labels() as seen:
         tuned = finetune(open_backbone(backbone_dir), torch.load(latents), params, "cpu",
                          backbone_labels=dataset_info(WOOF).backbone_labels)
@@ -99,7 +99,7 @@ def test_every_diffusion_method_conditions_on_backbone_ids(woof, tmp_path):
     info = dataset_info(WOOF)
     ids = set(info.backbone_labels)
     tuned_dir = tmp_path / "minimax"
-    finetune(open_backbone(backbone_dir), torch.load(latents), method_params("minimax", steps=2, batch_size=10),
+    finetune(open_backbone(backbone_dir), torch.load(latents), typed_params("minimax", steps=2, batch_size=10),
              "cpu", backbone_labels=info.backbone_labels).save(tuned_dir)
     methods = [m for m in list_methods() if get_method(m).needs_backbone]
     assert DIFFUSION_METHODS <= set(methods)

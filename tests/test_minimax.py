@@ -23,13 +23,13 @@ from methods.minimax_finetune import (
 )
 from methods.minimax import MinimaxParams
 from methods.registry import DistillContext, get_method
-from tests.conftest import SAMPLER, method_params
+from tests.conftest import SAMPLER, method_params, typed_params
 
 DIGITS = range(10)   # the digits' backbone class ids
 
 
 def tuned(tiny_backbone_dir, latents_path, backbone=None, **params):
-    settings = method_params("minimax", **{"steps": 3, "batch_size": 8, "ema_decay": 0.0, **params})
+    settings = typed_params("minimax", **{"steps": 3, "batch_size": 8, "ema_decay": 0.0, **params})
     return finetune(backbone or open_backbone(tiny_backbone_dir), torch.load(latents_path), settings, "cpu",
                     backbone_labels=DIGITS)
 
@@ -130,7 +130,7 @@ def test_batches_walk_seeded_epoch_permutations():
 
 def test_bad_inputs_fail_before_any_step(tiny_backbone_dir, latents_path):
     with pytest.raises(InputError, match="label table"):
-        finetune(open_backbone(tiny_backbone_dir), torch.load(latents_path), method_params("minimax", steps=1),
+        finetune(open_backbone(tiny_backbone_dir), torch.load(latents_path), typed_params("minimax", steps=1),
                  "cpu", backbone_labels=dataset_info("imagenet_woof").backbone_labels)
     with pytest.raises(InputError, match="batch_size"):
         tuned(tiny_backbone_dir, latents_path, batch_size=100000)
