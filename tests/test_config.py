@@ -45,7 +45,8 @@ def test_schema_enums_are_generated_from_the_registries():
     assert sorted(method_enum) == list_methods()
     assert sorted(arch_enum) == sorted(list_networks())
     assert props["datasets"]["items"]["enum"] == list(DATASETS)
-    assert props["metrics"]["properties"]["fid_extractor"]["enum"] == list(EXTRACTORS)
+    for key in ("fid_extractor", "feature_extractor"):   # written in the YAML: see evaluation/config/schema.py
+        assert props["metrics"]["properties"][key]["enum"] == list(EXTRACTORS)
     blocks = props["methods"]["additionalProperties"]["allOf"]
     assert [block["if"]["properties"]["method"]["const"] for block in blocks] == method_enum
     params = {block["if"]["properties"]["method"]["const"]: block["then"]["properties"]["params"] for block in blocks}
