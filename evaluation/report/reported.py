@@ -43,17 +43,11 @@ import yaml
 
 from evaluation.core.artifacts import write_text_atomic
 from evaluation.core.errors import InputError
+from . import render
+from .render import MISSING, MIXED_MARK, Cell, cell_text, csv_text, dense_ranks, markdown_table, mean_std, pipe_escape, summarise
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
-from .tables import (
-    MIXED_MARK,
-    NETWORK_ARCH,
-    NETWORK_DEPTH,
-    PROTOCOL_BASE,
-    dense_ranks,
-    mixed_provenance,
-    ordered_methods,
-)
+from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, mixed_provenance, ordered_methods
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "reported_results.csv"
 VOCABULARY_FILE = REFERENCE_FILE.with_name("reported_vocabulary.yaml")
@@ -62,7 +56,6 @@ ACCURACY_READINGS = ("best_top1",)
 FLAG = "✗"
 NO_REPORTED_STD = "*"
 NOT_TESTED = "n/a"
-MISSING = "–"
 DECIMALS = 1
 CSV_COLUMNS = ["family", "group", "dataset", "protocol", "protocol_base", "network", "method",
                "reference_method", "ipc", "metric", "reported", "reported_std", "reported_table",
@@ -218,15 +211,7 @@ def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None =
 # ---------------------------------------------------------------- reproduced cells
 
 
-@dataclass(frozen=True)
-class Reproduced:
-    """Mean and sample std (0 for one run) over a cell's runs, run count, and what differs between
-    them (code version, config; empty when they agree)."""
-
-    mean: float
-    std: float
-    n: int
-    provenance: tuple[str, ...] = ()
+Reproduced = Cell  # mean, sample std (0 for one run), run count and provenance of a reproduced cell
 
 
 @dataclass(frozen=True)
@@ -243,8 +228,8 @@ class BlockKey:
 def _summary(values: np.ndarray, provenance: tuple[str, ...]) -> Reproduced | None:
     if len(values) == 0 or np.isnan(values).any():
         return None
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return Reproduced(float(np.mean(values)), std, len(values), provenance)
+    return Reproduced(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                      len(values), provenance=provenance)
 
 
 def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
@@ -272,12 +257,8 @@ def reproduced_blocks(runs: pd.DataFrame, reading: str = "best_top1",
     blocks: dict[BlockKey, dict[tuple[str, int], Reproduced]] = {}
     for (dataset, protocol, network), block in runs.groupby(["dataset", "protocol", "network"], sort=True):
         key = BlockKey(dataset, protocol, block["_protocol_base"].iloc[0], network, block["_network_key"].iloc[0])
-        cells = {}
-        for (method, ipc), group in block.groupby(["method", "ipc"], sort=False):
-            cell = _summary(group[reading].to_numpy(dtype=float), mixed_provenance(group))
-            if cell is not None:
-                cells[(method, int(ipc))] = cell
-        blocks[key] = cells
+        blocks[key] = {(row.method, int(row.ipc)): Reproduced(row.mean, row.std, row.n, provenance=row.provenance)
+                       for row in summarise(block, ["method", "ipc"], reading, mixed_provenance).itertuples()}
     for composite in sorted(set(composites)):
         members = composite_members(composite)
         for (dataset, protocol), pair in runs.groupby(["dataset", "protocol"], sort=True):
@@ -550,13 +531,10 @@ def _format(value: float, decimals: int) -> str:
 
 
 def _reproduced_text(row: Comparison) -> str:
-    cell, scale = row.reproduced, row.scale
-    text = f"{_format(cell.mean * scale, row.decimals)} ± {_format(cell.std * scale, row.decimals)}"
-    if row.rank == 1:
-        text = f"**{text}**"
-    elif row.rank == 2 and row.metric in ACCURACY_READINGS:
-        text = f"<u>{text}</u>"
-    return text + (MIXED_MARK if cell.provenance else "")
+    """The reproduced mean ± std in the table's units, bold best, underlined second (accuracy only), ``†``."""
+    cell = Reproduced(row.reproduced.mean * row.scale, row.reproduced.std * row.scale, row.reproduced.n,
+                      row.rank, row.reproduced.provenance)
+    return cell_text(cell, lambda c: mean_std(c.mean, c.std, row.decimals), underline=row.metric in ACCURACY_READINGS)
 
 
 def _reported_cells(row: Comparison) -> list[str]:
@@ -573,7 +551,7 @@ def _reported_cells(row: Comparison) -> list[str]:
     else:
         sigma = _format(threshold, row.decimals) + (NO_REPORTED_STD if basis == "reproduced only" else "")
         flag = FLAG if row.flag else ""
-    return [reported.text, source.replace("|", "\\|"), f"{row.difference:+.{row.decimals}f}", sigma, flag]
+    return [reported.text, pipe_escape(source), f"{row.difference:+.{row.decimals}f}", sigma, flag]
 
 
 def family_title(family: Family) -> str:
@@ -639,8 +617,8 @@ def family_markdown(family: Family, notes: Sequence[str] = (), vocabulary: dict 
     Reproduced, Δ, 2σ, Flag; then the footnotes."""
     vocabulary = vocabulary or load_vocabulary()
     quality = family.kind == "quality"
-    header = "| Method | " + ("Metric" if quality else "IPC") + " | Reported | Source | Reproduced | Δ | 2σ | Flag |"
-    rule = "| --- | " + ("--- |" if quality else "---: |") + " ---: | --- | ---: | ---: | ---: | :---: |"
+    header = ["Method", "Metric" if quality else "IPC", "Reported", "Source", "Reproduced", "Δ", "2σ", "Flag"]
+    align = ["---", "---" if quality else "---:", "---:", "---", "---:", "---:", "---:", ":---:"]
     lines = [f"# Reported vs reproduced: {family.title}", "", family_title(family), ""]
     previous = None
     for (block, group), rows in groupby(family.rows, key=lambda row: (row.block, row.group)):
@@ -649,17 +627,10 @@ def family_markdown(family: Family, notes: Sequence[str] = (), vocabulary: dict 
             previous = block
         if group is not None:
             lines += [f"#### {vocabulary['ablations'][group].get('title', group)}", ""]
-        lines += [header, rule]
-        for row in rows:
-            reported = _reported_cells(row)
-            second = QUALITY_METRICS[row.metric].label() if quality else str(row.ipc)
-            entries = [row.method.replace("|", "\\|"), second, *reported[:2], _reproduced_text(row), *reported[2:]]
-            lines.append("| " + " | ".join(entries) + " |")
-        lines.append("")
-    footnotes = family_footnotes(family, notes)
-    if footnotes:
-        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
-    return "\n".join(lines)
+        entries = [[pipe_escape(row.method), QUALITY_METRICS[row.metric].label() if quality else str(row.ipc),
+                    *(reported := _reported_cells(row))[:2], _reproduced_text(row), *reported[2:]] for row in rows]
+        lines += markdown_table(header, align, entries) + [""]
+    return "\n".join(lines + render.notes(family_footnotes(family, notes)))
 
 
 def family_csv(family: Family) -> str:
@@ -686,7 +657,7 @@ def family_csv(family: Family) -> str:
             "sigma_basis": threshold[1], "flag": row.flag,
             "mixed_provenance": "; ".join(row.reproduced.provenance),
         })
-    return pd.DataFrame(records, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+    return csv_text(records, CSV_COLUMNS)
 
 
 def index_markdown(families: Sequence[Family], keys: dict[str, tuple[str | None, str]],
