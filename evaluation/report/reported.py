@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -391,17 +391,23 @@ class Family:
     notes: tuple[str, ...]
 
 
-def _candidates(reference: pd.DataFrame, dataset: str, method: str | None, ipc: int, metric: str,
-                network: str | None = None, protocol: str | None = None) -> pd.DataFrame:
-    if method is None:
-        return reference.iloc[0:0]
-    mask = ((reference["dataset"] == dataset) & (reference["ref_method"] == method)
-            & (reference["ref_ipc"] == ipc) & (reference["ref_reading"] == metric))
-    if metric in ACCURACY_READINGS:
-        if network is None:
-            return reference.iloc[0:0]
-        mask &= (reference["ref_network"] == network) & (reference["ref_protocol"] == protocol)
-    return reference[mask.fillna(False)]
+ACCURACY_JOIN = ["dataset", "ref_method", "ref_ipc", "ref_reading", "ref_network", "ref_protocol"]
+QUALITY_JOIN = ACCURACY_JOIN[:4]   # quality metrics join on dataset, method, IPC and metric only
+
+
+def join_reported(rows: Sequence[Comparison], reference: pd.DataFrame, prefer: Sequence[str] = ()) -> tuple:
+    """``rows`` with their reported values: a merge of the rows' keys with the reference on the join
+    keys (a null key, such as a variant without a reference method, joins nothing), the reference rows
+    of each key chosen from by :func:`choose_reported`."""
+    keys = pd.DataFrame([(row.block.dataset, row.reference_method, row.ipc, row.metric, row.block.network_key,
+                          row.block.protocol_base) for row in rows], columns=ACCURACY_JOIN)
+    joined = {}
+    for accuracy, on in ((True, ACCURACY_JOIN), (False, QUALITY_JOIN)):
+        part = keys[keys["ref_reading"].isin(ACCURACY_READINGS) == accuracy].dropna(subset=on)
+        merged = part[on].reset_index(names="_cell").merge(reference.dropna(subset=on).reset_index(names="_row"), on=on)
+        joined.update({cell: group.set_index("_row") for cell, group in merged.groupby("_cell")})
+    return tuple(replace(row, reported=choose_reported(joined.get(index, reference.iloc[0:0]), prefer, row.group))
+                 for index, row in enumerate(rows))
 
 
 def _reports_block(reference: pd.DataFrame, table: str, block: BlockKey) -> bool:
@@ -452,14 +458,11 @@ def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str
             for variant in variants:
                 method = keys[variant][0]
                 for ipc in sorted(ipc for v, ipc in shown if v == variant):
-                    candidates = _candidates(reference, block.dataset, method, ipc, "best_top1",
-                                             block.network_key, block.protocol_base)
-                    rows.append(Comparison(table, block, variant, method, ipc, "best_top1",
-                                           choose_reported(candidates, prefer, table), shown[(variant, ipc)],
-                                           ranks[(variant, ipc)]))
+                    rows.append(Comparison(table, block, variant, method, ipc, "best_top1", None,
+                                           shown[(variant, ipc)], ranks[(variant, ipc)]))
     if not rows:
         return None
-    return Family(name, spec["title"], "accuracy", tuple(rows), tuple(spec.get("notes", [])))
+    return Family(name, spec["title"], "accuracy", join_reported(rows, reference, prefer), tuple(spec.get("notes", [])))
 
 
 def quality_family(name: str, spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
@@ -482,15 +485,13 @@ def quality_family(name: str, spec: dict, metrics: pd.DataFrame, reference: pd.D
                     cell = table.cells.get((dataset, ipc, variant, metric))
                     if cell is None:
                         continue
-                    spec_metric = QUALITY_METRICS[metric]
-                    candidates = _candidates(reference, dataset, keys[variant][0], ipc, metric)
-                    rows.append(Comparison(None, block, variant, keys[variant][0], ipc, metric,
-                                           choose_reported(candidates, spec.get("prefer", [])),
-                                           Reproduced(cell.mean, cell.std, cell.n, cell.provenance),
-                                           1 if cell.best else 0, spec_metric.scale, spec_metric.decimals))
+                    shown = QUALITY_METRICS[metric]
+                    rows.append(Comparison(None, block, variant, keys[variant][0], ipc, metric, None, cell,
+                                           1 if cell.best else 0, shown.scale, shown.decimals))
     if not rows:
         return None
-    return Family(name, spec["title"], "quality", tuple(rows), tuple(spec.get("notes", [])))
+    return Family(name, spec["title"], "quality", join_reported(rows, reference, spec.get("prefer", [])),
+                  tuple(spec.get("notes", [])))
 
 
 def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = None,
