@@ -527,10 +527,6 @@ def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = Non
 # ---------------------------------------------------------------- rendering
 
 
-def _format(value: float, decimals: int) -> str:
-    return f"{value:.{decimals}f}"
-
-
 def _reproduced_text(row: Comparison) -> str:
     """The reproduced mean ± std in the table's units, bold best, underlined second (accuracy only), ``†``."""
     cell = Reproduced(row.reproduced.mean * row.scale, row.reproduced.std * row.scale, row.reproduced.n,
@@ -550,7 +546,7 @@ def _reported_cells(row: Comparison) -> list[str]:
     if math.isnan(threshold):
         sigma, flag = NOT_TESTED, NOT_TESTED
     else:
-        sigma = _format(threshold, row.decimals) + (NO_REPORTED_STD if basis == "reproduced only" else "")
+        sigma = f"{threshold:.{row.decimals}f}" + (NO_REPORTED_STD if basis == "reproduced only" else "")
         flag = FLAG if row.flag else ""
     return [reported.text, pipe_escape(source), f"{row.difference:+.{row.decimals}f}", sigma, flag]
 
@@ -669,21 +665,20 @@ def index_markdown(families: Sequence[Family], keys: dict[str, tuple[str | None,
               "evaluation/report/reported_vocabulary.yaml; see evaluation/report/reported.py for the join rules.")
     lines = ["# Reported vs reproduced", "", source, ""]
     if families:
-        lines += ["| Table | Rows | With a reported value | Flagged (\\|Δ\\| > 2σ) |", "| --- | ---: | ---: | ---: |"]
-        for family in families:
-            compared = [row for row in family.rows if row.reported is not None]
-            lines.append(f"| reported_{family.name}.md | {len(family.rows)} | {len(compared)} | "
-                         f"{sum(bool(row.flag) for row in compared)} |")
+        lines += markdown_table(["Table", "Rows", "With a reported value", "Flagged (\\|Δ\\| > 2σ)"],
+                                ["---"] + ["---:"] * 3, [
+            [f"reported_{family.name}.md", str(len(family.rows)), str(sum(row.reported is not None for row in family.rows)),
+             str(sum(bool(row.flag) for row in family.rows if row.reported is not None))] for family in families])
     else:
         lines.append("No family of the reference has results in this profile (its datasets are not the papers').")
     how = {"name": "its name", "--method-map": "--method-map", "none": "none: not a reference method name"}
-    lines += ["", "| Variant | Reference method | From |", "| --- | --- | --- |"]
-    lines += [f"| {variant} | {method or MISSING} | {how[source]} |" for variant, (method, source) in keys.items()]
+    lines += [""] + markdown_table(["Variant", "Reference method", "From"], ["---"] * 3,
+                                   [[variant, method or MISSING, how[source]] for variant, (method, source) in keys.items()])
     reasons = reference.apply(unjoined_reason, axis=1).dropna()
     if len(reasons):
-        lines += ["", f"Reference rows the vocabulary never joins: {len(reasons)} of {len(reference)}.", "",
-                  "| Reason | Rows |", "| --- | ---: |"]
-        lines += [f"| {reason} | {count} |" for reason, count in reasons.value_counts().sort_index().items()]
+        lines += ["", f"Reference rows the vocabulary never joins: {len(reasons)} of {len(reference)}.", ""]
+        lines += markdown_table(["Reason", "Rows"], ["---", "---:"],
+                                [[reason, str(count)] for reason, count in reasons.value_counts().sort_index().items()])
     return "\n".join(lines) + "\n"
 
 
