@@ -28,7 +28,6 @@ import pandas as pd
 from evaluation.core.artifacts import read_json_object
 from evaluation.core.errors import InputError
 from .render import (
-    MIXED_MARK,
     Cell,
     cell_text,
     count_range,
@@ -39,6 +38,7 @@ from .render import (
     markdown_table,
     notes,
     pipe_escape,
+    pooled,
     summarise,
     write_texts,
 )
@@ -267,8 +267,7 @@ def _entry(cell: Cell | None, text: Callable[[Cell], str], latex: bool = False) 
 
 def provenance_notes(table: QualityTable) -> list[str]:
     """One ``†`` footnote per marked cell, naming it and what differs between its seeds' records."""
-    return [f"{MIXED_MARK} {dataset} · {method} · {METRICS[metric].name} · IPC {ipc} pools records of different "
-            f"provenance: {'; '.join(cell.provenance)}."
+    return [pooled(f"{dataset} · {method} · {METRICS[metric].name} · IPC {ipc}", cell.provenance, "record")
             for (dataset, ipc, method, metric), cell in sorted(table.cells.items()) if cell.provenance]
 
 

@@ -138,6 +138,11 @@ def notes(footnotes: Sequence[str], latex: bool = False) -> list[str]:
     return ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
 
 
+def pooled(where: str, provenance: Sequence[str], noun: str = "run") -> str:
+    """The ``†`` footnote of a cell pooling records of different provenance."""
+    return f"{MIXED_MARK} {where} pools {noun}s of different provenance: {'; '.join(provenance)}."
+
+
 def count_range(counts: Sequence[int]) -> str:
     """``5`` for one count, ``3–5`` for several (sorted), ``no`` for none (every cell missing)."""
     if not counts:

@@ -44,7 +44,7 @@ import yaml
 from evaluation.core.artifacts import write_text_atomic
 from evaluation.core.errors import InputError
 from . import render
-from .render import MISSING, MIXED_MARK, Cell, cell_text, csv_text, dense_ranks, markdown_table, mean_std, pipe_escape, summarise
+from .render import MISSING, Cell, cell_text, csv_text, dense_ranks, markdown_table, mean_std, pipe_escape, pooled, summarise
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
 from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, mixed_provenance, ordered_methods
@@ -586,8 +586,7 @@ def family_footnotes(family: Family, notes: Sequence[str] = ()) -> list[str]:
     lines += [f"Source of the rows marked SECONDARY: {source}." for source in secondary]
     for row in family.rows:
         if row.reproduced.provenance:
-            lines.append(f"{MIXED_MARK} {_where(row)} pools runs of different provenance: "
-                         f"{'; '.join(row.reproduced.provenance)}.")
+            lines.append(pooled(_where(row), row.reproduced.provenance))
     unmapped = sorted({row.method for row in family.rows if row.reference_method is None})
     if unmapped:
         lines.append(f"No reference method for {', '.join(unmapped)} (not a reference method name); "

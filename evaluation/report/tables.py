@@ -48,6 +48,7 @@ from .render import (
     mean_std,
     notes,
     pipe_escape,
+    pooled,
     summarise,
     write_texts,
 )
@@ -331,8 +332,7 @@ def _flatten(config: dict, prefix: str = "") -> dict:
 
 def provenance_footnotes(table: AccuracyTable) -> list[str]:
     """One ``†`` footnote per marked cell of ``table``, naming the cell and what differs."""
-    return [f"{MIXED_MARK} {block.dataset} · {block.protocol} · {block.network} · {method} · IPC {ipc} pools runs "
-            f"of different provenance: {'; '.join(cell.provenance)}."
+    return [pooled(f"{block.dataset} · {block.protocol} · {block.network} · {method} · IPC {ipc}", cell.provenance)
             for block in table.blocks for method in block.methods for ipc in block.ipcs
             if (cell := block.cells.get((method, ipc))) is not None and cell.provenance]
 
