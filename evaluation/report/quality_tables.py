@@ -18,7 +18,7 @@ marked ``†``, with a footnote naming the values (as in the accuracy tables).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,7 +234,7 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
         ranks = dense_ranks(dict(group["mean"]), spec.decimals, not spec.lower_is_better, spec.scale)
         for index, row in group.iterrows():
             cells[(dataset, int(ipc), row["method"], metric)] = Cell(
-                row["mean"], row["std"], row["n"], ranks[index], row["provenance"], row["ci_low"], row["ci_high"])
+                row["mean"], row["std"], row["n"], int(ranks[index] == 1), row["provenance"], row["ci_low"], row["ci_high"])
     datasets = tuple(sorted(frame["dataset"].unique()))
     methods = {d: tuple(m for m in order if m in set(frame.loc[frame["dataset"] == d, "method"]))
                for d in datasets}
@@ -257,12 +257,6 @@ def _with_interval(cell: Cell, metric: str) -> str:
 
 def _with_std(cell: Cell, metric: str, pm: str = "±") -> str:
     return f"{_number(cell.mean, metric)} {pm} {_number(cell.std, metric)}"
-
-
-def _entry(cell: Cell | None, text: Callable[[Cell], str], latex: bool = False) -> str:
-    """``text(cell)``, bold when best, ``†`` when its seeds' records differ in provenance; the
-    missing mark when there is no cell."""
-    return cell_text(cell, text, latex, underline=False)
 
 
 def provenance_notes(table: QualityTable) -> list[str]:
@@ -368,7 +362,7 @@ def _generation_blocks(table: QualityTable, latex: bool) -> list[str]:
         methods = table.methods[dataset]
         for ipc in table.ipcs[dataset]:
             rows = [[METRICS[metric].label(latex)] + [
-                _entry(table.cells.get((dataset, ipc, method, metric)),
+                cell_text(table.cells.get((dataset, ipc, method, metric)),
                        lambda c, m=metric: _with_interval(c, m), latex) for method in methods]
                 for metric in table.metrics]
             if latex:
@@ -394,7 +388,7 @@ def generation_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
 def _distribution_rows(table: QualityTable, dataset: str, latex: bool) -> list[list[str]]:
     pm = r"$\pm$" if latex else "±"
     return [[(latex_escape if latex else pipe_escape)(method)] + [
-        _entry(table.cells.get((dataset, ipc, method, metric)), lambda c, m=metric: _with_std(c, m, pm), latex)
+        cell_text(table.cells.get((dataset, ipc, method, metric)), lambda c, m=metric: _with_std(c, m, pm), latex)
         for ipc in table.ipcs[dataset] for metric in table.metrics] for method in table.methods[dataset]]
 
 
