@@ -233,8 +233,9 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
         spec = METRICS[metric]
         ranks = dense_ranks(dict(group["mean"]), spec.decimals, not spec.lower_is_better, spec.scale)
         for index, row in group.iterrows():
+            best = int(ranks[index] == 1)
             cells[(dataset, int(ipc), row["method"], metric)] = Cell(
-                row["mean"], row["std"], row["n"], int(ranks[index] == 1), row["provenance"], row["ci_low"], row["ci_high"])
+                row["mean"], row["std"], row["n"], best, row["provenance"], row["ci_low"], row["ci_high"])
     datasets = tuple(sorted(frame["dataset"].unique()))
     methods = {d: tuple(m for m in order if m in set(frame.loc[frame["dataset"] == d, "method"]))
                for d in datasets}

@@ -44,7 +44,8 @@ import yaml
 from evaluation.core.artifacts import write_text_atomic
 from evaluation.core.errors import InputError
 from . import render
-from .render import MISSING, Cell, cell_text, csv_text, dense_ranks, markdown_table, mean_std, pipe_escape, pooled, summarise
+from .render import (MISSING, Cell, cell_text, csv_text, dense_ranks, markdown_table, mean_std, pipe_escape, pooled,
+                     summarise)
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
 from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, mixed_provenance, ordered_methods
@@ -666,13 +667,14 @@ def index_markdown(families: Sequence[Family], keys: dict[str, tuple[str | None,
     if families:
         lines += markdown_table(["Table", "Rows", "With a reported value", "Flagged (\\|Δ\\| > 2σ)"],
                                 ["---"] + ["---:"] * 3, [
-            [f"reported_{family.name}.md", str(len(family.rows)), str(sum(row.reported is not None for row in family.rows)),
+            [f"reported_{family.name}.md", str(len(family.rows)),
+             str(sum(row.reported is not None for row in family.rows)),
              str(sum(bool(row.flag) for row in family.rows if row.reported is not None))] for family in families])
     else:
         lines.append("No family of the reference has results in this profile (its datasets are not the papers').")
     how = {"name": "its name", "--method-map": "--method-map", "none": "none: not a reference method name"}
-    lines += [""] + markdown_table(["Variant", "Reference method", "From"], ["---"] * 3,
-                                   [[variant, method or MISSING, how[source]] for variant, (method, source) in keys.items()])
+    lines += [""] + markdown_table(["Variant", "Reference method", "From"], ["---"] * 3, [
+        [variant, method or MISSING, how[source]] for variant, (method, source) in keys.items()])
     reasons = reference.apply(unjoined_reason, axis=1).dropna()
     if len(reasons):
         lines += ["", f"Reference rows the vocabulary never joins: {len(reasons)} of {len(reference)}.", ""]
