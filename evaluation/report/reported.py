@@ -37,7 +37,6 @@ from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -226,13 +225,6 @@ class BlockKey:
     network_key: str | None  # arch-depth from the manifest (``mean(...)`` for a composite)
 
 
-def _summary(values: np.ndarray, provenance: tuple[str, ...]) -> Reproduced | None:
-    if len(values) == 0 or np.isnan(values).any():
-        return None
-    return Reproduced(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                      len(values), provenance=provenance)
-
-
 def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``_network_key`` and ``_protocol_base`` (the protocol's name where no base is
     recorded: a reference protocol's own name is its base)."""
@@ -277,16 +269,14 @@ def reproduced_blocks(runs: pd.DataFrame, reading: str = "best_top1",
 
 
 def _composite_cells(runs: pd.DataFrame, networks: list[str], reading: str) -> dict[tuple[str, int], Reproduced]:
-    cells = {}
-    for (method, ipc), group in runs.groupby(["method", "ipc"], sort=False):
-        # observed (seed, repeat) pairs only; a member network missing for one of them leaves a NaN
-        table = group.groupby(["seed", "repeat", "network"])[reading].mean().unstack("network").reindex(columns=networks)
-        provenance = tuple(f"{network}: {note}" for network in networks
-                           for note in mixed_provenance(group[group["network"] == network]))
-        cell = _summary(table.mean(axis=1, skipna=False).to_numpy(dtype=float), provenance)
-        if cell is not None:
-            cells[(method, int(ipc))] = cell
-    return cells
+    # observed (seed, repeat) pairs only; a member network missing for one of them leaves a NaN
+    means = (runs.groupby(["method", "ipc", "seed", "repeat", "network"], sort=False)[reading].mean()
+             .unstack("network").reindex(columns=networks).mean(axis=1, skipna=False).rename(reading).reset_index())
+    provenance = {key: tuple(f"{network}: {note}" for network in networks
+                             for note in mixed_provenance(group[group["network"] == network]))
+                  for key, group in runs.groupby(["method", "ipc"], sort=False)}
+    return {(row.method, int(row.ipc)): Reproduced(row.mean, row.std, row.n, provenance=provenance[row.method, row.ipc])
+            for row in summarise(means, ["method", "ipc"], reading).itertuples()}
 
 
 # ---------------------------------------------------------------- comparison
