@@ -51,6 +51,7 @@ from .tables import (
     ordered_methods,
     record_packages,
     record_provenance,
+    required_fields,
 )
 
 
@@ -128,18 +129,8 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
 def _read_metrics(path: Path) -> list[dict]:
     """The rows of one metrics record, its required keys checked and typed."""
     data = read_json_object(path, "measurement", "metrics records", rule="measure")
-    record = {}
-    for key, kind in REQUIRED_KEYS.items():
-        if key not in data:
-            raise InputError(f"{path}: missing required key '{key}'; re-run the measurement that wrote it")
-        if kind is dict and not isinstance(data[key], dict):
-            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not an object; "
-                             "re-run the measurement that wrote it")
-        try:
-            record[key] = data[key] if kind is dict else kind(data[key])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
-                             "re-run the measurement that wrote it") from None
+    fix = "re-run the measurement that wrote it"
+    record = required_fields(path, data, REQUIRED_KEYS, fix, fix)
     for role in EXTRACTOR_ROLES:
         extractor = record["extractors"].get(role)
         if not isinstance(extractor, dict) or "name" not in extractor:

@@ -134,14 +134,8 @@ def _read_run(path: Path) -> dict:
     data = read_json_object(path, "training", "run results", rule="evaluate")
     record = {key: value for key, value in data.items()
               if value is None or isinstance(value, (str, int, float, bool))}
-    for key, kind in REQUIRED_KEYS.items():
-        if key not in data:
-            raise InputError(f"{path}: missing required key '{key}'; add it to the run's result JSON")
-        try:
-            record[key] = kind(data[key])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
-                             "fix the value in the run's result JSON") from None
+    record.update(required_fields(path, data, REQUIRED_KEYS, "add it to the run's result JSON",
+                                  "fix the value in the run's result JSON"))
     for key, kind in OPTIONAL_KEYS.items():
         value = data.get(key)
         allowed = (int, float) if kind is float else (kind,)
@@ -151,6 +145,23 @@ def _read_run(path: Path) -> dict:
         record[key] = None if value is None else kind(value)
     check_accuracies(path, record, data.get("curve"))
     record.update(_manifest_fields(data.get("manifest")))
+    return record
+
+
+def required_fields(path: Path, data: dict, kinds: dict[str, type], add: str, fix: str) -> dict:
+    """``data``'s ``kinds`` keys, each converted to its type (a ``dict`` key checked to be an object),
+    refused in one line naming the key and ``add`` (missing) or ``fix`` (not of its type)."""
+    record = {}
+    for key, kind in kinds.items():
+        if key not in data:
+            raise InputError(f"{path}: missing required key '{key}'; {add}")
+        try:
+            if kind is dict and not isinstance(data[key], dict):
+                raise TypeError
+            record[key] = data[key] if kind is dict else kind(data[key])
+        except (TypeError, ValueError):
+            noun = "an object" if kind is dict else kind.__name__
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {noun}; {fix}") from None
     return record
 
 
