@@ -347,15 +347,21 @@ def _values(series: pd.Series) -> str:
 # ---------------------------------------------------------------- renderers
 
 
-def _generation_blocks(table: QualityTable, latex: bool) -> list[str]:
-    """Per (dataset, IPC) a table of metrics × methods."""
+def _text(title: str, blocks: list[str], footnotes: Sequence[str], latex: bool) -> str:
+    """The title line (a LaTeX comment), the blocks, then the ``Notes:`` footer."""
+    return "\n".join([f"% {latex_escape(title)}" if latex else title, ""] + blocks + notes(footnotes, latex))
+
+
+def generation_markdown(table: QualityTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+    """Title, then per (dataset, IPC) a pipe table (or booktabs ``tabular``) of metrics × methods,
+    then the footnotes."""
     lines = []
     for dataset in table.datasets:
         methods = table.methods[dataset]
         for ipc in table.ipcs[dataset]:
             rows = [[METRICS[metric].label(latex)] + [
                 cell_text(table.cells.get((dataset, ipc, method, metric)),
-                       lambda c, m=metric: _with_interval(c, m), latex) for method in methods]
+                          lambda c, m=metric: _with_interval(c, m), latex) for method in methods]
                 for metric in table.metrics]
             if latex:
                 lines += latex_tabular(f"{latex_escape(dataset)} / IPC {ipc}", len(methods),
@@ -363,49 +369,27 @@ def _generation_blocks(table: QualityTable, latex: bool) -> list[str]:
             else:
                 lines += [f"### {dataset} · IPC {ipc}", ""] + markdown_table(
                     ["Metric"] + [pipe_escape(m) for m in methods], ["---"] + ["---:"] * len(methods), rows) + [""]
-    return lines
+    return _text(generation_title(table), lines, footnotes, latex)
 
 
-def generation_markdown(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """Title, then per (dataset, IPC) a pipe table of metrics × methods, then the footnotes."""
-    return "\n".join([generation_title(table), ""] + _generation_blocks(table, False) + notes(footnotes))
-
-
-def generation_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """One booktabs ``tabular`` per (dataset, IPC), metrics as rows, then the footnotes."""
-    return "\n".join([f"% {latex_escape(generation_title(table))}", ""] + _generation_blocks(table, True)
-                     + notes(footnotes, latex=True))
-
-
-def _distribution_rows(table: QualityTable, dataset: str, latex: bool) -> list[list[str]]:
-    pm = r"$\pm$" if latex else "±"
-    return [[(latex_escape if latex else pipe_escape)(method)] + [
-        cell_text(table.cells.get((dataset, ipc, method, metric)), lambda c, m=metric: _with_std(c, m, pm), latex)
-        for ipc in table.ipcs[dataset] for metric in table.metrics] for method in table.methods[dataset]]
-
-
-def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """Title, then per dataset a pipe table of methods × (IPC, metric), then the footnotes."""
-    lines = [distribution_title(table), ""]
-    for dataset in table.datasets:
-        columns = [f"IPC {ipc} {METRICS[m].label()}" for ipc in table.ipcs[dataset] for m in table.metrics]
-        lines += [f"### {dataset}", ""] + markdown_table(["Method"] + columns, ["---"] + ["---:"] * len(columns),
-                                                         _distribution_rows(table, dataset, False)) + [""]
-    return "\n".join(lines + notes(footnotes))
-
-
-def distribution_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """One booktabs ``tabular`` per dataset with an IPC header row over its metric columns."""
-    lines = [f"% {latex_escape(distribution_title(table))}", ""]
-    width = len(table.metrics)
+def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+    """Title, then per dataset a pipe table of methods × (IPC, metric) (in LaTeX, a ``tabular`` with an
+    IPC header row over its metric columns), then the footnotes."""
+    lines, width, pm = [], len(table.metrics), r"$\pm$" if latex else "±"
     for dataset in table.datasets:
         ipcs = table.ipcs[dataset]
-        rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
-        above = [" & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\", rules]
-        lines += latex_tabular(latex_escape(dataset), width * len(ipcs),
-                               ["Method"] + [METRICS[m].label(latex=True) for _ in ipcs for m in table.metrics],
-                               _distribution_rows(table, dataset, True), above)
-    return "\n".join(lines + notes(footnotes, latex=True))
+        rows = [[(latex_escape if latex else pipe_escape)(method)] + [
+            cell_text(table.cells.get((dataset, ipc, method, metric)), lambda c, m=metric: _with_std(c, m, pm), latex)
+            for ipc in ipcs for metric in table.metrics] for method in table.methods[dataset]]
+        header = ["Method"] + [f"{'' if latex else f'IPC {ipc} '}{METRICS[m].label(latex)}"
+                               for ipc in ipcs for m in table.metrics]
+        if latex:
+            rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
+            above = [" & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\", rules]
+            lines += latex_tabular(latex_escape(dataset), width * len(ipcs), header, rows, above)
+        else:
+            lines += [f"### {dataset}", ""] + markdown_table(header, ["---"] + ["---:"] * (len(header) - 1), rows) + [""]
+    return _text(distribution_title(table), lines, footnotes, latex)
 
 
 def quality_csv(table: QualityTable) -> str:
@@ -417,8 +401,8 @@ def quality_csv(table: QualityTable) -> str:
                      if (cell := table.cells.get((dataset, ipc, method, metric))) is not None], CSV_COLUMNS)
 
 
-RENDERERS = {"generation": (GENERATION_METRICS, generation_markdown, generation_latex),
-             "distribution": (DISTRIBUTION_METRICS, distribution_markdown, distribution_latex)}
+RENDERERS = {"generation": (GENERATION_METRICS, generation_markdown),
+             "distribution": (DISTRIBUTION_METRICS, distribution_markdown)}
 
 
 def write_quality_tables(frame: pd.DataFrame, out_dir: Path, method_order: Sequence[str] | None = None,
@@ -426,9 +410,9 @@ def write_quality_tables(frame: pd.DataFrame, out_dir: Path, method_order: Seque
     """Write ``generation.{md,tex,csv}`` and ``distribution.{md,tex,csv}`` into ``out_dir``, each
     atomically; the footnotes (the records' settings, then ``notes``) go to Markdown and LaTeX."""
     paths = []
-    for stem, (metrics, markdown, latex) in RENDERERS.items():
+    for stem, (metrics, render) in RENDERERS.items():
         table = quality_table(frame, metrics, method_order)
         footnotes = metric_footnotes(frame, metrics) + list(notes) + provenance_notes(table)
-        paths += write_texts(out_dir, stem, {".md": markdown(table, footnotes), ".tex": latex(table, footnotes),
+        paths += write_texts(out_dir, stem, {".md": render(table, footnotes), ".tex": render(table, footnotes, latex=True),
                                              ".csv": quality_csv(table)})
     return paths

@@ -40,11 +40,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from evaluation.core.artifacts import write_text_atomic
 from evaluation.core.errors import InputError
 from . import render
-from .render import (MISSING, Cell, cell_text, csv_text, dense_ranks, markdown_table, mean_std, pipe_escape, pooled,
-                     summarise)
+from .render import (MISSING, Cell, cell_text, count_range, csv_text, dense_ranks, markdown_table, mean_std,
+                     pipe_escape, pooled, summarise, write_texts)
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
 from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, mixed_provenance, ordered_methods
@@ -408,10 +407,6 @@ def _reports_block(reference: pd.DataFrame, table: str, block: BlockKey) -> bool
     return bool(mask.fillna(False).any())
 
 
-def _rows_of(variants: Sequence[str], keys: dict[str, tuple[str | None, str]], wanted) -> list[str]:
-    return [variant for variant in variants if wanted(keys[variant][0])]
-
-
 def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str, int], Reproduced]],
                     reference: pd.DataFrame, keys: dict[str, tuple[str | None, str]], order: Sequence[str],
                     vocabulary: dict) -> Family | None:
@@ -434,7 +429,7 @@ def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str
         cells = blocks[block]
         present = [variant for variant in order if any(method == variant for method, _ in cells)]
         for table, wanted, targets in groups:
-            variants = _rows_of(present, keys, wanted)
+            variants = [variant for variant in present if wanted(keys[variant][0])]
             if targets is not None:
                 # a group is shown where its table reports this block and the results have one of its
                 # ablation variants (not for the DiT and full-method rows alone)
@@ -485,17 +480,20 @@ def quality_family(name: str, spec: dict, metrics: pd.DataFrame, reference: pd.D
                   tuple(spec.get("notes", [])))
 
 
+def _variant_keys(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, method_map: dict[str, str] | None,
+                  vocabulary: dict) -> dict[str, tuple[str | None, str]]:
+    """:func:`variant_methods` of every variant of ``runs`` then ``metrics``, in order of appearance."""
+    frames = [frame for frame in (runs, metrics) if frame is not None and not frame.empty]
+    return variant_methods(dict.fromkeys(v for frame in frames for v in frame["method"]), method_map, vocabulary)
+
+
 def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = None,
                    method_map: dict[str, str] | None = None, method_order: Sequence[str] | None = None,
                    reference: pd.DataFrame | None = None, vocabulary: dict | None = None) -> list[Family]:
     """Every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality) have rows for."""
     vocabulary = vocabulary or load_vocabulary()
     reference = load_reference(vocabulary=vocabulary) if reference is None else reference
-    variants = []
-    for frame in (runs, metrics):
-        if frame is not None and not frame.empty:
-            variants += list(frame["method"])
-    keys = variant_methods(dict.fromkeys(variants), method_map, vocabulary)
+    keys = _variant_keys(runs, metrics, method_map, vocabulary)
     families = []
     blocks = None
     for name, spec in vocabulary["families"].items():
@@ -548,8 +546,7 @@ def family_title(family: Family) -> str:
             if family.kind == "accuracy" else
             "Generation quality: the reported value beside the reproduced mean ± std over generation seeds, "
             "in the units of generation.md (precision, recall and coverage in %)")
-    counts = sorted({row.reproduced.n for row in family.rows})
-    runs = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+    runs = count_range(sorted({row.reproduced.n for row in family.rows}))
     unit = "runs" if family.kind == "accuracy" else "seeds"
     key = "method, IPC, network and protocol" if family.kind == "accuracy" else "method, IPC and metric"
     return (f"{what} ({runs} {unit} per cell). Δ = reproduced − reported; {FLAG} where |Δ| > 2σ, "
@@ -683,8 +680,6 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
     vocabulary = load_vocabulary()
     reference = load_reference(reference_path, vocabulary)
     families = build_families(runs, metrics, method_map, method_order, reference, vocabulary)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for family in families:
         if family.kind == "quality":
@@ -695,15 +690,8 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
             protocols = dict.fromkeys(row.block.protocol for row in family.rows)
             family_notes = [note for protocol in sorted(protocols) for note in (protocol_notes or {}).get(protocol, [])]
         family_notes += list(method_notes)
-        for suffix, text in ((".md", family_markdown(family, family_notes, vocabulary)), (".csv", family_csv(family))):
-            path = out_dir / f"reported_{family.name}{suffix}"
-            write_text_atomic(path, text)
-            paths.append(path)
-    variants = []
-    for frame in (runs, metrics):
-        if frame is not None and not frame.empty:
-            variants += list(frame["method"])
-    keys = variant_methods(dict.fromkeys(variants), method_map, vocabulary)
-    write_text_atomic(out_dir / "reported.md", index_markdown(families, keys, reference))
-    return paths + [out_dir / "reported.md"]
+        paths += write_texts(out_dir, f"reported_{family.name}", {
+            ".md": family_markdown(family, family_notes, vocabulary), ".csv": family_csv(family)})
+    keys = _variant_keys(runs, metrics, method_map, vocabulary)
+    return paths + write_texts(out_dir, "reported", {".md": index_markdown(families, keys, reference)})
 

@@ -362,24 +362,23 @@ def _grid(block: Block, latex: bool) -> list[list[str]]:
                               for ipc in block.ipcs] for method in block.methods]
 
 
-def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
-    """Title line, then one heading and pipe table per block, then ``Notes:`` and the footnotes."""
-    lines = [title(table), ""]
+def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+    """Title line, then one heading and pipe table per block (in LaTeX, one booktabs ``tabular`` per
+    block with a caption row naming it), then ``Notes:`` and the footnotes."""
+    lines = [f"% {latex_escape(title(table))}" if latex else title(table), ""]
     for block in table.blocks:
-        lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
-        lines += markdown_table(["Method"] + [f"IPC {ipc}" for ipc in block.ipcs],
-                                ["---"] + ["---:"] * len(block.ipcs), _grid(block, latex=False)) + [""]
-    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(table)))
+        header = ["Method"] + [f"IPC {ipc}" for ipc in block.ipcs]
+        if latex:
+            name = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
+            lines += latex_tabular(name, len(block.ipcs), header, _grid(block, latex=True))
+        else:
+            lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
+            lines += markdown_table(header, ["---"] + ["---:"] * len(block.ipcs), _grid(block, latex=False)) + [""]
+    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(table), latex))
 
 
 def to_latex(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
-    """One booktabs ``tabular`` per block with a caption row naming it, then the footnotes."""
-    lines = [f"% {latex_escape(title(table))}", ""]
-    for block in table.blocks:
-        name = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
-        lines += latex_tabular(name, len(block.ipcs), ["Method"] + [f"IPC {ipc}" for ipc in block.ipcs],
-                               _grid(block, latex=True))
-    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(table), latex=True))
+    return to_markdown(table, footnotes, latex=True)
 
 
 def to_csv(table: AccuracyTable) -> str:
