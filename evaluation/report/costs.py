@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.core.artifacts import write_text_atomic
 from evaluation.core.errors import InputError
 from evaluation.data.datasets import DATASETS
 from . import render
@@ -182,8 +181,5 @@ def write_costs(benchmarks: str | Path, out_dir: Path, method_order: Sequence[st
     if table.empty:
         notes.insert(0, f"No distill/<dataset>/<method>/ipc<k>-seed<s>.tsv or finetune_backbone benchmark under "
                         f"{benchmarks}.")
-    out_dir = Path(out_dir)
-    paths = [out_dir / "costs.md", out_dir / "costs.csv"]
-    write_text_atomic(paths[0], costs_markdown(table, latents, notes))
-    write_text_atomic(paths[1], table.to_csv(index=False, lineterminator="\n"))
-    return paths
+    return render.write_texts(out_dir, "costs", {".md": costs_markdown(table, latents, notes),
+                                                 ".csv": table.to_csv(index=False, lineterminator="\n")})

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.core.artifacts import write_text_atomic
+from .render import count_range, write_texts
 from .tables import BLOCK_KEYS, METRIC_DESCRIPTIONS
 
 COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "metric", "seeds", "runs", "repeats_per_seed",
@@ -89,7 +89,7 @@ def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
     metrics = [metric for metric in METRIC_DESCRIPTIONS if metric in runs.columns]
     for key, group in runs.groupby(BLOCK_KEYS + ["method", "ipc"], sort=True):
         counts = group.groupby("seed").size()
-        per_seed = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}–{counts.max()}"
+        per_seed = count_range(sorted(counts))
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
             if np.isnan(values).any():
@@ -103,6 +103,5 @@ def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def write_variance(runs: pd.DataFrame, out_dir: Path) -> Path:
     """Write ``variance.csv`` (numbers at full precision) into ``out_dir``, atomically."""
-    path = Path(out_dir) / "variance.csv"
-    write_text_atomic(path, variance_table(runs).to_csv(index=False, lineterminator="\n"))
+    [path] = write_texts(out_dir, "variance", {".csv": variance_table(runs).to_csv(index=False, lineterminator="\n")})
     return path
