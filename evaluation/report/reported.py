@@ -349,21 +349,16 @@ class Comparison:
     ipc: int
     metric: str
     reported: Reported | None
-    reproduced: Reproduced
-    rank: int               # dense rank of the reproduced mean among the rows shown (1 = best)
-    scale: float = 1.0      # record units → displayed units (quality metrics)
+    reproduced: Reproduced  # in the table's units; rank: among the rows shown (1 = best)
     decimals: int = DECIMALS
 
     @property
     def difference(self) -> float:
-        return math.nan if self.reported is None else self.reproduced.mean * self.scale - self.reported.value
+        return math.nan if self.reported is None else self.reproduced.mean - self.reported.value
 
     @property
     def sigma(self) -> tuple[float, str]:
-        if self.reported is None:
-            return math.nan, ""
-        scaled = Reproduced(self.reproduced.mean * self.scale, self.reproduced.std * self.scale, self.reproduced.n)
-        return two_sigma(self.reported.std, scaled)
+        return (math.nan, "") if self.reported is None else two_sigma(self.reported.std, self.reproduced)
 
     @property
     def flag(self) -> bool | None:
@@ -445,7 +440,7 @@ def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str
                 method = keys[variant][0]
                 for ipc in sorted(ipc for v, ipc in shown if v == variant):
                     rows.append(Comparison(table, block, variant, method, ipc, "best_top1", None,
-                                           shown[(variant, ipc)], ranks[(variant, ipc)]))
+                                           replace(shown[(variant, ipc)], rank=ranks[(variant, ipc)])))
     if not rows:
         return None
     return Family(name, spec["title"], "accuracy", join_reported(rows, reference, prefer), tuple(spec.get("notes", [])))
@@ -471,9 +466,10 @@ def quality_family(name: str, spec: dict, metrics: pd.DataFrame, reference: pd.D
                     cell = table.cells.get((dataset, ipc, variant, metric))
                     if cell is None:
                         continue
-                    shown = QUALITY_METRICS[metric]
-                    rows.append(Comparison(None, block, variant, keys[variant][0], ipc, metric, None, cell,
-                                           1 if cell.best else 0, shown.scale, shown.decimals))
+                    scale = QUALITY_METRICS[metric].scale
+                    rows.append(Comparison(None, block, variant, keys[variant][0], ipc, metric, None, Reproduced(
+                        cell.mean * scale, cell.std * scale, cell.n, cell.rank, cell.provenance),
+                        QUALITY_METRICS[metric].decimals))
     if not rows:
         return None
     return Family(name, spec["title"], "quality", join_reported(rows, reference, spec.get("prefer", [])),
@@ -518,9 +514,7 @@ def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = Non
 
 def _reproduced_text(row: Comparison) -> str:
     """The reproduced mean ± std in the table's units, bold best, underlined second (accuracy only), ``†``."""
-    cell = Reproduced(row.reproduced.mean * row.scale, row.reproduced.std * row.scale, row.reproduced.n,
-                      row.rank, row.reproduced.provenance)
-    return cell_text(cell, lambda c: mean_std(c.mean, c.std, row.decimals), underline=row.metric in ACCURACY_READINGS)
+    return cell_text(row.reproduced, lambda c: mean_std(c.mean, c.std, row.decimals), underline=row.metric in ACCURACY_READINGS)
 
 
 def _reported_cells(row: Comparison) -> list[str]:
@@ -562,7 +556,7 @@ def family_footnotes(family: Family, notes: Sequence[str] = ()) -> list[str]:
         lines.append(f"{NO_REPORTED_STD} after 2σ: the reference gives no std, so σ is the reproduced std alone.")
     if any(row.sigma[1] == "none" for row in family.rows):
         lines.append(f"{NOT_TESTED}: neither a reported std nor two reproduced runs, so no flag.")
-    if any(row.rank == 1 for row in family.rows):
+    if any(row.reproduced.best for row in family.rows):
         lines.append("Reproduced numbers: bold = best" + (", underlined = second" if family.kind == "accuracy" else "")
                      + " among the rows shown (per IPC" + (" and block" if family.kind == "accuracy" else " and metric")
                      + ").")
@@ -634,8 +628,8 @@ def family_csv(family: Family) -> str:
             "reported_source": reported.source if reported else "",
             "reported_secondary": reported.secondary if reported else None,
             "also_reported": "; ".join(reported.others) if reported else "",
-            "reproduced_mean": row.reproduced.mean * row.scale, "reproduced_std": row.reproduced.std * row.scale,
-            "n": row.reproduced.n, "rank": row.rank,
+            "reproduced_mean": row.reproduced.mean, "reproduced_std": row.reproduced.std,
+            "n": row.reproduced.n, "rank": row.reproduced.rank,
             "difference": None if reported is None else row.difference,
             "two_sigma": None if reported is None or math.isnan(threshold[0]) else threshold[0],
             "sigma_basis": threshold[1], "flag": row.flag,
