@@ -188,9 +188,6 @@ def _plain(value: object) -> object:
 # ---------------------------------------------------------------- summary
 
 
-MetricCell = Cell  # mean, std and count over seeds (record units), interval envelope, best = rank 1
-
-
 @dataclass(frozen=True)
 class QualityTable:
     """Cells keyed by (dataset, ipc, method, metric); per dataset its methods (in order) and IPCs."""
@@ -199,7 +196,7 @@ class QualityTable:
     datasets: tuple[str, ...]
     methods: dict[str, tuple[str, ...]]
     ipcs: dict[str, tuple[int, ...]]
-    cells: dict[tuple[str, int, str, str], MetricCell]
+    cells: dict[tuple[str, int, str, str], Cell]   # over seeds, in record units; rank 1 = best, else 0
 
     def seed_counts(self) -> list[int]:
         return sorted({cell.n for cell in self.cells.values()})
