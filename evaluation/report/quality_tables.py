@@ -385,7 +385,8 @@ def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = (), la
             above = [" & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\", rules]
             lines += latex_tabular(latex_escape(dataset), width * len(ipcs), header, rows, above)
         else:
-            lines += [f"### {dataset}", ""] + markdown_table(header, ["---"] + ["---:"] * (len(header) - 1), rows) + [""]
+            align = ["---"] + ["---:"] * (len(header) - 1)
+            lines += [f"### {dataset}", ""] + markdown_table(header, align, rows) + [""]
     return _text(distribution_title(table), lines, footnotes, latex)
 
 
@@ -410,6 +411,7 @@ def write_quality_tables(frame: pd.DataFrame, out_dir: Path, method_order: Seque
     for stem, (metrics, render) in RENDERERS.items():
         table = quality_table(frame, metrics, method_order)
         footnotes = metric_footnotes(frame, metrics) + list(notes) + provenance_notes(table)
-        paths += write_texts(out_dir, stem, {".md": render(table, footnotes), ".tex": render(table, footnotes, latex=True),
+        paths += write_texts(out_dir, stem, {".md": render(table, footnotes),
+                                             ".tex": render(table, footnotes, latex=True),
                                              ".csv": quality_csv(table)})
     return paths

@@ -514,7 +514,8 @@ def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = Non
 
 def _reproduced_text(row: Comparison) -> str:
     """The reproduced mean ± std in the table's units, bold best, underlined second (accuracy only), ``†``."""
-    return cell_text(row.reproduced, lambda c: mean_std(c.mean, c.std, row.decimals), underline=row.metric in ACCURACY_READINGS)
+    return cell_text(row.reproduced, lambda c: mean_std(c.mean, c.std, row.decimals),
+                     underline=row.metric in ACCURACY_READINGS)
 
 
 def _reported_cells(row: Comparison) -> list[str]:
