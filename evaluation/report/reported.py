@@ -228,13 +228,11 @@ def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``_network_key`` and ``_protocol_base`` (the protocol's name where no base is
     recorded: a reference protocol's own name is its base)."""
     runs = runs.copy()
-    if NETWORK_ARCH in runs.columns:
-        depths = runs[NETWORK_DEPTH] if NETWORK_DEPTH in runs.columns else pd.Series(None, index=runs.index)
-        runs["_network_key"] = [network_key(a, d) for a, d in zip(runs[NETWORK_ARCH], depths)]
-    else:
-        runs["_network_key"] = None
-    bases = runs[PROTOCOL_BASE] if PROTOCOL_BASE in runs.columns else pd.Series(None, index=runs.index)
-    runs["_protocol_base"] = [p if b is None or pd.isna(b) else b for p, b in zip(runs["protocol"], bases)]
+    absent = pd.Series(None, index=runs.index)
+    runs["_network_key"] = [network_key(a, d) for a, d in zip(runs.get(NETWORK_ARCH, absent),
+                                                               runs.get(NETWORK_DEPTH, absent))]
+    runs["_protocol_base"] = [p if b is None or pd.isna(b) else b
+                              for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))]
     return runs
 
 
