@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.core.artifacts import write_text_atomic
 from evaluation.core.errors import InputError
 from evaluation.data.datasets import DATASETS
-from .tables import MISSING
+from . import render
+from .render import MISSING, markdown_table
 
 CSV_COLUMNS = ["dataset", "method", "sets", "ipcs", "distill_s_per_set", "distill_s_per_set_std",
                "distill_s_per_image", "distill_s_total", "finetune_s", "total_s", "s_per_set_by_ipc"]
@@ -153,23 +153,19 @@ def costs_markdown(table: pd.DataFrame, latents: dict[str, float], notes: Sequen
               "backbone fine-tuning, once per dataset; total = fine-tune + all its sets. Machine-dependent: "
               "compare methods within one run."), ""]
     for dataset, group in table.groupby("dataset", sort=True):
-        lines += [f"### {dataset}", "",
-                  "| Method | Sets | IPCs | Distill s per set | s per image | Fine-tune s | Total s |",
-                  "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
-        for _, row in group.iterrows():
-            per_set = _seconds(row["distill_s_per_set"])
-            if not math.isnan(row["distill_s_per_set_std"]):
-                per_set += f" ± {row['distill_s_per_set_std']:.1f}"
-            lines.append(f"| {row['method']} | {row['sets']} | {row['ipcs']} | {per_set} | "
-                         f"{_seconds(row['distill_s_per_image'], 3)} | {_seconds(row['finetune_s'])} | "
-                         f"{_seconds(row['total_s'])} |")
-        lines.append("")
+        rows = [[row["method"], str(row["sets"]), row["ipcs"],
+                 _seconds(row["distill_s_per_set"]) + ("" if math.isnan(row["distill_s_per_set_std"])
+                                                       else f" ± {row['distill_s_per_set_std']:.1f}"),
+                 _seconds(row["distill_s_per_image"], 3), _seconds(row["finetune_s"]), _seconds(row["total_s"])]
+                for _, row in group.iterrows()]
+        lines += [f"### {dataset}", ""] + markdown_table(
+            ["Method", "Sets", "IPCs", "Distill s per set", "s per image", "Fine-tune s", "Total s"],
+            ["---", "---:", "---", "---:", "---:", "---:", "---:"], rows) + [""]
     shared = [f"encode_latents on {dataset}: {seconds:.1f} s, shared by the methods that need latents "
               "(and by fine-tuning); in no method's total." for dataset, seconds in sorted(latents.items())
               if dataset in set(table["dataset"])]
     notes = shared + [f"{MISSING} in Fine-tune s: the method has no fine-tuning job."] + list(notes)
-    lines += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + render.notes(notes))
 
 
 def write_costs(benchmarks: str | Path, out_dir: Path, method_order: Sequence[str] | None = None,
@@ -185,8 +181,5 @@ def write_costs(benchmarks: str | Path, out_dir: Path, method_order: Sequence[st
     if table.empty:
         notes.insert(0, f"No distill/<dataset>/<method>/ipc<k>-seed<s>.tsv or finetune_backbone benchmark under "
                         f"{benchmarks}.")
-    out_dir = Path(out_dir)
-    paths = [out_dir / "costs.md", out_dir / "costs.csv"]
-    write_text_atomic(paths[0], costs_markdown(table, latents, notes))
-    write_text_atomic(paths[1], table.to_csv(index=False, lineterminator="\n"))
-    return paths
+    return render.write_texts(out_dir, "costs", {".md": costs_markdown(table, latents, notes),
+                                                 ".csv": table.to_csv(index=False, lineterminator="\n")})

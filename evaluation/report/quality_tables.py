@@ -18,28 +18,40 @@ marked ``†``, with a footnote naming the values (as in the accuracy tables).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from evaluation.core.artifacts import read_json_object, write_text_atomic
+from evaluation.core.artifacts import read_json_object
 from evaluation.core.errors import InputError
+from .render import (
+    Cell,
+    cell_text,
+    count_range,
+    csv_text,
+    dense_ranks,
+    latex_escape,
+    latex_tabular,
+    markdown_table,
+    notes,
+    pipe_escape,
+    pooled,
+    summarise,
+    write_texts,
+)
 from .tables import (
     CODE_VERSION,
     CONFIG,
-    MISSING,
-    MIXED_MARK,
     PACKAGES,
     check_range,
-    count_range,
-    latex_escape,
     mixed_provenance,
     ordered_methods,
     record_packages,
     record_provenance,
+    required_fields,
 )
 
 
@@ -117,18 +129,8 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
 def _read_metrics(path: Path) -> list[dict]:
     """The rows of one metrics record, its required keys checked and typed."""
     data = read_json_object(path, "measurement", "metrics records", rule="measure")
-    record = {}
-    for key, kind in REQUIRED_KEYS.items():
-        if key not in data:
-            raise InputError(f"{path}: missing required key '{key}'; re-run the measurement that wrote it")
-        if kind is dict and not isinstance(data[key], dict):
-            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not an object; "
-                             "re-run the measurement that wrote it")
-        try:
-            record[key] = data[key] if kind is dict else kind(data[key])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
-                             "re-run the measurement that wrote it") from None
+    fix = "re-run the measurement that wrote it"
+    record = required_fields(path, data, REQUIRED_KEYS, fix, fix)
     for role in EXTRACTOR_ROLES:
         extractor = record["extractors"].get(role)
         if not isinstance(extractor, dict) or "name" not in extractor:
@@ -187,21 +189,6 @@ def _plain(value: object) -> object:
 
 
 @dataclass(frozen=True)
-class MetricCell:
-    """Mean, sample std and count over seeds (record units), the interval envelope (None unless
-    every seed has one), whether the displayed mean is the best of its (dataset, IPC, metric), and
-    what differs between the seeds' records (code version, config; empty when they agree)."""
-
-    mean: float
-    std: float
-    n: int
-    ci_low: float | None
-    ci_high: float | None
-    best: bool
-    provenance: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class QualityTable:
     """Cells keyed by (dataset, ipc, method, metric); per dataset its methods (in order) and IPCs."""
 
@@ -209,7 +196,7 @@ class QualityTable:
     datasets: tuple[str, ...]
     methods: dict[str, tuple[str, ...]]
     ipcs: dict[str, tuple[int, ...]]
-    cells: dict[tuple[str, int, str, str], MetricCell]
+    cells: dict[tuple[str, int, str, str], Cell]   # over seeds, in record units; rank 1 = best, else 0
 
     def seed_counts(self) -> list[int]:
         return sorted({cell.n for cell in self.cells.values()})
@@ -227,24 +214,16 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
     frame = frame[frame["metric"].isin(metrics)]
     check_consistent(frame, metrics)
     order = ordered_methods(frame, method_order)
-    stats = {}
-    for (dataset, ipc, method, metric), group in frame.groupby(["dataset", "ipc", "method", "metric"]):
-        values = group["value"].to_numpy(dtype=float)
-        if np.isnan(values).any():
-            continue
-        lows, highs = group["ci_low"].to_numpy(dtype=float), group["ci_high"].to_numpy(dtype=float)
-        has_interval = not (np.isnan(lows).any() or np.isnan(highs).any())
-        stats[(dataset, int(ipc), method, metric)] = (
-            float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values),
-            float(lows.min()) if has_interval else None, float(highs.max()) if has_interval else None,
-            mixed_provenance(group, noun="record"))
+    keys = ["dataset", "ipc", "method", "metric"]
+    summary = summarise(frame, keys, "value", lambda group: mixed_provenance(group, noun="record"), interval=True)
     cells = {}
-    for key, (mean, std, n, low, high, provenance) in stats.items():
-        dataset, ipc, _, metric = key
-        rivals = [_displayed(value[0], metric) for other, value in stats.items()
-                  if (other[0], other[1], other[3]) == (dataset, ipc, metric)]
-        pick = min if METRICS[metric].lower_is_better else max
-        cells[key] = MetricCell(mean, std, n, low, high, _displayed(mean, metric) == pick(rivals), provenance)
+    for (dataset, ipc, metric), group in summary.groupby(["dataset", "ipc", "metric"], sort=False):
+        spec = METRICS[metric]
+        ranks = dense_ranks(dict(group["mean"]), spec.decimals, not spec.lower_is_better, spec.scale)
+        for index, row in group.iterrows():
+            best = int(ranks[index] == 1)
+            cells[(dataset, int(ipc), row["method"], metric)] = Cell(
+                row["mean"], row["std"], row["n"], best, row["provenance"], row["ci_low"], row["ci_high"])
     datasets = tuple(sorted(frame["dataset"].unique()))
     methods = {d: tuple(m for m in order if m in set(frame.loc[frame["dataset"] == d, "method"]))
                for d in datasets}
@@ -253,43 +232,25 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
     return QualityTable(tuple(metrics), datasets, methods, ipcs, cells)
 
 
-def _displayed(value: float, metric: str) -> float:
-    """The value as the tables show it, so that bold agrees with what a reader sees."""
-    spec = METRICS[metric]
-    return float(f"{value * spec.scale:.{spec.decimals}f}")
-
-
 def _number(value: float, metric: str) -> str:
     spec = METRICS[metric]
     return f"{value * spec.scale:.{spec.decimals}f}"
 
 
-def _with_interval(cell: MetricCell, metric: str) -> str:
+def _with_interval(cell: Cell, metric: str) -> str:
     text = _number(cell.mean, metric)
     if cell.ci_low is None:
         return text
     return f"{text} [{_number(cell.ci_low, metric)}, {_number(cell.ci_high, metric)}]"
 
 
-def _with_std(cell: MetricCell, metric: str, pm: str = "±") -> str:
+def _with_std(cell: Cell, metric: str, pm: str = "±") -> str:
     return f"{_number(cell.mean, metric)} {pm} {_number(cell.std, metric)}"
-
-
-def _entry(cell: MetricCell | None, text: Callable[[MetricCell], str], latex: bool = False) -> str:
-    """``text(cell)``, bold when best, ``†`` when its seeds' records differ in provenance; the
-    missing mark when there is no cell."""
-    if cell is None:
-        return "--" if latex else MISSING
-    mark = (r"$^\dagger$" if latex else MIXED_MARK) if cell.provenance else ""
-    if not cell.best:
-        return text(cell) + mark
-    return (rf"\textbf{{{text(cell)}}}" if latex else f"**{text(cell)}**") + mark
 
 
 def provenance_notes(table: QualityTable) -> list[str]:
     """One ``†`` footnote per marked cell, naming it and what differs between its seeds' records."""
-    return [f"{MIXED_MARK} {dataset} · {method} · {METRICS[metric].name} · IPC {ipc} pools records of different "
-            f"provenance: {'; '.join(cell.provenance)}."
+    return [pooled(f"{dataset} · {method} · {METRICS[metric].name} · IPC {ipc}", cell.provenance, "record")
             for (dataset, ipc, method, metric), cell in sorted(table.cells.items()) if cell.provenance]
 
 
@@ -383,120 +344,74 @@ def _values(series: pd.Series) -> str:
 # ---------------------------------------------------------------- renderers
 
 
-def _notes_markdown(footnotes: Sequence[str]) -> list[str]:
-    return ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""] if footnotes else []
+def _text(title: str, blocks: list[str], footnotes: Sequence[str], latex: bool) -> str:
+    """The title line (a LaTeX comment), the blocks, then the ``Notes:`` footer."""
+    return "\n".join([f"% {latex_escape(title)}" if latex else title, ""] + blocks + notes(footnotes, latex))
 
 
-def _notes_latex(footnotes: Sequence[str]) -> list[str]:
-    if not footnotes:
-        return []
-    return ([r"\par\smallskip", r"\noindent{\footnotesize Notes:}\par"]
-            + [rf"\noindent{{\footnotesize {latex_escape(note)}}}\par" for note in footnotes] + [""])
-
-
-def generation_markdown(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """Title, then per (dataset, IPC) a pipe table of metrics × methods, then the footnotes."""
-    lines = [generation_title(table), ""]
+def generation_markdown(table: QualityTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+    """Title, then per (dataset, IPC) a pipe table (or booktabs ``tabular``) of metrics × methods,
+    then the footnotes."""
+    lines = []
     for dataset in table.datasets:
         methods = table.methods[dataset]
         for ipc in table.ipcs[dataset]:
-            lines += [f"### {dataset} · IPC {ipc}", "",
-                      "| Metric | " + " | ".join(m.replace("|", "\\|") for m in methods) + " |",
-                      "| --- | " + " | ".join("---:" for _ in methods) + " |"]
-            for metric in table.metrics:
-                cells = [table.cells.get((dataset, ipc, method, metric)) for method in methods]
-                entries = [_entry(cell, lambda c, m=metric: _with_interval(c, m)) for cell in cells]
-                lines.append(f"| {METRICS[metric].label()} | " + " | ".join(entries) + " |")
-            lines.append("")
-    return "\n".join(lines + _notes_markdown(footnotes))
+            rows = [[METRICS[metric].label(latex)] + [
+                cell_text(table.cells.get((dataset, ipc, method, metric)),
+                          lambda c, m=metric: _with_interval(c, m), latex) for method in methods]
+                for metric in table.metrics]
+            if latex:
+                lines += latex_tabular(f"{latex_escape(dataset)} / IPC {ipc}", len(methods),
+                                       ["Metric"] + [latex_escape(m) for m in methods], rows)
+            else:
+                lines += [f"### {dataset} · IPC {ipc}", ""] + markdown_table(
+                    ["Metric"] + [pipe_escape(m) for m in methods], ["---"] + ["---:"] * len(methods), rows) + [""]
+    return _text(generation_title(table), lines, footnotes, latex)
 
 
-def generation_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """One booktabs ``tabular`` per (dataset, IPC), metrics as rows, then the footnotes."""
-    lines = [f"% {latex_escape(generation_title(table))}", ""]
-    for dataset in table.datasets:
-        methods = table.methods[dataset]
-        for ipc in table.ipcs[dataset]:
-            name = f"{latex_escape(dataset)} / IPC {ipc}"
-            lines += [f"% {name}", r"\begin{tabular}{l" + "r" * len(methods) + "}", r"\toprule",
-                      rf"\multicolumn{{{len(methods) + 1}}}{{l}}{{{name}}} \\", r"\midrule",
-                      "Metric & " + " & ".join(latex_escape(m) for m in methods) + r" \\", r"\midrule"]
-            for metric in table.metrics:
-                cells = [table.cells.get((dataset, ipc, method, metric)) for method in methods]
-                entries = [_entry(cell, lambda c, m=metric: _with_interval(c, m), latex=True) for cell in cells]
-                lines.append(f"{METRICS[metric].label(latex=True)} & " + " & ".join(entries) + r" \\")
-            lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines + _notes_latex(footnotes))
-
-
-def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """Title, then per dataset a pipe table of methods × (IPC, metric), then the footnotes."""
-    lines = [distribution_title(table), ""]
-    for dataset in table.datasets:
-        columns = [(ipc, metric) for ipc in table.ipcs[dataset] for metric in table.metrics]
-        lines += [f"### {dataset}", "",
-                  "| Method | " + " | ".join(f"IPC {ipc} {METRICS[m].label()}" for ipc, m in columns) + " |",
-                  "| --- | " + " | ".join("---:" for _ in columns) + " |"]
-        for method in table.methods[dataset]:
-            cells = [(table.cells.get((dataset, ipc, method, metric)), metric) for ipc, metric in columns]
-            entries = [_entry(cell, lambda c, m=metric: _with_std(c, m)) for cell, metric in cells]
-            lines.append(f"| {method.replace('|', chr(92) + '|')} | " + " | ".join(entries) + " |")
-        lines.append("")
-    return "\n".join(lines + _notes_markdown(footnotes))
-
-
-def distribution_latex(table: QualityTable, footnotes: Sequence[str] = ()) -> str:
-    """One booktabs ``tabular`` per dataset with an IPC header row over its metric columns."""
-    lines = [f"% {latex_escape(distribution_title(table))}", ""]
-    width = len(table.metrics)
+def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+    """Title, then per dataset a pipe table of methods × (IPC, metric) (in LaTeX, a ``tabular`` with an
+    IPC header row over its metric columns), then the footnotes."""
+    lines, width, pm = [], len(table.metrics), r"$\pm$" if latex else "±"
     for dataset in table.datasets:
         ipcs = table.ipcs[dataset]
-        name = latex_escape(dataset)
-        rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
-        lines += [f"% {name}", r"\begin{tabular}{l" + "r" * (width * len(ipcs)) + "}", r"\toprule",
-                  rf"\multicolumn{{{width * len(ipcs) + 1}}}{{l}}{{{name}}} \\", r"\midrule",
-                  " & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\",
-                  rules,
-                  "Method & " + " & ".join(METRICS[m].label(latex=True) for _ in ipcs for m in table.metrics)
-                  + r" \\", r"\midrule"]
-        for method in table.methods[dataset]:
-            entries = []
-            for ipc in ipcs:
-                for metric in table.metrics:
-                    cell = table.cells.get((dataset, ipc, method, metric))
-                    entries.append(_entry(cell, lambda c, m=metric: _with_std(c, m, r"$\pm$"), latex=True))
-            lines.append(f"{latex_escape(method)} & " + " & ".join(entries) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines + _notes_latex(footnotes))
+        rows = [[(latex_escape if latex else pipe_escape)(method)] + [
+            cell_text(table.cells.get((dataset, ipc, method, metric)), lambda c, m=metric: _with_std(c, m, pm), latex)
+            for ipc in ipcs for metric in table.metrics] for method in table.methods[dataset]]
+        header = ["Method"] + [f"{'' if latex else f'IPC {ipc} '}{METRICS[m].label(latex)}"
+                               for ipc in ipcs for m in table.metrics]
+        if latex:
+            rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
+            above = [" & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\", rules]
+            lines += latex_tabular(latex_escape(dataset), width * len(ipcs), header, rows, above)
+        else:
+            align = ["---"] + ["---:"] * (len(header) - 1)
+            lines += [f"### {dataset}", ""] + markdown_table(header, align, rows) + [""]
+    return _text(distribution_title(table), lines, footnotes, latex)
 
 
 def quality_csv(table: QualityTable) -> str:
     """Long format, one row per non-missing cell, in the records' units at full precision."""
-    rows = [(dataset, ipc, method, metric, cell.mean, cell.std, cell.n, cell.ci_low, cell.ci_high, cell.best,
-             "; ".join(cell.provenance))
-            for dataset in table.datasets for ipc in table.ipcs[dataset]
-            for method in table.methods[dataset] for metric in table.metrics
-            if (cell := table.cells.get((dataset, ipc, method, metric))) is not None]
-    return pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+    return csv_text([(dataset, ipc, method, metric, cell.mean, cell.std, cell.n, cell.ci_low, cell.ci_high,
+                      cell.best, "; ".join(cell.provenance))
+                     for dataset in table.datasets for ipc in table.ipcs[dataset]
+                     for method in table.methods[dataset] for metric in table.metrics
+                     if (cell := table.cells.get((dataset, ipc, method, metric))) is not None], CSV_COLUMNS)
 
 
-RENDERERS = {"generation": (GENERATION_METRICS, generation_markdown, generation_latex),
-             "distribution": (DISTRIBUTION_METRICS, distribution_markdown, distribution_latex)}
+RENDERERS = {"generation": (GENERATION_METRICS, generation_markdown),
+             "distribution": (DISTRIBUTION_METRICS, distribution_markdown)}
 
 
 def write_quality_tables(frame: pd.DataFrame, out_dir: Path, method_order: Sequence[str] | None = None,
                          notes: Sequence[str] = ()) -> list[Path]:
     """Write ``generation.{md,tex,csv}`` and ``distribution.{md,tex,csv}`` into ``out_dir``, each
     atomically; the footnotes (the records' settings, then ``notes``) go to Markdown and LaTeX."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for stem, (metrics, markdown, latex) in RENDERERS.items():
+    for stem, (metrics, render) in RENDERERS.items():
         table = quality_table(frame, metrics, method_order)
         footnotes = metric_footnotes(frame, metrics) + list(notes) + provenance_notes(table)
-        for suffix, text in ((".md", markdown(table, footnotes)), (".tex", latex(table, footnotes)),
-                             (".csv", quality_csv(table))):
-            path = out_dir / f"{stem}{suffix}"
-            write_text_atomic(path, text)
-            paths.append(path)
+        paths += write_texts(out_dir, stem, {".md": render(table, footnotes),
+                                             ".tex": render(table, footnotes, latex=True),
+                                             ".csv": quality_csv(table)})
     return paths

@@ -33,27 +33,20 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from evaluation.core.artifacts import write_text_atomic
 from evaluation.core.errors import InputError
+from . import render
+from .render import (MISSING, Cell, cell_text, count_range, csv_text, dense_ranks, markdown_table, mean_std,
+                     pipe_escape, pooled, summarise, write_texts)
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
-from .tables import (
-    MIXED_MARK,
-    NETWORK_ARCH,
-    NETWORK_DEPTH,
-    PROTOCOL_BASE,
-    dense_ranks,
-    mixed_provenance,
-    ordered_methods,
-)
+from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, mixed_provenance, ordered_methods
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "reported_results.csv"
 VOCABULARY_FILE = REFERENCE_FILE.with_name("reported_vocabulary.yaml")
@@ -62,7 +55,6 @@ ACCURACY_READINGS = ("best_top1",)
 FLAG = "✗"
 NO_REPORTED_STD = "*"
 NOT_TESTED = "n/a"
-MISSING = "–"
 DECIMALS = 1
 CSV_COLUMNS = ["family", "group", "dataset", "protocol", "protocol_base", "network", "method",
                "reference_method", "ipc", "metric", "reported", "reported_std", "reported_table",
@@ -218,15 +210,7 @@ def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None =
 # ---------------------------------------------------------------- reproduced cells
 
 
-@dataclass(frozen=True)
-class Reproduced:
-    """Mean and sample std (0 for one run) over a cell's runs, run count, and what differs between
-    them (code version, config; empty when they agree)."""
-
-    mean: float
-    std: float
-    n: int
-    provenance: tuple[str, ...] = ()
+Reproduced = Cell  # mean, sample std (0 for one run), run count and provenance of a reproduced cell
 
 
 @dataclass(frozen=True)
@@ -240,24 +224,15 @@ class BlockKey:
     network_key: str | None  # arch-depth from the manifest (``mean(...)`` for a composite)
 
 
-def _summary(values: np.ndarray, provenance: tuple[str, ...]) -> Reproduced | None:
-    if len(values) == 0 or np.isnan(values).any():
-        return None
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return Reproduced(float(np.mean(values)), std, len(values), provenance)
-
-
 def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``_network_key`` and ``_protocol_base`` (the protocol's name where no base is
     recorded: a reference protocol's own name is its base)."""
     runs = runs.copy()
-    if NETWORK_ARCH in runs.columns:
-        depths = runs[NETWORK_DEPTH] if NETWORK_DEPTH in runs.columns else pd.Series(None, index=runs.index)
-        runs["_network_key"] = [network_key(a, d) for a, d in zip(runs[NETWORK_ARCH], depths)]
-    else:
-        runs["_network_key"] = None
-    bases = runs[PROTOCOL_BASE] if PROTOCOL_BASE in runs.columns else pd.Series(None, index=runs.index)
-    runs["_protocol_base"] = [p if b is None or pd.isna(b) else b for p, b in zip(runs["protocol"], bases)]
+    absent = pd.Series(None, index=runs.index)
+    runs["_network_key"] = [network_key(a, d) for a, d in zip(runs.get(NETWORK_ARCH, absent),
+                                                               runs.get(NETWORK_DEPTH, absent))]
+    runs["_protocol_base"] = [p if b is None or pd.isna(b) else b
+                              for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))]
     return runs
 
 
@@ -272,12 +247,8 @@ def reproduced_blocks(runs: pd.DataFrame, reading: str = "best_top1",
     blocks: dict[BlockKey, dict[tuple[str, int], Reproduced]] = {}
     for (dataset, protocol, network), block in runs.groupby(["dataset", "protocol", "network"], sort=True):
         key = BlockKey(dataset, protocol, block["_protocol_base"].iloc[0], network, block["_network_key"].iloc[0])
-        cells = {}
-        for (method, ipc), group in block.groupby(["method", "ipc"], sort=False):
-            cell = _summary(group[reading].to_numpy(dtype=float), mixed_provenance(group))
-            if cell is not None:
-                cells[(method, int(ipc))] = cell
-        blocks[key] = cells
+        blocks[key] = {(row.method, int(row.ipc)): Reproduced(row.mean, row.std, row.n, provenance=row.provenance)
+                       for row in summarise(block, ["method", "ipc"], reading, mixed_provenance).itertuples()}
     for composite in sorted(set(composites)):
         members = composite_members(composite)
         for (dataset, protocol), pair in runs.groupby(["dataset", "protocol"], sort=True):
@@ -295,16 +266,14 @@ def reproduced_blocks(runs: pd.DataFrame, reading: str = "best_top1",
 
 
 def _composite_cells(runs: pd.DataFrame, networks: list[str], reading: str) -> dict[tuple[str, int], Reproduced]:
-    cells = {}
-    for (method, ipc), group in runs.groupby(["method", "ipc"], sort=False):
-        # observed (seed, repeat) pairs only; a member network missing for one of them leaves a NaN
-        table = group.groupby(["seed", "repeat", "network"])[reading].mean().unstack("network").reindex(columns=networks)
-        provenance = tuple(f"{network}: {note}" for network in networks
-                           for note in mixed_provenance(group[group["network"] == network]))
-        cell = _summary(table.mean(axis=1, skipna=False).to_numpy(dtype=float), provenance)
-        if cell is not None:
-            cells[(method, int(ipc))] = cell
-    return cells
+    # observed (seed, repeat) pairs only; a member network missing for one of them leaves a NaN
+    means = (runs.groupby(["method", "ipc", "seed", "repeat", "network"], sort=False)[reading].mean()
+             .unstack("network").reindex(columns=networks).mean(axis=1, skipna=False).rename(reading).reset_index())
+    provenance = {key: tuple(f"{network}: {note}" for network in networks
+                             for note in mixed_provenance(group[group["network"] == network]))
+                  for key, group in runs.groupby(["method", "ipc"], sort=False)}
+    return {(row.method, int(row.ipc)): Reproduced(row.mean, row.std, row.n, provenance=provenance[row.method, row.ipc])
+            for row in summarise(means, ["method", "ipc"], reading).itertuples()}
 
 
 # ---------------------------------------------------------------- comparison
@@ -378,21 +347,16 @@ class Comparison:
     ipc: int
     metric: str
     reported: Reported | None
-    reproduced: Reproduced
-    rank: int               # dense rank of the reproduced mean among the rows shown (1 = best)
-    scale: float = 1.0      # record units → displayed units (quality metrics)
+    reproduced: Reproduced  # in the table's units; rank: among the rows shown (1 = best)
     decimals: int = DECIMALS
 
     @property
     def difference(self) -> float:
-        return math.nan if self.reported is None else self.reproduced.mean * self.scale - self.reported.value
+        return math.nan if self.reported is None else self.reproduced.mean - self.reported.value
 
     @property
     def sigma(self) -> tuple[float, str]:
-        if self.reported is None:
-            return math.nan, ""
-        scaled = Reproduced(self.reproduced.mean * self.scale, self.reproduced.std * self.scale, self.reproduced.n)
-        return two_sigma(self.reported.std, scaled)
+        return (math.nan, "") if self.reported is None else two_sigma(self.reported.std, self.reproduced)
 
     @property
     def flag(self) -> bool | None:
@@ -410,17 +374,23 @@ class Family:
     notes: tuple[str, ...]
 
 
-def _candidates(reference: pd.DataFrame, dataset: str, method: str | None, ipc: int, metric: str,
-                network: str | None = None, protocol: str | None = None) -> pd.DataFrame:
-    if method is None:
-        return reference.iloc[0:0]
-    mask = ((reference["dataset"] == dataset) & (reference["ref_method"] == method)
-            & (reference["ref_ipc"] == ipc) & (reference["ref_reading"] == metric))
-    if metric in ACCURACY_READINGS:
-        if network is None:
-            return reference.iloc[0:0]
-        mask &= (reference["ref_network"] == network) & (reference["ref_protocol"] == protocol)
-    return reference[mask.fillna(False)]
+ACCURACY_JOIN = ["dataset", "ref_method", "ref_ipc", "ref_reading", "ref_network", "ref_protocol"]
+QUALITY_JOIN = ACCURACY_JOIN[:4]   # quality metrics join on dataset, method, IPC and metric only
+
+
+def join_reported(rows: Sequence[Comparison], reference: pd.DataFrame, prefer: Sequence[str] = ()) -> tuple:
+    """``rows`` with their reported values: a merge of the rows' keys with the reference on the join
+    keys (a null key, such as a variant without a reference method, joins nothing), the reference rows
+    of each key chosen from by :func:`choose_reported`."""
+    keys = pd.DataFrame([(row.block.dataset, row.reference_method, row.ipc, row.metric, row.block.network_key,
+                          row.block.protocol_base) for row in rows], columns=ACCURACY_JOIN)
+    joined = {}
+    for accuracy, on in ((True, ACCURACY_JOIN), (False, QUALITY_JOIN)):
+        part = keys[keys["ref_reading"].isin(ACCURACY_READINGS) == accuracy].dropna(subset=on)
+        merged = part[on].reset_index(names="_cell").merge(reference.dropna(subset=on).reset_index(names="_row"), on=on)
+        joined.update({cell: group.set_index("_row") for cell, group in merged.groupby("_cell")})
+    return tuple(replace(row, reported=choose_reported(joined.get(index, reference.iloc[0:0]), prefer, row.group))
+                 for index, row in enumerate(rows))
 
 
 def _reports_block(reference: pd.DataFrame, table: str, block: BlockKey) -> bool:
@@ -428,10 +398,6 @@ def _reports_block(reference: pd.DataFrame, table: str, block: BlockKey) -> bool
     mask = ((reference["table"] == table) & (reference["dataset"] == block.dataset)
             & (reference["ref_network"] == block.network_key) & (reference["ref_protocol"] == block.protocol_base))
     return bool(mask.fillna(False).any())
-
-
-def _rows_of(variants: Sequence[str], keys: dict[str, tuple[str | None, str]], wanted) -> list[str]:
-    return [variant for variant in variants if wanted(keys[variant][0])]
 
 
 def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str, int], Reproduced]],
@@ -456,7 +422,7 @@ def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str
         cells = blocks[block]
         present = [variant for variant in order if any(method == variant for method, _ in cells)]
         for table, wanted, targets in groups:
-            variants = _rows_of(present, keys, wanted)
+            variants = [variant for variant in present if wanted(keys[variant][0])]
             if targets is not None:
                 # a group is shown where its table reports this block and the results have one of its
                 # ablation variants (not for the DiT and full-method rows alone)
@@ -471,14 +437,11 @@ def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str
             for variant in variants:
                 method = keys[variant][0]
                 for ipc in sorted(ipc for v, ipc in shown if v == variant):
-                    candidates = _candidates(reference, block.dataset, method, ipc, "best_top1",
-                                             block.network_key, block.protocol_base)
-                    rows.append(Comparison(table, block, variant, method, ipc, "best_top1",
-                                           choose_reported(candidates, prefer, table), shown[(variant, ipc)],
-                                           ranks[(variant, ipc)]))
+                    rows.append(Comparison(table, block, variant, method, ipc, "best_top1", None,
+                                           replace(shown[(variant, ipc)], rank=ranks[(variant, ipc)])))
     if not rows:
         return None
-    return Family(name, spec["title"], "accuracy", tuple(rows), tuple(spec.get("notes", [])))
+    return Family(name, spec["title"], "accuracy", join_reported(rows, reference, prefer), tuple(spec.get("notes", [])))
 
 
 def quality_family(name: str, spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
@@ -501,15 +464,21 @@ def quality_family(name: str, spec: dict, metrics: pd.DataFrame, reference: pd.D
                     cell = table.cells.get((dataset, ipc, variant, metric))
                     if cell is None:
                         continue
-                    spec_metric = QUALITY_METRICS[metric]
-                    candidates = _candidates(reference, dataset, keys[variant][0], ipc, metric)
-                    rows.append(Comparison(None, block, variant, keys[variant][0], ipc, metric,
-                                           choose_reported(candidates, spec.get("prefer", [])),
-                                           Reproduced(cell.mean, cell.std, cell.n, cell.provenance),
-                                           1 if cell.best else 0, spec_metric.scale, spec_metric.decimals))
+                    scale = QUALITY_METRICS[metric].scale
+                    rows.append(Comparison(None, block, variant, keys[variant][0], ipc, metric, None, Reproduced(
+                        cell.mean * scale, cell.std * scale, cell.n, cell.rank, cell.provenance),
+                        QUALITY_METRICS[metric].decimals))
     if not rows:
         return None
-    return Family(name, spec["title"], "quality", tuple(rows), tuple(spec.get("notes", [])))
+    return Family(name, spec["title"], "quality", join_reported(rows, reference, spec.get("prefer", [])),
+                  tuple(spec.get("notes", [])))
+
+
+def _variant_keys(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, method_map: dict[str, str] | None,
+                  vocabulary: dict) -> dict[str, tuple[str | None, str]]:
+    """:func:`variant_methods` of every variant of ``runs`` then ``metrics``, in order of appearance."""
+    frames = [frame for frame in (runs, metrics) if frame is not None and not frame.empty]
+    return variant_methods(dict.fromkeys(v for frame in frames for v in frame["method"]), method_map, vocabulary)
 
 
 def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = None,
@@ -518,11 +487,7 @@ def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = Non
     """Every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality) have rows for."""
     vocabulary = vocabulary or load_vocabulary()
     reference = load_reference(vocabulary=vocabulary) if reference is None else reference
-    variants = []
-    for frame in (runs, metrics):
-        if frame is not None and not frame.empty:
-            variants += list(frame["method"])
-    keys = variant_methods(dict.fromkeys(variants), method_map, vocabulary)
+    keys = _variant_keys(runs, metrics, method_map, vocabulary)
     families = []
     blocks = None
     for name, spec in vocabulary["families"].items():
@@ -545,18 +510,10 @@ def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = Non
 # ---------------------------------------------------------------- rendering
 
 
-def _format(value: float, decimals: int) -> str:
-    return f"{value:.{decimals}f}"
-
-
 def _reproduced_text(row: Comparison) -> str:
-    cell, scale = row.reproduced, row.scale
-    text = f"{_format(cell.mean * scale, row.decimals)} ± {_format(cell.std * scale, row.decimals)}"
-    if row.rank == 1:
-        text = f"**{text}**"
-    elif row.rank == 2 and row.metric in ACCURACY_READINGS:
-        text = f"<u>{text}</u>"
-    return text + (MIXED_MARK if cell.provenance else "")
+    """The reproduced mean ± std in the table's units, bold best, underlined second (accuracy only), ``†``."""
+    return cell_text(row.reproduced, lambda c: mean_std(c.mean, c.std, row.decimals),
+                     underline=row.metric in ACCURACY_READINGS)
 
 
 def _reported_cells(row: Comparison) -> list[str]:
@@ -571,9 +528,9 @@ def _reported_cells(row: Comparison) -> list[str]:
     if math.isnan(threshold):
         sigma, flag = NOT_TESTED, NOT_TESTED
     else:
-        sigma = _format(threshold, row.decimals) + (NO_REPORTED_STD if basis == "reproduced only" else "")
+        sigma = f"{threshold:.{row.decimals}f}" + (NO_REPORTED_STD if basis == "reproduced only" else "")
         flag = FLAG if row.flag else ""
-    return [reported.text, source.replace("|", "\\|"), f"{row.difference:+.{row.decimals}f}", sigma, flag]
+    return [reported.text, pipe_escape(source), f"{row.difference:+.{row.decimals}f}", sigma, flag]
 
 
 def family_title(family: Family) -> str:
@@ -582,8 +539,7 @@ def family_title(family: Family) -> str:
             if family.kind == "accuracy" else
             "Generation quality: the reported value beside the reproduced mean ± std over generation seeds, "
             "in the units of generation.md (precision, recall and coverage in %)")
-    counts = sorted({row.reproduced.n for row in family.rows})
-    runs = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+    runs = count_range(sorted({row.reproduced.n for row in family.rows}))
     unit = "runs" if family.kind == "accuracy" else "seeds"
     key = "method, IPC, network and protocol" if family.kind == "accuracy" else "method, IPC and metric"
     return (f"{what} ({runs} {unit} per cell). Δ = reproduced − reported; {FLAG} where |Δ| > 2σ, "
@@ -599,7 +555,7 @@ def family_footnotes(family: Family, notes: Sequence[str] = ()) -> list[str]:
         lines.append(f"{NO_REPORTED_STD} after 2σ: the reference gives no std, so σ is the reproduced std alone.")
     if any(row.sigma[1] == "none" for row in family.rows):
         lines.append(f"{NOT_TESTED}: neither a reported std nor two reproduced runs, so no flag.")
-    if any(row.rank == 1 for row in family.rows):
+    if any(row.reproduced.best for row in family.rows):
         lines.append("Reproduced numbers: bold = best" + (", underlined = second" if family.kind == "accuracy" else "")
                      + " among the rows shown (per IPC" + (" and block" if family.kind == "accuracy" else " and metric")
                      + ").")
@@ -611,8 +567,7 @@ def family_footnotes(family: Family, notes: Sequence[str] = ()) -> list[str]:
     lines += [f"Source of the rows marked SECONDARY: {source}." for source in secondary]
     for row in family.rows:
         if row.reproduced.provenance:
-            lines.append(f"{MIXED_MARK} {_where(row)} pools runs of different provenance: "
-                         f"{'; '.join(row.reproduced.provenance)}.")
+            lines.append(pooled(_where(row), row.reproduced.provenance))
     unmapped = sorted({row.method for row in family.rows if row.reference_method is None})
     if unmapped:
         lines.append(f"No reference method for {', '.join(unmapped)} (not a reference method name); "
@@ -639,8 +594,8 @@ def family_markdown(family: Family, notes: Sequence[str] = (), vocabulary: dict 
     Reproduced, Δ, 2σ, Flag; then the footnotes."""
     vocabulary = vocabulary or load_vocabulary()
     quality = family.kind == "quality"
-    header = "| Method | " + ("Metric" if quality else "IPC") + " | Reported | Source | Reproduced | Δ | 2σ | Flag |"
-    rule = "| --- | " + ("--- |" if quality else "---: |") + " ---: | --- | ---: | ---: | ---: | :---: |"
+    header = ["Method", "Metric" if quality else "IPC", "Reported", "Source", "Reproduced", "Δ", "2σ", "Flag"]
+    align = ["---", "---" if quality else "---:", "---:", "---", "---:", "---:", "---:", ":---:"]
     lines = [f"# Reported vs reproduced: {family.title}", "", family_title(family), ""]
     previous = None
     for (block, group), rows in groupby(family.rows, key=lambda row: (row.block, row.group)):
@@ -649,17 +604,10 @@ def family_markdown(family: Family, notes: Sequence[str] = (), vocabulary: dict 
             previous = block
         if group is not None:
             lines += [f"#### {vocabulary['ablations'][group].get('title', group)}", ""]
-        lines += [header, rule]
-        for row in rows:
-            reported = _reported_cells(row)
-            second = QUALITY_METRICS[row.metric].label() if quality else str(row.ipc)
-            entries = [row.method.replace("|", "\\|"), second, *reported[:2], _reproduced_text(row), *reported[2:]]
-            lines.append("| " + " | ".join(entries) + " |")
-        lines.append("")
-    footnotes = family_footnotes(family, notes)
-    if footnotes:
-        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
-    return "\n".join(lines)
+        entries = [[pipe_escape(row.method), QUALITY_METRICS[row.metric].label() if quality else str(row.ipc),
+                    *(reported := _reported_cells(row))[:2], _reproduced_text(row), *reported[2:]] for row in rows]
+        lines += markdown_table(header, align, entries) + [""]
+    return "\n".join(lines + render.notes(family_footnotes(family, notes)))
 
 
 def family_csv(family: Family) -> str:
@@ -679,14 +627,14 @@ def family_csv(family: Family) -> str:
             "reported_source": reported.source if reported else "",
             "reported_secondary": reported.secondary if reported else None,
             "also_reported": "; ".join(reported.others) if reported else "",
-            "reproduced_mean": row.reproduced.mean * row.scale, "reproduced_std": row.reproduced.std * row.scale,
-            "n": row.reproduced.n, "rank": row.rank,
+            "reproduced_mean": row.reproduced.mean, "reproduced_std": row.reproduced.std,
+            "n": row.reproduced.n, "rank": row.reproduced.rank,
             "difference": None if reported is None else row.difference,
             "two_sigma": None if reported is None or math.isnan(threshold[0]) else threshold[0],
             "sigma_basis": threshold[1], "flag": row.flag,
             "mixed_provenance": "; ".join(row.reproduced.provenance),
         })
-    return pd.DataFrame(records, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+    return csv_text(records, CSV_COLUMNS)
 
 
 def index_markdown(families: Sequence[Family], keys: dict[str, tuple[str | None, str]],
@@ -697,21 +645,21 @@ def index_markdown(families: Sequence[Family], keys: dict[str, tuple[str | None,
               "evaluation/report/reported_vocabulary.yaml; see evaluation/report/reported.py for the join rules.")
     lines = ["# Reported vs reproduced", "", source, ""]
     if families:
-        lines += ["| Table | Rows | With a reported value | Flagged (\\|Δ\\| > 2σ) |", "| --- | ---: | ---: | ---: |"]
-        for family in families:
-            compared = [row for row in family.rows if row.reported is not None]
-            lines.append(f"| reported_{family.name}.md | {len(family.rows)} | {len(compared)} | "
-                         f"{sum(bool(row.flag) for row in compared)} |")
+        lines += markdown_table(["Table", "Rows", "With a reported value", "Flagged (\\|Δ\\| > 2σ)"],
+                                ["---"] + ["---:"] * 3, [
+            [f"reported_{family.name}.md", str(len(family.rows)),
+             str(sum(row.reported is not None for row in family.rows)),
+             str(sum(bool(row.flag) for row in family.rows if row.reported is not None))] for family in families])
     else:
         lines.append("No family of the reference has results in this profile (its datasets are not the papers').")
     how = {"name": "its name", "--method-map": "--method-map", "none": "none: not a reference method name"}
-    lines += ["", "| Variant | Reference method | From |", "| --- | --- | --- |"]
-    lines += [f"| {variant} | {method or MISSING} | {how[source]} |" for variant, (method, source) in keys.items()]
+    lines += [""] + markdown_table(["Variant", "Reference method", "From"], ["---"] * 3, [
+        [variant, method or MISSING, how[source]] for variant, (method, source) in keys.items()])
     reasons = reference.apply(unjoined_reason, axis=1).dropna()
     if len(reasons):
-        lines += ["", f"Reference rows the vocabulary never joins: {len(reasons)} of {len(reference)}.", "",
-                  "| Reason | Rows |", "| --- | ---: |"]
-        lines += [f"| {reason} | {count} |" for reason, count in reasons.value_counts().sort_index().items()]
+        lines += ["", f"Reference rows the vocabulary never joins: {len(reasons)} of {len(reference)}.", ""]
+        lines += markdown_table(["Reason", "Rows"], ["---", "---:"],
+                                [[reason, str(count)] for reason, count in reasons.value_counts().sort_index().items()])
     return "\n".join(lines) + "\n"
 
 
@@ -725,8 +673,6 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
     vocabulary = load_vocabulary()
     reference = load_reference(reference_path, vocabulary)
     families = build_families(runs, metrics, method_map, method_order, reference, vocabulary)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for family in families:
         if family.kind == "quality":
@@ -737,15 +683,8 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
             protocols = dict.fromkeys(row.block.protocol for row in family.rows)
             family_notes = [note for protocol in sorted(protocols) for note in (protocol_notes or {}).get(protocol, [])]
         family_notes += list(method_notes)
-        for suffix, text in ((".md", family_markdown(family, family_notes, vocabulary)), (".csv", family_csv(family))):
-            path = out_dir / f"reported_{family.name}{suffix}"
-            write_text_atomic(path, text)
-            paths.append(path)
-    variants = []
-    for frame in (runs, metrics):
-        if frame is not None and not frame.empty:
-            variants += list(frame["method"])
-    keys = variant_methods(dict.fromkeys(variants), method_map, vocabulary)
-    write_text_atomic(out_dir / "reported.md", index_markdown(families, keys, reference))
-    return paths + [out_dir / "reported.md"]
+        paths += write_texts(out_dir, f"reported_{family.name}", {
+            ".md": family_markdown(family, family_notes, vocabulary), ".csv": family_csv(family)})
+    keys = _variant_keys(runs, metrics, method_map, vocabulary)
+    return paths + write_texts(out_dir, "reported", {".md": index_markdown(families, keys, reference)})
 

@@ -30,11 +30,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from evaluation.core.artifacts import read_json_object, write_text_atomic
+from evaluation.core.artifacts import read_json_object
 from evaluation.core.errors import InputError
+from .render import (
+    MISSING,
+    MIXED_MARK,
+    Cell,
+    cell_text,
+    count_range,
+    csv_text,
+    dense_ranks,
+    latex_escape,
+    latex_tabular,
+    markdown_table,
+    mean_std,
+    notes,
+    pipe_escape,
+    pooled,
+    summarise,
+    write_texts,
+)
 
 REQUIRED_KEYS: dict[str, type] = {
     "dataset": str, "method": str, "ipc": int, "seed": int, "protocol": str, "network": str,
@@ -55,7 +72,6 @@ METRIC_DESCRIPTIONS = {
 }
 CSV_COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "mean", "std", "n", "rank",
                "mixed_provenance"]
-MISSING = "–"
 DECIMALS = 1
 # Columns that load_runs derives from a record's manifest (absent from frames built by hand).
 CODE_VERSION = "manifest_code_version"
@@ -64,19 +80,6 @@ CONFIG_EXCLUDED = ("seed", "repeat")  # vary within a cell by design
 PACKAGES = "manifest_packages"  # canonical JSON of manifest.packages (python and package versions)
 NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE = "network_arch", "network_depth", "protocol_base"
 NOT_RECORDED = "not recorded"
-MIXED_MARK = "†"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """Summary of one method × IPC cell: mean, sample std, run count, dense rank (1 = best) and, when
-    its runs differ in code version or config, what differs (see :func:`mixed_provenance`)."""
-
-    mean: float
-    std: float
-    n: int
-    rank: int
-    provenance: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,14 +134,8 @@ def _read_run(path: Path) -> dict:
     data = read_json_object(path, "training", "run results", rule="evaluate")
     record = {key: value for key, value in data.items()
               if value is None or isinstance(value, (str, int, float, bool))}
-    for key, kind in REQUIRED_KEYS.items():
-        if key not in data:
-            raise InputError(f"{path}: missing required key '{key}'; add it to the run's result JSON")
-        try:
-            record[key] = kind(data[key])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {kind.__name__}; "
-                             "fix the value in the run's result JSON") from None
+    record.update(required_fields(path, data, REQUIRED_KEYS, "add it to the run's result JSON",
+                                  "fix the value in the run's result JSON"))
     for key, kind in OPTIONAL_KEYS.items():
         value = data.get(key)
         allowed = (int, float) if kind is float else (kind,)
@@ -148,6 +145,23 @@ def _read_run(path: Path) -> dict:
         record[key] = None if value is None else kind(value)
     check_accuracies(path, record, data.get("curve"))
     record.update(_manifest_fields(data.get("manifest")))
+    return record
+
+
+def required_fields(path: Path, data: dict, kinds: dict[str, type], add: str, fix: str) -> dict:
+    """``data``'s ``kinds`` keys, each converted to its type (a ``dict`` key checked to be an object),
+    refused in one line naming the key and ``add`` (missing) or ``fix`` (not of its type)."""
+    record = {}
+    for key, kind in kinds.items():
+        if key not in data:
+            raise InputError(f"{path}: missing required key '{key}'; {add}")
+        try:
+            if kind is dict and not isinstance(data[key], dict):
+                raise TypeError
+            record[key] = data[key] if kind is dict else kind(data[key])
+        except (TypeError, ValueError):
+            noun = "an object" if kind is dict else kind.__name__
+            raise InputError(f"{path}: key '{key}' is {data[key]!r}, not {noun}; {fix}") from None
     return record
 
 
@@ -228,6 +242,8 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
 
     Rows follow ``method_order`` if given (it must name every method in ``runs``), else the
     order in which methods first appear in ``runs``; a block lists only methods it has runs for.
+    Every method × IPC cell whose runs all have the metric gets its mean, sample std, count and
+    dense per-IPC rank; a cell with any null reading is left out (shown as missing).
     """
     if metric not in METRIC_DESCRIPTIONS:
         raise ValueError(f"unknown metric '{metric}'; use one of {', '.join(METRIC_DESCRIPTIONS)}")
@@ -237,12 +253,18 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
     if runs.empty:
         raise InputError("no runs to tabulate; check the result paths passed to load_runs")
     order = ordered_methods(runs, method_order)
+    cells = summarise(runs, BLOCK_KEYS + ["method", "ipc"], metric, mixed_provenance)
+    cells["rank"] = cells.groupby(BLOCK_KEYS + ["ipc"])["mean"].transform(
+        lambda means: pd.Series(dense_ranks(dict(means)), dtype=int))
     blocks = []
     for (dataset, protocol, network), block_runs in runs.groupby(BLOCK_KEYS, sort=True):
         present = set(block_runs["method"])
         methods = tuple(m for m in order if m in present)
         ipcs = tuple(sorted(int(ipc) for ipc in block_runs["ipc"].unique()))
-        blocks.append(Block(dataset, protocol, network, methods, ipcs, _cells(block_runs, metric)))
+        rows = cells[(cells["dataset"] == dataset) & (cells["protocol"] == protocol) & (cells["network"] == network)]
+        blocks.append(Block(dataset, protocol, network, methods, ipcs, {
+            (row.method, int(row.ipc)): Cell(row.mean, row.std, row.n, int(row.rank), row.provenance)
+            for row in rows.itertuples()}))
     return AccuracyTable(metric, tuple(blocks))
 
 
@@ -258,39 +280,8 @@ def ordered_methods(runs: pd.DataFrame, method_order: Sequence[str] | None) -> l
     return list(method_order)
 
 
-def _cells(block_runs: pd.DataFrame, metric: str) -> dict[tuple[str, int], Cell]:
-    """Mean, sample std, count and dense per-IPC rank of every method × IPC cell whose runs all
-    have the metric; a cell with any null reading is left out (shown as missing)."""
-    stats = {}
-    for (method, ipc), group in block_runs.groupby(["method", "ipc"], sort=False):
-        values = group[metric].to_numpy(dtype=float)
-        if np.isnan(values).any():
-            continue
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        stats[(method, int(ipc))] = (float(np.mean(values)), std, len(values), mixed_provenance(group))
-    cells = {}
-    for ipc in {ipc for _, ipc in stats}:
-        column = {key: value for key, value in stats.items() if key[1] == ipc}
-        ranks = dense_ranks({key: mean for key, (mean, *_rest) in column.items()})
-        for key, (mean, std, n, provenance) in column.items():
-            cells[key] = Cell(mean, std, n, ranks[key], provenance)
-    return cells
-
-
-def dense_ranks(means: dict, higher_is_better: bool = True) -> dict:
-    """Dense rank (1 = best) of each key's mean, compared at the displayed precision so that
-    ranks agree with what a reader sees: equal displayed means share a rank."""
-    shown = sorted({_displayed(mean) for mean in means.values()}, reverse=higher_is_better)
-    return {key: shown.index(_displayed(mean)) + 1 for key, mean in means.items()}
-
-
-def _displayed(value: float) -> float:
-    """The value as the tables show it, so that ranks agree with what a reader sees."""
-    return float(f"{value:.{DECIMALS}f}")
-
-
-def _mean_std(cell: Cell) -> str:
-    return f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}" + (MIXED_MARK if cell.provenance else "")
+def _mean_std(cell: Cell, latex: bool = False) -> str:
+    return mean_std(cell.mean, cell.std, DECIMALS, latex)
 
 
 # ---------------------------------------------------------------- provenance
@@ -352,8 +343,7 @@ def _flatten(config: dict, prefix: str = "") -> dict:
 
 def provenance_footnotes(table: AccuracyTable) -> list[str]:
     """One ``†`` footnote per marked cell of ``table``, naming the cell and what differs."""
-    return [f"{MIXED_MARK} {block.dataset} · {block.protocol} · {block.network} · {method} · IPC {ipc} pools runs "
-            f"of different provenance: {'; '.join(cell.provenance)}."
+    return [pooled(f"{block.dataset} · {block.protocol} · {block.network} · {method} · IPC {ipc}", cell.provenance)
             for block in table.blocks for method in block.methods for ipc in block.ipcs
             if (cell := block.cells.get((method, ipc))) is not None and cell.provenance]
 
@@ -365,91 +355,38 @@ def title(table: AccuracyTable) -> str:
             f"mean ± std over {count_range(counts)} runs per cell (seeds × repeats)")
 
 
-def count_range(counts: Sequence[int]) -> str:
-    """``5`` for one count, ``3–5`` for several (sorted), ``no`` for none (every cell missing)."""
-    if not counts:
-        return "no"
-    return f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+def _grid(block: Block, latex: bool) -> list[list[str]]:
+    """The block's rows: the method, then its marked cell per IPC."""
+    name = latex_escape if latex else pipe_escape
+    return [[name(method)] + [cell_text(block.cells.get((method, ipc)), lambda c: _mean_std(c, latex), latex)
+                              for ipc in block.ipcs] for method in block.methods]
 
 
-def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
-    """Title line, then one heading and pipe table per block, then ``Notes:`` and the footnotes."""
-    lines = [title(table), ""]
+def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+    """Title line, then one heading and pipe table per block (in LaTeX, one booktabs ``tabular`` per
+    block with a caption row naming it), then ``Notes:`` and the footnotes."""
+    lines = [f"% {latex_escape(title(table))}" if latex else title(table), ""]
     for block in table.blocks:
-        lines.append(f"### {block.dataset} · {block.protocol} · {block.network}")
-        lines.append("")
-        lines.append("| Method | " + " | ".join(f"IPC {ipc}" for ipc in block.ipcs) + " |")
-        lines.append("| --- | " + " | ".join("---:" for _ in block.ipcs) + " |")
-        for method in block.methods:
-            entries = [_markdown_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
-            lines.append(f"| {method.replace('|', chr(92) + '|')} | " + " | ".join(entries) + " |")
-        lines.append("")
-    footnotes = list(footnotes) + provenance_footnotes(table)
-    if footnotes:
-        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
-    return "\n".join(lines)
-
-
-def _markdown_entry(cell: Cell | None) -> str:
-    if cell is None:
-        return MISSING
-    text = f"{cell.mean:.{DECIMALS}f} ± {cell.std:.{DECIMALS}f}"
-    marked = {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(cell.rank, text)
-    return marked + (MIXED_MARK if cell.provenance else "")
-
-
-LATEX_SPECIALS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
-                  "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}", MIXED_MARK: r"\textdagger{}"}
-
-
-def latex_escape(text: str) -> str:
-    """Text made safe for LaTeX: specials such as ``_ % & #`` escaped."""
-    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
+        header = ["Method"] + [f"IPC {ipc}" for ipc in block.ipcs]
+        if latex:
+            name = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
+            lines += latex_tabular(name, len(block.ipcs), header, _grid(block, latex=True))
+        else:
+            lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
+            lines += markdown_table(header, ["---"] + ["---:"] * len(block.ipcs), _grid(block, latex=False)) + [""]
+    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(table), latex))
 
 
 def to_latex(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
-    """One booktabs ``tabular`` per block with a caption row naming it, then the footnotes."""
-    lines = [f"% {latex_escape(title(table))}", ""]
-    for block in table.blocks:
-        name = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
-        width = len(block.ipcs) + 1
-        lines += [
-            f"% {name}",
-            r"\begin{tabular}{l" + "r" * len(block.ipcs) + "}",
-            r"\toprule",
-            rf"\multicolumn{{{width}}}{{l}}{{{name}}} \\",
-            r"\midrule",
-            "Method & " + " & ".join(f"IPC {ipc}" for ipc in block.ipcs) + r" \\",
-            r"\midrule",
-        ]
-        for method in block.methods:
-            entries = [_latex_entry(block.cells.get((method, ipc))) for ipc in block.ipcs]
-            lines.append(f"{latex_escape(method)} & " + " & ".join(entries) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", ""]
-    footnotes = list(footnotes) + provenance_footnotes(table)
-    if footnotes:
-        lines += [r"\par\smallskip", r"\noindent{\footnotesize Notes:}\par"]
-        lines += [rf"\noindent{{\footnotesize {latex_escape(note)}}}\par" for note in footnotes]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _latex_entry(cell: Cell | None) -> str:
-    if cell is None:
-        return "--"
-    text = f"{cell.mean:.{DECIMALS}f} $\\pm$ {cell.std:.{DECIMALS}f}"
-    marked = {1: rf"\textbf{{{text}}}", 2: rf"\underline{{{text}}}"}.get(cell.rank, text)
-    return marked + (r"$^\dagger$" if cell.provenance else "")
+    return to_markdown(table, footnotes, latex=True)
 
 
 def to_csv(table: AccuracyTable) -> str:
     """Long format, one row per non-missing cell, numbers at full precision."""
-    rows = [(block.dataset, block.protocol, block.network, method, ipc,
-             cell.mean, cell.std, cell.n, cell.rank, "; ".join(cell.provenance))
-            for block in table.blocks for method in block.methods for ipc in block.ipcs
-            if (cell := block.cells.get((method, ipc))) is not None]
-    return pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False, lineterminator="\n")
+    return csv_text([(block.dataset, block.protocol, block.network, method, ipc,
+                      cell.mean, cell.std, cell.n, cell.rank, "; ".join(cell.provenance))
+                     for block in table.blocks for method in block.methods for ipc in block.ipcs
+                     if (cell := block.cells.get((method, ipc))) is not None], CSV_COLUMNS)
 
 
 # Model selection: the three readings of the same runs side by side.
@@ -480,7 +417,6 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
     tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
     counts = sorted({cell.n for block in tables[0].blocks for cell in block.cells.values()})
     lines = [SELECTION_HEADER.format(runs=count_range(counts), missing=MISSING), ""]
-    header = "| Method | IPC | " + " | ".join(SELECTION_READINGS.values()) + " | Best − val |"
     for blocks in zip(*(table.blocks for table in tables)):
         block = blocks[0]
         lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
@@ -490,22 +426,19 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
         if conventions:
             described = "; ".join(SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in conventions)
             lines += [described[0].upper() + described[1:] + ".", ""]
-        lines += [header, "| --- | ---: |" + " ---: |" * (len(SELECTION_READINGS) + 1)]
+        rows = []
         for method in block.methods:
             for ipc in block.ipcs:
-                cells = [each.cells.get((method, ipc)) for each in blocks]
-                if cells[0] is None:  # best_top1 is required, so no runs of this method at this IPC
+                best, val, last = (each.cells.get((method, ipc)) for each in blocks)
+                if best is None:  # best_top1 is required, so no runs of this method at this IPC
                     continue
-                entries = [MISSING if cell is None else _mean_std(cell) for cell in cells]
-                best, val = cells[0], cells[1]
+                entries = [MISSING if cell is None else _mean_std(cell) + MIXED_MARK * bool(cell.provenance)
+                           for cell in (best, val, last)]
                 gap = MISSING if val is None else f"{best.mean - val.mean:.{DECIMALS}f}"
-                name = method.replace("|", chr(92) + "|")
-                lines.append(f"| {name} | {ipc} | " + " | ".join(entries + [gap]) + " |")
-        lines.append("")
-    footnotes = list(footnotes) + provenance_footnotes(tables[0])
-    if footnotes:
-        lines += ["Notes:", ""] + [f"- {note}" for note in footnotes] + [""]
-    return "\n".join(lines)
+                rows.append([pipe_escape(method), str(ipc), *entries, gap])
+        lines += markdown_table(["Method", "IPC", *SELECTION_READINGS.values(), "Best − val"],
+                                ["---"] + ["---:"] * (len(SELECTION_READINGS) + 2), rows) + [""]
+    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(tables[0])))
 
 
 def write_accuracy_tables(runs: pd.DataFrame, out_dir: Path, metric: str, stem: str,
@@ -514,13 +447,5 @@ def write_accuracy_tables(runs: pd.DataFrame, out_dir: Path, metric: str, stem: 
     """Write ``<stem>.md``, ``<stem>.tex`` and ``<stem>.csv`` into ``out_dir``, each atomically;
     footnotes go to the Markdown and LaTeX only. Returns the written paths."""
     table = accuracy_table(runs, metric, method_order)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    texts = {".md": to_markdown(table, footnotes), ".tex": to_latex(table, footnotes),
-             ".csv": to_csv(table)}
-    paths = []
-    for suffix, text in texts.items():
-        path = out_dir / f"{stem}{suffix}"
-        write_text_atomic(path, text)
-        paths.append(path)
-    return paths
+    return write_texts(out_dir, stem, {".md": to_markdown(table, footnotes), ".tex": to_latex(table, footnotes),
+                                       ".csv": to_csv(table)})

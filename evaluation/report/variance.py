@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.core.artifacts import write_text_atomic
+from .render import count_range, write_texts
 from .tables import BLOCK_KEYS, METRIC_DESCRIPTIONS
 
 COLUMNS = ["dataset", "protocol", "network", "method", "ipc", "metric", "seeds", "runs", "repeats_per_seed",
@@ -85,24 +85,22 @@ def _note(seeds: int, runs: int) -> str:
 
 def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, protocol, network, method, IPC, reading) whose runs all have the reading."""
+    keys = BLOCK_KEYS + ["method", "ipc", "metric"]
+    metrics = [metric for metric in METRIC_DESCRIPTIONS if metric in runs.columns]   # alphabetical, as sorted
+    readings = runs.melt(id_vars=keys[:-1] + ["seed"], value_vars=metrics, var_name="metric")
     rows = []
-    metrics = [metric for metric in METRIC_DESCRIPTIONS if metric in runs.columns]
-    for key, group in runs.groupby(BLOCK_KEYS + ["method", "ipc"], sort=True):
+    for key, group in readings.groupby(keys, sort=True):
+        if group["value"].isna().any():
+            continue
         counts = group.groupby("seed").size()
-        per_seed = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}–{counts.max()}"
-        for metric in metrics:
-            values = group[metric].to_numpy(dtype=float)
-            if np.isnan(values).any():
-                continue
-            split = variance_split(values, group["seed"].to_numpy())
-            rows.append({**dict(zip(BLOCK_KEYS + ["method", "ipc"], key)), "metric": metric,
-                         "seeds": len(counts), "runs": len(values), "repeats_per_seed": per_seed, **split,
-                         "note": _note(len(counts), len(values))})
+        rows.append({**dict(zip(keys, key)), "seeds": len(counts), "runs": len(group),
+                     "repeats_per_seed": count_range(sorted(counts)),
+                     **variance_split(group["value"].to_numpy(dtype=float), group["seed"].to_numpy()),
+                     "note": _note(len(counts), len(group))})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def write_variance(runs: pd.DataFrame, out_dir: Path) -> Path:
     """Write ``variance.csv`` (numbers at full precision) into ``out_dir``, atomically."""
-    path = Path(out_dir) / "variance.csv"
-    write_text_atomic(path, variance_table(runs).to_csv(index=False, lineterminator="\n"))
+    [path] = write_texts(out_dir, "variance", {".csv": variance_table(runs).to_csv(index=False, lineterminator="\n")})
     return path
