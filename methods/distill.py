@@ -1,11 +1,11 @@
 """Entry point of the ``distill`` rule: run one method variant and write its synthetic set.
 
-Usage: ``python -m methods.distill --spec JSON --data DIR --ipc K --seed S --out DIR
+Usage: ``python workflow/scripts/distill.py --spec JSON --data DIR --ipc K --seed S --out DIR
 [--classes START:STOP] [--backbone DIR] [--latents FILE] [--device cpu]``, where the spec holds
 the variant ({method, params}), the dataset name and the config's ``sampler`` and ``data`` blocks.
 ``--classes`` (half-open, dataset labels; default all) distils one chunk of the classes into the
 same layout (class folders named by global label, ``labels.csv`` with global labels) with the
-range in ``manifest.json`` (``classes: [START, STOP]``); ``python -m methods.merge_chunks`` joins
+range in ``manifest.json`` (``classes: [START, STOP]``); ``python workflow/scripts/merge_chunks.py`` joins
 the chunks into the full set (methods/chunks.py).
 """
 from __future__ import annotations

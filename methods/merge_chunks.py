@@ -1,7 +1,7 @@
 """Entry point of the merge rule: join class chunks of one distillation into the full synthetic set.
 
-Usage: ``python -m methods.merge_chunks --dataset NAME --out DIR --chunks DIR [DIR ...]``, each DIR
-a set written by ``python -m methods.distill ... --classes START:STOP`` (methods/chunks.py).
+Usage: ``python workflow/scripts/merge_chunks.py --dataset NAME --out DIR --chunks DIR [DIR ...]``, each DIR
+a set written by ``python workflow/scripts/distill.py ... --classes START:STOP`` (methods/chunks.py).
 
 The chunks must share one spec (method, params, dataset, sampler, data), seed, IPC and code
 version, and their class ranges must cover the dataset's classes exactly once. The full set is

@@ -53,7 +53,8 @@ values come from the suite's seeded streams (the reference's global RNG, per DDP
 instead of DDP (the reference's global batch of 8 is one batch here); the EMA is updated only on
 trainable parameters (the reference lerps every parameter, a no-op on frozen ones).
 
-Usage: ``python -m methods.minimax_finetune --spec JSON --backbone DIR --latents FILE --dataset NAME --out DIR``
+Run by rule ``finetune_backbone`` (:func:`finetune_backbone`): ``python workflow/scripts/finetune_backbone.py
+--module methods.minimax_finetune --spec JSON --backbone DIR --latents FILE --dataset NAME --out DIR``
 """
 from __future__ import annotations
 

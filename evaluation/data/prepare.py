@@ -1,6 +1,6 @@
 """Entry point of the ``prepare_data`` rule: validate and prepare one dataset's splits.
 
-Usage: ``python -m evaluation.data.prepare --dataset NAME --spec JSON(config 'data') --out DIR``
+Usage: ``python workflow/scripts/prepare_data.py --dataset NAME --spec JSON(config 'data') --out DIR``
 """
 from __future__ import annotations
 

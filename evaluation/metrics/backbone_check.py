@@ -1,7 +1,7 @@
 """Recognisability of the backbone: the share of class-conditional samples that the teacher
 labels with their conditioning class (the embedded backbone must reach ``min_recognisability``).
 
-Usage: ``python -m evaluation.metrics.backbone_check --spec JSON --backbone DIR --teacher DIR --out FILE``
+Usage: ``python workflow/scripts/check_backbone.py --spec JSON --backbone DIR --teacher DIR --out FILE``
 """
 from __future__ import annotations
 

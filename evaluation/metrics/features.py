@@ -1,6 +1,6 @@
 """Entry point of the ``real_features`` rule: features of one real split, computed once per extractor.
 
-``python -m evaluation.metrics.features --spec JSON --data DIR --split {train,val,test} --extractor NAME
+``python workflow/scripts/real_features.py --spec JSON --data DIR --split {train,val,test} --extractor NAME
 [--teacher DIR] --out FILE.pt --device cpu``
 
 writes (atomically) a torch file ``{"features": float32 [N, D], "labels": int64 [N], "extractor",

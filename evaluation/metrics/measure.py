@@ -1,6 +1,6 @@
 """Entry point of the ``measure`` rule: every metric of one distilled set against cached real features.
 
-``python -m evaluation.metrics.measure --spec JSON --synset DIR --fid-features FILE.pt --features FILE.pt
+``python workflow/scripts/measure.py --spec JSON --synset DIR --fid-features FILE.pt --features FILE.pt
 [--teacher DIR] --out FILE.json --device cpu``
 
 ``spec`` = ``{"dataset", "method", "ipc", "seed", "metrics": {...}}`` (the config's ``metrics`` block).

@@ -1,10 +1,10 @@
 """Entry points of the evaluation rules: train a network on a synthetic set, or the teacher.
 
-``python -m evaluation.protocols.train synset --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json``
+``python workflow/scripts/evaluate.py --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json``
     trains one evaluation network (one repeat) under the spec's protocol (methods_and_protocols.md
     §3; the soft-label protocol needs the teacher) and writes best, last and validation-selected
     test top-1 with the evaluation curve.
-``python -m evaluation.protocols.train teacher --spec JSON --data DIR --out DIR``
+``python workflow/scripts/train_teacher.py --spec JSON --data DIR --out DIR``
     makes the dataset's teacher network (``teacher.source``): trains it on the real train split, or
     restricts torchvision's ImageNet-pretrained network (the state dict at ``teacher.weights``, else
     torchvision's cache file) to the dataset's classes.

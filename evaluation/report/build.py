@@ -11,7 +11,7 @@ seeds and evaluation repeats, :mod:`evaluation.report.variance`), the reported-v
 have, :mod:`evaluation.report.reported`) and, with ``--benchmarks``, ``costs.{md,csv}``
 (:mod:`evaluation.report.costs`).
 
-Usage: ``python -m evaluation.report --runs FILE... [--backbone-checks FILE...]
+Usage: ``python workflow/scripts/tables.py --runs FILE... [--backbone-checks FILE...]
 [--metrics FILE...] --out DIR [--method-order a,b,...] [--note TEXT]... [--benchmarks DIR]
 [--method-map VARIANT=METHOD...] [--reference CSV]``
 """

@@ -5,7 +5,7 @@ space (DMGD's distribution approximation; MGD³, D⁴M and Minimax later): the p
 std of each image (scaled by the VAE's scaling factor), so that a method takes either the mean
 (MGD³'s ``latent_dist.mean``) or a seeded posterior sample (DMGD's ``latent_dist.sample()``).
 
-Usage: ``python -m methods.diffusion.latents --data DIR --backbone DIR --out FILE [--image-size S]``
+Usage: ``python workflow/scripts/encode_latents.py --data DIR --backbone DIR --out FILE [--image-size S]``
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Writes ``backbones/<name>/manifest.json`` naming the source and VAE (``open_backbone`` follows it),
 so that a missing or offline backbone fails here, once, before any distillation job.
 
-Usage: ``python -m methods.diffusion.link --source HUB_ID_DIR_OR_PT [--vae HUB_ID_OR_DIR]
+Usage: ``python workflow/scripts/load_backbone.py --source HUB_ID_DIR_OR_PT [--vae HUB_ID_OR_DIR]
 [--numerics official|diffusers] [--num-heads N] --out DIR``
 """
 from __future__ import annotations

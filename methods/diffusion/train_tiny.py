@@ -8,7 +8,7 @@ weights that is what gets saved. Saved in the diffusers layout, so ``load_backbo
 any local DiT. Both phases checkpoint to ``<out>.ckpt`` at the checkpoint cadence and an interrupted
 run resumes from it, ending bit-identical (evaluation/core/checkpoint.py).
 
-Usage: ``python -m methods.diffusion.train_tiny --spec JSON --data DIR --out DIR --loss-log CSV``
+Usage: ``python workflow/scripts/train_backbone.py --spec JSON --data DIR --out DIR --loss-log CSV``
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Entry point of the ``figures`` rule: every figure of a profile, and ``index.md`` captioning them.
 
-``python -m evaluation.report.figures --results RESULTS --methods a,b,c --datasets d1,d2 --ipcs 1,10
+``python workflow/scripts/figures.py --results RESULTS --methods a,b,c --datasets d1,d2 --ipcs 1,10
 --seeds 0,1 --extractor NAME [--features | --no-features] [--teacher-root DIR] [--real-split train]
 [--max-real 1000] [--max-synthetic 200] [--perplexity 30] [--max-classes 10] [--max-samples 10]
 [--tile 128] [--seed 0] [--out DIR] [--device cpu] [--threads 1]``
@@ -292,7 +292,7 @@ def _join(values) -> str:
 
 
 def index_markdown(spec: FigureSpec, entries: list[Entry]) -> str:
-    source = (f"Drawn by `python -m evaluation.report.figures` from the stored results in `{spec.results}` "
+    source = (f"Drawn by `python workflow/scripts/figures.py` from the stored results in `{spec.results}` "
               f"(seed {spec.seed}; methods {_join(spec.methods)}; feature extractor {spec.extractor}).")
     lines = ["# Figures", "", source, ""]
     for section, heading in SECTIONS.items():
