@@ -21,6 +21,7 @@ FINETUNED = "backbones/{backbone}-finetuned/{method}/{dataset}"
 BACKBONE_CHECK = "backbone_checks/{dataset}.json"
 LATENTS = "latents/{dataset}/{backbone}.pt"
 SET = "{dataset}/{method}/ipc{ipc}/seed{seed}"            # one synthetic set of a variant
+DATASET_SETS = "synsets/{dataset}"                       # one folder per variant
 SYNSET = f"synsets/{SET}"
 CHUNK = f"chunks/{SET}/{{chunk}}"                         # its classes {chunk} = START-STOP
 EVAL = f"eval/{SET}/{{protocol}}-{{network}}-rep{{repeat}}.json"

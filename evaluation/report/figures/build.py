@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from evaluation.core import layout
 from evaluation.core.artifacts import atomic_path, manifest, write_manifest, write_text_atomic
 from evaluation.core.errors import InputError
 from evaluation.core.seeding import derive_seed
@@ -83,17 +84,17 @@ class FigureSpec:
     device: str = "cpu"
 
     def synset_dir(self, dataset: str, method: str, ipc: int, seed: int) -> Path:
-        return self.results / "synsets" / dataset / method / f"ipc{ipc}" / f"seed{seed}"
+        return self.results / layout.SYNSET.format(dataset=dataset, method=method, ipc=ipc, seed=seed)
 
     def real_features(self, dataset: str) -> Path:
-        return self.results / "features" / dataset / f"{self.extractor}-{self.real_split}.pt"
+        return self.results / layout.FEATURES.format(dataset=dataset, extractor=self.extractor, split=self.real_split)
 
     def teacher_dir(self, dataset: str) -> Path:
-        return (self.teacher_root or self.results / "teachers") / dataset
+        return self.teacher_root / dataset if self.teacher_root else self.results / layout.TEACHER.format(dataset=dataset)
 
     @property
     def runs(self) -> Path:
-        return self.results / "tables" / "runs.csv"
+        return self.results / layout.TABLES / "runs.csv"
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def check_inputs(spec: FigureSpec) -> pd.DataFrame:
         raise FigureInputError(f"unknown feature extractor '{spec.extractor}'; valid: {', '.join(list_extractors())}")
     for dataset in spec.datasets:
         dataset_info(dataset)
-        root = spec.results / "synsets" / dataset
+        root = spec.results / layout.DATASET_SETS.format(dataset=dataset)
         for method in spec.methods:
             if not (root / method).is_dir():
                 found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else "none"
