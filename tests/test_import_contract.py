@@ -104,7 +104,7 @@ def test_the_contract_check_names_the_file_and_import(tmp_path, monkeypatch):
 SCRIPTS = ROOT / "workflow" / "scripts"
 RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
 RULE_SCRIPTS = sorted({(path.name, script) for path in RULE_FILES
-                       for script in re.findall(r"python \{SCRIPTS\}/(\w+)\.py", path.read_text())})
+                       for script in re.findall(r"python \$DMGD_SCRIPTS/(\w+)\.py", path.read_text())})
 RULES = sorted({name for path in RULE_FILES for name in re.findall(r"^\s*rule (\w+):", path.read_text(), re.M)})
 # the command lines left in the packages: the GPU slot wrapper that prefixes GPU jobs' commands, and the
 # argparse types every script shares

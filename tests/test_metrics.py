@@ -433,7 +433,7 @@ def test_entry_points_read_the_configured_weight_file_and_record_it(tmp_path, di
 
 def job_specs(out: str, rule: str) -> list[dict]:
     """The ``--spec`` JSON of every job of ``rule`` in a dry run's printed shell commands."""
-    command = re.escape(f"workflow/scripts/{rule}.py --spec '")
+    command = re.escape(f"$DMGD_SCRIPTS/{rule}.py --spec '")
     return [json.loads(spec) for spec in re.findall(command + r"(\{[^']*\})'", out)]
 
 

@@ -25,7 +25,7 @@ if config["backbone"]["source"] == "train":
             mem_mb=4000,
             runtime=60,
         shell:
-            "{params.wrap}python {SCRIPTS}/train_backbone.py --spec {params.spec:q} --data {input.data}"
+            "{params.wrap}python $DMGD_SCRIPTS/train_backbone.py --spec {params.spec:q} --data {input.data}"
             " --out {output} --loss-log {log.losses} --device {params.device} --threads {threads} > {log.log} 2>&1"
 
 else:
@@ -49,7 +49,7 @@ else:
             mem_mb=16000,
             runtime=30,
         shell:
-            "python {SCRIPTS}/load_backbone.py --source {params.source:q} {params.vae}"
+            "python $DMGD_SCRIPTS/load_backbone.py --source {params.source:q} {params.vae}"
             " --numerics {params.numerics} {params.heads} --out {output} > {log} 2>&1"
 
 
@@ -79,7 +79,7 @@ rule check_backbone:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{params.wrap}python {SCRIPTS}/check_backbone.py --spec {params.spec:q} --backbone {input.backbone}"
+        "{params.wrap}python $DMGD_SCRIPTS/check_backbone.py --spec {params.spec:q} --backbone {input.backbone}"
         " --teacher {input.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -107,7 +107,7 @@ rule encode_latents:
         mem_mb=8000,
         runtime=60,
     shell:
-        "{params.wrap}python {SCRIPTS}/encode_latents.py --data {input.data} --backbone {input.backbone} --out {output}"
+        "{params.wrap}python $DMGD_SCRIPTS/encode_latents.py --data {input.data} --backbone {input.backbone} --out {output}"
         " {params.size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -135,5 +135,5 @@ rule finetune_backbone:
         mem_mb=16000,
         runtime=600,
     shell:
-        "{params.wrap}python {SCRIPTS}/finetune_backbone.py --module {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
+        "{params.wrap}python $DMGD_SCRIPTS/finetune_backbone.py --module {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
         " --dataset {wildcards.dataset} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

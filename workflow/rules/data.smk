@@ -14,7 +14,7 @@ rule prepare_data:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python {SCRIPTS}/prepare_data.py --dataset {wildcards.dataset} --spec {params.spec:q}"
+        "python $DMGD_SCRIPTS/prepare_data.py --dataset {wildcards.dataset} --spec {params.spec:q}"
         " --out {output} > {log} 2>&1"
 
 
@@ -43,5 +43,5 @@ rule train_teacher:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{params.wrap}python {SCRIPTS}/train_teacher.py --spec {params.spec:q} --data {input.data}"
+        "{params.wrap}python $DMGD_SCRIPTS/train_teacher.py --spec {params.spec:q} --data {input.data}"
         " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

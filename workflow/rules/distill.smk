@@ -27,7 +27,7 @@ rule distill:
         mem_mb=4000,
         runtime=120,
     shell:
-        "{params.wrap}python {SCRIPTS}/distill.py --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
+        "{params.wrap}python $DMGD_SCRIPTS/distill.py --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
         " --seed {wildcards.seed} --out {output} {params.classes} {params.backbone} {params.latents}"
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
@@ -51,5 +51,5 @@ if config["distill_chunk_classes"] is not None:
             mem_mb=2000,
             runtime=30,
         shell:
-            "python {SCRIPTS}/merge_chunks.py --chunks {input} --dataset {wildcards.dataset} --out {output}"
+            "python $DMGD_SCRIPTS/merge_chunks.py --chunks {input} --dataset {wildcards.dataset} --out {output}"
             " > {log} 2>&1"

@@ -21,5 +21,5 @@ rule evaluate:
         mem_mb=4000,
         runtime=240,
     shell:
-        "{params.wrap}python {SCRIPTS}/evaluate.py --spec {params.spec:q} --synset {input.synset}"
+        "{params.wrap}python $DMGD_SCRIPTS/evaluate.py --spec {params.spec:q} --synset {input.synset}"
         " --data {input.data} {params.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -28,7 +28,7 @@ rule real_features:
         mem_mb=8000,
         runtime=60,
     shell:
-        "{params.wrap}python {SCRIPTS}/real_features.py --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
+        "{params.wrap}python $DMGD_SCRIPTS/real_features.py --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
         " --extractor {wildcards.extractor} {params.teacher} --out {output} --device {params.device}"
         " > {log} 2>&1"
 
@@ -57,6 +57,6 @@ rule measure:
         mem_mb=8000,
         runtime=60,
     shell:
-        "{params.wrap}python {SCRIPTS}/measure.py --spec {params.spec:q} --synset {input.synset}"
+        "{params.wrap}python $DMGD_SCRIPTS/measure.py --spec {params.spec:q} --synset {input.synset}"
         " --fid-features {input.fid_features} --features {input.features} {params.teacher}"
         " --out {output} --device {params.device} > {log} 2>&1"

@@ -7,9 +7,10 @@ from evaluation.core import layout
 RESULTS = layout.fill(layout.RESULTS, profile=config["profile"])
 LOGS = layout.fill(layout.LOGS, profile=config["profile"])
 BENCH = f"{RESULTS}/{layout.BENCHMARKS}"
-# workflow/scripts/<rule>.py: the shell commands name it as {SCRIPTS}, so that the commands Snakemake
+# workflow/scripts/<rule>.py: the shell commands name it as $DMGD_SCRIPTS/<rule>.py, the folder
+# reaching the jobs through the environment (as DMGD_GPU_SLOTS does), so that the commands Snakemake
 # records (its code rerun trigger) do not depend on where the checkout is.
-SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
+os.environ.update(DMGD_SCRIPTS=os.path.join(workflow.basedir, "workflow", "scripts"))
 
 
 def result(pattern, **values):

@@ -19,8 +19,8 @@ rule tables:
         integrity=integrity("tables"),
         order=",".join(config["methods"]),
         notes=" ".join(f"--note {shlex.quote(note)}" for note in method_table_notes()),
-        results=RESULTS,
-        benchmarks=BENCH,
+        results=lambda w, output: os.path.dirname(output.tables),
+        benchmarks=lambda w, output: os.path.join(os.path.dirname(output.tables), layout.BENCHMARKS),
         method_map=" ".join(f"{name}={variant['reported_as']}" for name, variant in config["methods"].items()
                             if "reported_as" in variant),
         datasets=",".join(config["datasets"]),
@@ -43,10 +43,10 @@ rule tables:
         mem_mb=8000,
         runtime=60,
     shell:
-        "python {SCRIPTS}/tables.py --runs {input.runs} --backbone-checks {input.checks}"
+        "python $DMGD_SCRIPTS/tables.py --runs {input.runs} --backbone-checks {input.checks}"
         " --metrics {input.metrics} --out {output.tables} --method-order {params.order:q} {params.notes}"
         " --benchmarks {params.benchmarks} --method-map {params.method_map}"
-        " > {log} 2>&1 && python {SCRIPTS}/figures.py --results {params.results} --methods {params.order:q}"
+        " > {log} 2>&1 && python $DMGD_SCRIPTS/figures.py --results {params.results} --methods {params.order:q}"
         " --datasets {params.datasets} --ipcs {params.ipcs} --seeds {params.seeds}"
         " --extractor {params.metrics[feature_extractor]} {params.weights} {params.features}"
         " --real-split {params.metrics[reference_split]}"
