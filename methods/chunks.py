@@ -2,8 +2,8 @@
 
 ImageNet-1K at IPC 50 with DiT-XL/2 is too long for one job (DMGD's own scripts run it as four
 parts of 250 classes), so a set can be distilled one chunk at a time
-(``python -m methods.distill ... --classes 250:500``) and the chunks joined by
-``python -m methods.merge_chunks``. Every method uses the global label of a class in every seed
+(``python workflow/scripts/distill.py ... --classes 250:500``) and the chunks joined by
+``python workflow/scripts/merge_chunks.py``. Every method uses the global label of a class in every seed
 derivation and per-class lookup, so a chunk holds exactly the images of those classes in the
 unchunked set: bit-identical when the sampler batches of the two runs hold the same samples
 (``sampler.batch_size`` divides the chunk size and the number of classes), otherwise equal to

@@ -1,29 +1,26 @@
 """Entry point of the ``distill`` rule: run one method variant and write its synthetic set.
 
-Usage: ``python -m methods.distill --spec JSON --data DIR --ipc K --seed S --out DIR
+Usage: ``python workflow/scripts/distill.py --spec JSON --data DIR --ipc K --seed S --out DIR
 [--classes START:STOP] [--backbone DIR] [--latents FILE] [--device cpu]``, where the spec holds
 the variant ({method, params}), the dataset name and the config's ``sampler`` and ``data`` blocks.
 ``--classes`` (half-open, dataset labels; default all) distils one chunk of the classes into the
 same layout (class folders named by global label, ``labels.csv`` with global labels) with the
-range in ``manifest.json`` (``classes: [START, STOP]``); ``python -m methods.merge_chunks`` joins
+range in ``manifest.json`` (``classes: [START, STOP]``); ``python workflow/scripts/merge_chunks.py`` joins
 the chunks into the full set (methods/chunks.py).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 import torch
 
-from evaluation.core.artifacts import manifest, resolve_device
-from evaluation.core.cli import entry_point, json_object, non_negative_int, positive_int
+from evaluation.core.artifacts import manifest
 from evaluation.core.errors import InputError
 from evaluation.data.datasets import dataset_info
 from evaluation.data.synsets import write_synset
 
-from .chunks import parse_classes
 from .registry import DistillContext, SyntheticSet, get_method
 
 
@@ -97,30 +94,3 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
                  manifest(spec, seed=seed, device=device, started=started, ipc=ipc,
                           classes=[ctx.classes.start, ctx.classes.stop], num_images=len(synset.labels),
                           records=synset.records))
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=json_object, help="JSON: method, params, dataset, sampler, data")
-    parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--ipc", required=True, type=positive_int)
-    parser.add_argument("--seed", required=True, type=non_negative_int)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--classes", default=None, metavar="START:STOP",
-                        help="distil only these dataset labels (half-open), a chunk for methods.merge_chunks")
-    parser.add_argument("--backbone", type=Path, default=None)
-    parser.add_argument("--latents", type=Path, default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    spec = args.spec
-    num_classes = dataset_info(spec["dataset"]).num_classes
-    classes = parse_classes(args.classes, num_classes)
-    torch.set_num_threads(args.threads)
-    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, resolve_device(args.device),
-            classes)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Entry point of the merge rule: join class chunks of one distillation into the full synthetic set.
 
-Usage: ``python -m methods.merge_chunks --dataset NAME --out DIR --chunks DIR [DIR ...]``, each DIR
-a set written by ``python -m methods.distill ... --classes START:STOP`` (methods/chunks.py).
+Usage: ``python workflow/scripts/merge_chunks.py --dataset NAME --out DIR --chunks DIR [DIR ...]``, each DIR
+a set written by ``python workflow/scripts/distill.py ... --classes START:STOP`` (methods/chunks.py).
 
 The chunks must share one spec (method, params, dataset, sampler, data), seed, IPC and code
 version, and their class ranges must cover the dataset's classes exactly once. The full set is
@@ -11,14 +11,12 @@ class order, and a manifest as an unchunked run's (per-class records concatenate
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 from pathlib import Path
 
 from evaluation.core.artifacts import atomic_path, code_version, smoke_record, verify_folder, write_manifest
-from evaluation.core.cli import entry_point
 from evaluation.core.errors import InputError
 from evaluation.data.datasets import dataset_info
 from evaluation.data.synsets import index_synset, write_labels
@@ -124,17 +122,3 @@ def merge_chunks(chunks: list[Path], dataset: str, out_dir: Path) -> None:
                 place(chunk / path, tmp / path)
         write_labels(tmp, [row for chunk_rows in rows for row in chunk_rows])
         write_manifest(tmp, merged)
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", required=True, nargs="+", type=Path, help="chunk sets (methods.distill --classes)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args(argv)
-    merge_chunks(args.chunks, args.dataset, args.out)
-
-
-if __name__ == "__main__":
-    main()

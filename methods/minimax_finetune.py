@@ -53,11 +53,11 @@ values come from the suite's seeded streams (the reference's global RNG, per DDP
 instead of DDP (the reference's global batch of 8 is one batch here); the EMA is updated only on
 trainable parameters (the reference lerps every parameter, a no-op on frozen ones).
 
-Usage: ``python -m methods.minimax_finetune --spec JSON --backbone DIR --latents FILE --dataset NAME --out DIR``
+Run by rule ``finetune_backbone`` (:func:`finetune_backbone`): ``python workflow/scripts/finetune_backbone.py
+--module methods.minimax_finetune --spec JSON --backbone DIR --latents FILE --dataset NAME --out DIR``
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 from collections.abc import Sequence
@@ -67,14 +67,8 @@ import torch
 from diffusers.models.embeddings import LabelEmbedding
 from tqdm import tqdm
 
-from evaluation.core.artifacts import (
-    atomic_path,
-    manifest,
-    resolve_device,
-    write_manifest,
-)
+from evaluation.core.artifacts import atomic_path, manifest, write_manifest
 from evaluation.core.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
-from evaluation.core.cli import entry_point, json_object, positive_int
 from evaluation.core.errors import InputError
 from evaluation.core.seeding import generator
 from evaluation.data.datasets import dataset_info
@@ -319,32 +313,20 @@ def finetune(backbone: Backbone, latents: dict, params: MinimaxParams, device: s
     return backbone
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=json_object, help="JSON: the minimax variant's params")
-    parser.add_argument("--backbone", required=True, type=Path)
-    parser.add_argument("--latents", required=True, type=Path)
-    parser.add_argument("--dataset", required=True, help="dataset name: its backbone class ids condition the DiT")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    started, spec, device = time.time(), args.spec, resolve_device(args.device)
+def finetune_backbone(spec: dict, backbone_dir: Path, latents_path: Path, dataset: str, out: Path,
+                      device: str) -> None:
+    """The ``finetune_backbone`` rule's job for minimax: fine-tune the backbone on the real latents of
+    ``dataset`` and write it under ``out``, checkpointing as it goes."""
+    started = time.time()
+    backbone_labels = list(dataset_info(dataset).backbone_labels)
     params = MinimaxParams(**spec)
-    backbone_labels = list(dataset_info(args.dataset).backbone_labels)
     torch.manual_seed(params.seed)
-    checkpoint = Checkpoint.beside(args.out, job_identity("minimax_finetune", spec, [args.backbone, args.latents],
-                                                          device=device, backbone_labels=backbone_labels))
-    backbone = finetune(open_backbone(args.backbone, device), load_latents(args.latents), params, device, checkpoint,
+    checkpoint = Checkpoint.beside(out, job_identity("minimax_finetune", spec, [backbone_dir, latents_path],
+                                                     device=device, backbone_labels=backbone_labels))
+    backbone = finetune(open_backbone(backbone_dir, device), load_latents(latents_path), params, device, checkpoint,
                         backbone_labels=backbone_labels)
-    with atomic_path(args.out) as tmp:
+    with atomic_path(out) as tmp:
         backbone.save(tmp)
         write_manifest(tmp, manifest(spec, seed=params.seed, device=device, started=started,
-                                     dataset=args.dataset, backbone_labels=backbone_labels))
+                                     dataset=dataset, backbone_labels=backbone_labels))
     checkpoint.remove()
-
-
-if __name__ == "__main__":
-    main()

@@ -11,12 +11,14 @@ import torch
 from evaluation.core.artifacts import seal
 from evaluation.data.datasets import dataset_info
 from evaluation.data.synsets import read_synset
-from methods import distill as distill_cli
-from methods import merge_chunks as merge_cli
 from methods.chunks import class_chunks, format_classes, parse_classes
 from methods.distill import check_synset, distill
 from methods.merge_chunks import MergeError, merge_chunks
 from methods.registry import DistillContext, SyntheticSet
+from tests.workflow_run import load_script
+
+distill_cli = load_script("distill")
+merge_cli = load_script("merge_chunks")
 
 RANDOM = {"method": "random", "params": {"selection": "seeded"}, "dataset": "digits", "data": {}}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,13 @@ from evaluation.data.synsets import read_synset, write_synset
 from evaluation.metrics.extractors import create_extractor
 from evaluation.protocols.networks import create_network
 from evaluation.report.figures import build
-from evaluation.report.figures.build import FigureSpec, main, read_samples, real_sample
+from evaluation.report.figures.build import FigureSpec, read_samples, real_sample
 from evaluation.report.figures.samples import draw_sample_grid, grid_layout
 from tests.fake_imagenet import make_fake_imagenet_1k
 from tests.test_workflow import job_stats
-from tests.workflow_run import ROOT, TEST_PROFILE, snakemake
+from tests.workflow_run import ROOT, TEST_PROFILE, load_script, script_command, snakemake
+
+main = load_script("figures").main
 
 CLASSES = tuple(str(d) for d in range(10))   # digits
 IPCS, SIDE = (2, 3), 16
@@ -163,7 +164,7 @@ def one_line_error(tree: Path, tmp_path: Path, capsys, **kwargs) -> str:
         run(tree, tmp_path / "fig", **kwargs)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
-    assert message.startswith("evaluation.report.figures.build: error: ") and message.count("\n") == 1
+    assert message.startswith("figures.py: error: ") and message.count("\n") == 1
     assert not (tmp_path / "fig" / "index.md").exists()
     return message
 
@@ -182,10 +183,10 @@ def test_unknown_method_is_one_line_error(tree, tmp_path, capsys):
 
 
 def test_cli_reports_bad_input_on_one_stderr_line(tree, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "evaluation.report.figures", "--results", str(tree), "--methods",
-                             "dit", "--datasets", "digits", "--ipcs", "7", "--seeds", "0", "--extractor",
-                             "teacher"], check=False, capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.startswith("evaluation.report.figures: error: ")
+    result = subprocess.run(script_command("figures", "--results", str(tree), "--methods", "dit", "--datasets",
+                                           "digits", "--ipcs", "7", "--seeds", "0", "--extractor", "teacher"),
+                            check=False, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("figures.py: error: ")
     assert io.StringIO(result.stderr).read().strip().count("\n") == 0
     assert "missing synthetic set" in result.stderr and "ipc7" in result.stderr
 

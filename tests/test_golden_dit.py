@@ -18,6 +18,7 @@ from methods.diffusion.official_dit import (
 )
 from methods.diffusion.sampler import Sampler
 from tests.golden import EpsResidual, RecordedSample, load, official_tiny_dit
+from tests.workflow_run import load_script
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_plain_sampling_reproduces_the_official_loop_step_by_step():
 def test_load_backbone_rule_records_an_official_checkpoint(tmp_path, tiny_backbone_dir, tiny):
     """The ``load_backbone`` rule's entry point with a ``.pt`` source: its manifest names the file, the
     VAE, the numerics and the heads, and every job's ``open_backbone`` then loads the official network."""
-    from methods.diffusion import link
+    link = load_script("load_backbone")
     from methods.diffusion.backbone import open_backbone
 
     path = tmp_path / "DiT-tiny.pt"

@@ -2,7 +2,7 @@
 the problem and the fix, a non-zero exit, no traceback, and nothing under ``results/``.
 
 Config-level cases run ``snakemake`` (refused before any job, ``workflow/rules/common.smk``); job
-level cases run the rule's entry point (``python -m ...``, ``evaluation/core/cli.py``) with its output
+level cases run the rule's script (``workflow/scripts/<rule>.py``, ``evaluation/core/cli.py``) with its output
 under an empty ``results/``. The commands are independent, so the module runs them all at once
 (``outcomes``) and each test checks its own.
 """
@@ -28,6 +28,7 @@ from evaluation.protocols.networks import create_network
 from tests.conftest import SAMPLER, method_params
 from tests.fake_imagenet import make_fake_imagenet
 from tests.standin_weights import write_inception_standin
+from tests.workflow_run import script_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PARALLEL = 3
@@ -61,8 +62,9 @@ def snakemake_case(work: Path, expected: str, *config: str, configfile: str = "c
     return Case(argv, r"^config error: " + expected, results=work / "results")
 
 
-def job_case(module: str, expected: str, *args: str, **kwargs) -> Case:
-    return Case([sys.executable, "-m", module, *args], rf"^{re.escape(module)}: error: " + expected, **kwargs)
+def job_case(script: str, expected: str, *args: str, **kwargs) -> Case:
+    """``workflow/scripts/<script>.py`` refusing its input: ``<script>.py: error: <expected>``."""
+    return Case(script_command(script, *args), rf"^{re.escape(script)}\.py: error: " + expected, **kwargs)
 
 
 def limit_file_size() -> None:
@@ -184,47 +186,47 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             work("empty_class_folder"), rf"class folder \S+/val/{wnids[5]} holds no images \(\.JPEG/\.jpg/\.png\); "
             r"expected <root>/train/<wnid>/\*\.JPEG", f"imagenet_root={made['empty_folder']}", configfile=woof),
         "truncated_image": job_case(
-            "methods.distill", r"unreadable image \S+\.JPEG \(OSError\); replace or remove the file",
+            "distill", r"unreadable image \S+\.JPEG \(OSError\); replace or remove the file",
             "--spec", json.dumps(random_spec), "--data", str(made["woof_data"]), "--ipc", "1", "--seed", "0",
             "--out", str(results("truncated_image") / "woof/synsets/imagenet_woof/random/ipc1/seed0"),
             results=results("truncated_image")),
         "non_image_file": job_case(
-            "methods.distill", r"unreadable image \S+\.JPEG \(UnidentifiedImageError\); replace or remove the file",
+            "distill", r"unreadable image \S+\.JPEG \(UnidentifiedImageError\); replace or remove the file",
             "--spec", json.dumps(random_spec), "--data", str(made["woof_data"]), "--ipc", "1", "--seed", "0",
             "--classes", "1:2", "--out", str(results("non_image_file") / "woof/chunks/random/ipc1/seed0/1-2"),
             results=results("non_image_file")),
         "synthetic_set_missing_a_class": job_case(
-            "evaluation.protocols.train", r"\S+/missing_class_set: no images of class 00009 \(1 classes missing\); every class "
-            r"needs at least one image$", "synset", "--spec", json.dumps(soft), "--synset",
+            "evaluate", r"\S+/missing_class_set: no images of class 00009 \(1 classes missing\); every class "
+            r"needs at least one image$", "--spec", json.dumps(soft), "--synset",
             str(made["missing_class_set"]), "--data", str(made["digits"]), "--teacher", str(made["teacher"]),
             "--out", str(results("synthetic_set_missing_a_class") / "digits/eval/x.json"),
             results=results("synthetic_set_missing_a_class")),
         "labels_csv_disagrees_with_folder": job_case(
-            "evaluation.metrics.measure", r"\S+/stale_labels_set: 00004/0000\.png is listed in labels\.csv but missing; "
+            "measure", r"\S+/stale_labels_set: 00004/0000\.png is listed in labels\.csv but missing; "
             r"regenerate the set or fix labels\.csv$", "--spec",
             json.dumps({"dataset": "digits", "method": "m", "ipc": 1, "seed": 0, "metrics": {}}),
             "--synset", str(made["stale_labels_set"]), "--fid-features", "x.pt", "--features", "x.pt",
             "--out", str(results("labels_csv_disagrees_with_folder") / "digits/metrics/x.json"),
             results=results("labels_csv_disagrees_with_folder")),
         "dit_weights_offline": job_case(
-            "methods.diffusion.link", r"DiT transformer: cannot load hub id 'facebook/DiT-XL-2-256' \(offline or "
+            "load_backbone", r"DiT transformer: cannot load hub id 'facebook/DiT-XL-2-256' \(offline or "
             r"not cached: \w+\); run `hf download facebook/DiT-XL-2-256`",
             "--source", "facebook/DiT-XL-2-256", "--out", str(results("dit_weights_offline") / "woof/backbones/dit"),
             env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(made["hf_home"])}, results=results("dit_weights_offline")),
         "teacher_weights_offline": job_case(
-            "evaluation.protocols.train", r"teacher weights \S+/resnet18-f37072fd\.pth are missing \(offline\); download "
-            r"https://\S+ to that path", "teacher", "--spec", json.dumps(torchvision_teacher), "--data",
+            "train_teacher", r"teacher weights \S+/resnet18-f37072fd\.pth are missing \(offline\); download "
+            r"https://\S+ to that path", "--spec", json.dumps(torchvision_teacher), "--data",
             str(made["woof_data"]), "--out", str(results("teacher_weights_offline") / "woof/teachers/imagenet_woof"),
             env={"TORCH_HOME": str(made["torch_home"])}, results=results("teacher_weights_offline")),
         "extractor_weights_offline": job_case(
-            "evaluation.metrics.features", r"VGG-16 ImageNet weights missing: put vgg16-397923af\.pth \(\S+\) in \S+/hub/"
+            "real_features", r"VGG-16 ImageNet weights missing: put vgg16-397923af\.pth \(\S+\) in \S+/hub/"
             r"checkpoints/ \(\$TORCH_HOME/hub/checkpoints\) or set metrics\.vgg16_weights to a copy elsewhere; "
             r"offline runs never download$", "--spec", "{}",
             "--data", str(made["digits"]), "--split", "train", "--extractor", "vgg16_fc7",
             "--out", str(results("extractor_weights_offline") / "digits/features/digits/vgg16_fc7-train.pt"),
             env={"TORCH_HOME": str(made["torch_home"])}, results=results("extractor_weights_offline")),
         "configured_extractor_weights_missing": job_case(
-            "evaluation.metrics.features", r"clean-fid Inception weights missing: metrics\.inception_weights is "
+            "real_features", r"clean-fid Inception weights missing: metrics\.inception_weights is "
             r"/nonexistent/inception\.pt, which is not a file; put inception-2015-12-05\.pt \(https://\S+\) there "
             r"under any name, or set metrics\.inception_weights to where it is$",
             "--spec", json.dumps({"weights": "/nonexistent/inception.pt"}), "--data", str(made["digits"]),
@@ -232,47 +234,47 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "--out", str(results("configured_extractor_weights_missing") / "digits/features/digits/inception-train.pt"),
             results=results("configured_extractor_weights_missing")),
         "configured_teacher_weights_missing": job_case(
-            "evaluation.protocols.train", r"teacher weights /nonexistent/resnet18\.pth \(teacher\.weights\) are missing; put "
+            "train_teacher", r"teacher weights /nonexistent/resnet18\.pth \(teacher\.weights\) are missing; put "
             r"torchvision's resnet18-f37072fd\.pth \(https://\S+\) there under any name, or set teacher\.weights "
-            r"to where it is$", "teacher", "--spec",
+            r"to where it is$", "--spec",
             json.dumps({**torchvision_teacher, "teacher": {**torchvision_teacher["teacher"],
                                                             "weights": "/nonexistent/resnet18.pth"}}),
             "--data", str(made["woof_data"]),
             "--out", str(results("configured_teacher_weights_missing") / "woof/teachers/imagenet_woof"),
             results=results("configured_teacher_weights_missing")),
         "extractor_weights_of_another_kind": job_case(
-            "evaluation.metrics.features", r"\S+/inception\.pt: not a state dict \(Cannot use .*TorchScript archives.*\); "
+            "real_features", r"\S+/inception\.pt: not a state dict \(Cannot use .*TorchScript archives.*\); "
             r"replace it with torchvision's https://\S+/vgg16-397923af\.pth$",
             "--spec", json.dumps({"weights": str(made["inception"])}), "--data", str(made["digits"]),
             "--split", "train", "--extractor", "vgg16_fc7",
             "--out", str(results("extractor_weights_of_another_kind") / "digits/features/digits/vgg16_fc7-train.pt"),
             results=results("extractor_weights_of_another_kind")),
         "checkpoint_of_wrong_architecture": job_case(
-            "evaluation.protocols.train", r"\S+/teacher/model\.pt: weights of another architecture than ConvNet \(size mismatch "
-            r"for .*\); re-make the teacher for network .* \(delete \S+ and re-run\)$", "synset", "--spec",
+            "evaluate", r"\S+/teacher/model\.pt: weights of another architecture than ConvNet \(size mismatch "
+            r"for .*\); re-make the teacher for network .* \(delete \S+ and re-run\)$", "--spec",
             json.dumps(soft), "--synset", str(made["complete_set"]), "--data", str(made["digits"]), "--teacher",
             str(made["teacher"]), "--out", str(results("checkpoint_of_wrong_architecture") / "digits/eval/x.json"),
             results=results("checkpoint_of_wrong_architecture")),
         "backbone_of_wrong_architecture": job_case(
-            "methods.diffusion.latents", r"DiT transformer: the weights in \S+/wide_backbone/transformer are of "
+            "encode_latents", r"DiT transformer: the weights in \S+/wide_backbone/transformer are of "
             r"another architecture than its config\.json \(size mismatch for .*\); save the backbone again or set "
             r"backbone\.source to a checkpoint that matches its config\.json$", "--data", str(made["digits"]),
             "--backbone", str(made["wide_backbone"]),
             "--out", str(results("backbone_of_wrong_architecture") / "digits/latents/digits/tiny.pt"),
             results=results("backbone_of_wrong_architecture")),
         "non_finite_guidance": job_case(
-            "methods.distill", r"non-finite OT guidance at step index 3 \(t=\d+\) for class 0; lower rho, raise "
+            "distill", r"non-finite OT guidance at step index 3 \(t=\d+\) for class 0; lower rho, raise "
             r"sinkhorn_epsilon or set log_domain: true$", "--spec", json.dumps(dmgd_spec), "--data",
             str(made["digits"]), "--ipc", "1", "--seed", "0", "--backbone", str(made["backbone"]), "--latents",
             str(made["latents"]), "--out", str(results("non_finite_guidance") / "digits/synsets/digits/dmgd/ipc1/seed0"),
             results=results("non_finite_guidance")),
         "output_directory_not_writable": job_case(
-            "evaluation.data.prepare", r"cannot write \S+/results/digits: permission denied; choose a writable results "
+            "prepare_data", r"cannot write \S+/results/digits: permission denied; choose a writable results "
             r"directory .* or fix its permissions$", "--dataset", "digits", "--spec", json.dumps(digits_data),
             "--out", str(results("output_directory_not_writable") / "digits/data/digits"),
             results=results("output_directory_not_writable")),
         "disk_fills_during_writing": job_case(
-            "methods.distill", r"cannot write a file: the file-size limit is reached; free space on that disk \(or "
+            "distill", r"cannot write a file: the file-size limit is reached; free space on that disk \(or "
             r"raise the quota or file-size limit, ulimit -f\) and re-run$", "--spec",
             json.dumps({"method": "random", "params": {"selection": "seeded"}, "dataset": "digits",
                         "data": digits_data}), "--data", str(made["digits"]), "--ipc", "1", "--seed", "0",

@@ -364,7 +364,7 @@ def report_case(tmp: Path, name: str, record: dict) -> Case:
     (tmp / name).mkdir(parents=True)
     run = tmp / name / "hard_label-convnet-3-rep0.json"
     run.write_text(json.dumps(record))
-    return job_case("evaluation.report", rf"\S+/{name}/hard_label-convnet-3-rep0\.json: .*; delete the file and run "
+    return job_case("tables", rf"\S+/{name}/hard_label-convnet-3-rep0\.json: .*; delete the file and run "
                     r"snakemake again to re-make it \(rule evaluate\)$", "--runs", str(run), "--out",
                     str(tmp / name / "results" / "digits" / "tables"), results=tmp / name / "results")
 
@@ -405,7 +405,7 @@ def build_cases(tmp: Path, digits_dir: Path, backbone_dir: Path) -> dict[str, Ca
         "cores_zero": cores_zero(work("cores_zero")),
         "run_record_of_top1_1e9": report_case(tmp, "run_record_of_top1_1e9", run_record(best_top1=1e9)),
         "guided_noise_overflows": job_case(
-            "methods.distill", r"non-finite guided noise of the backbone at step index 3 \(t=\d+\) for backbone class "
+            "distill", r"non-finite guided noise of the backbone at step index 3 \(t=\d+\) for backbone class "
             r"0; lower sampler\.cfg_scale", "--spec", json.dumps(dit_spec), "--data", str(digits_dir), "--ipc", "1",
             "--seed", "0", "--backbone", str(backbone_dir),
             "--out", str(tmp / "guided_noise_overflows" / "results" / "digits/synsets/digits/dit/ipc1/seed0"),

@@ -5,8 +5,8 @@ under every kind of writer (torch, safetensors). Each case runs a real command, 
 ``results/``.
 
 Arguments are checked by argparse ``type=`` functions of ``evaluation/core/cli.py``, so their line is
-argparse's own (``<file>.py: error: argument --x: ...``); every other case is the entry point's
-``<module>: error: ...`` line.
+argparse's own (``<rule>.py: error: argument --x: ...``); every other case is the script's
+``<rule>.py: error: ...`` line (``evaluation.core.cli.entry_point``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import errno
 import json
 import re
 import resource
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from tests.conftest import SAMPLER, TINY
 from tests.fake_imagenet import make_fake_imagenet
 from tests.standin_weights import write_inception_standin, write_resnet_standin
 from tests.test_hostile import Case, check_outcome, job_case, limit_file_size, run_selected, unwritable
+from tests.workflow_run import script_command
 
 DIGITS_DATA = {"digits_image_size": 16, "digits_test_fraction": 0.2, "digits_val_fraction": 0.1, "split_seed": 0}
 RANDOM = {"method": "random", "params": {"selection": "seeded"}, "dataset": "digits", "data": DIGITS_DATA}
@@ -44,11 +44,10 @@ def limit_file_size_above_configs() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
 
 
-def argument_case(module: str, option: str, expected: str, *args: str, **kwargs) -> Case:
-    """A command refused by argparse: ``<file>.py: error: argument <option>: <expected>``."""
-    program = re.escape(module.rsplit(".", 1)[1])
-    return Case([sys.executable, "-m", module, *args], rf"^{program}\.py: error: argument {option}: " + expected,
-                 **kwargs)
+def argument_case(script: str, option: str, expected: str, *args: str, **kwargs) -> Case:
+    """A command refused by argparse: ``<script>.py: error: argument <option>: <expected>``."""
+    return Case(script_command(script, *args), rf"^{re.escape(script)}\.py: error: argument {option}: " + expected,
+                **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -102,128 +101,128 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
     cases = {
         # ------------------------------------------------------------------ arguments
         "spec_not_json": argument_case(
-            "methods.distill", "--spec", r"not valid JSON \(Expecting value: line 1 column 1 \(char 0\)\)" + SPEC_FIX,
+            "distill", "--spec", r"not valid JSON \(Expecting value: line 1 column 1 \(char 0\)\)" + SPEC_FIX,
             *distill("spec_not_json", {}), "--spec", "not json", results=results("spec_not_json")),
         "spec_truncated_json": argument_case(
-            "evaluation.metrics.features", "--spec", r"not valid JSON \(Expecting value: .*\)" + SPEC_FIX, "--spec",
+            "real_features", "--spec", r"not valid JSON \(Expecting value: .*\)" + SPEC_FIX, "--spec",
             '{"weights": ', "--data", str(made["digits"]), "--split", "val", "--extractor", "inception",
             "--out", str(results("spec_truncated_json") / "f.pt"), results=results("spec_truncated_json")),
         "spec_json_array": argument_case(
-            "evaluation.protocols.train", "--spec", r"a JSON array \('\[\]'\), not an object" + SPEC_FIX, "teacher",
+            "train_teacher", "--spec", r"a JSON array \('\[\]'\), not an object" + SPEC_FIX,
             "--spec", "[]", "--data", str(made["digits"]), "--out", str(results("spec_json_array") / "t"),
             results=results("spec_json_array")),
         "spec_json_string": argument_case(
-            "evaluation.metrics.measure", "--spec", r"a JSON string \('\"digits\"'\), not an object" + SPEC_FIX,
+            "measure", "--spec", r"a JSON string \('\"digits\"'\), not an object" + SPEC_FIX,
             "--spec", '"digits"', "--synset", "s", "--fid-features", "f.pt", "--features", "f.pt",
             "--out", str(results("spec_json_string") / "m.json"), results=results("spec_json_string")),
         "spec_json_number": argument_case(
-            "evaluation.data.prepare", "--spec", r"a JSON number \('3'\), not an object" + SPEC_FIX, "--dataset",
+            "prepare_data", "--spec", r"a JSON number \('3'\), not an object" + SPEC_FIX, "--dataset",
             "digits", "--spec", "3", "--out", str(results("spec_json_number") / "d"),
             results=results("spec_json_number")),
         "spec_json_null": argument_case(
-            "methods.diffusion.train_tiny", "--spec", r"a JSON null \('null'\), not an object" + SPEC_FIX,
+            "train_backbone", "--spec", r"a JSON null \('null'\), not an object" + SPEC_FIX,
             "--spec", "null", "--data", str(made["digits"]), "--out", str(results("spec_json_null") / "b"),
             "--loss-log", str(results("spec_json_null") / "loss.csv"), results=results("spec_json_null")),
         "ipc_negative": argument_case(
-            "methods.distill", "--ipc", r"-3 is less than 1" + INT_FIX.format(1),
+            "distill", "--ipc", r"-3 is less than 1" + INT_FIX.format(1),
             *distill("ipc_negative", RANDOM, ipc="-3"), results=results("ipc_negative")),
         "ipc_zero": argument_case(
-            "methods.distill", "--ipc", r"0 is less than 1" + INT_FIX.format(1),
+            "distill", "--ipc", r"0 is less than 1" + INT_FIX.format(1),
             *distill("ipc_zero", RANDOM, ipc="0"), results=results("ipc_zero")),
         "ipc_not_an_integer": argument_case(
-            "methods.distill", "--ipc", r"'1\.5' is not an integer" + INT_FIX.format(1),
+            "distill", "--ipc", r"'1\.5' is not an integer" + INT_FIX.format(1),
             *distill("ipc_not_an_integer", RANDOM, ipc="1.5"), results=results("ipc_not_an_integer")),
         "seed_negative": argument_case(
-            "methods.distill", "--seed", r"-1 is less than 0" + INT_FIX.format(0),
+            "distill", "--seed", r"-1 is less than 0" + INT_FIX.format(0),
             *distill("seed_negative", RANDOM, seed="-1"), results=results("seed_negative")),
         "threads_zero": argument_case(
-            "evaluation.metrics.features", "--threads", r"0 is less than 1" + INT_FIX.format(1), "--spec", "{}",
+            "real_features", "--threads", r"0 is less than 1" + INT_FIX.format(1), "--spec", "{}",
             "--data", str(made["digits"]), "--split", "val", "--extractor", "inception", "--threads", "0",
             "--out", str(results("threads_zero") / "f.pt"), results=results("threads_zero")),
         "threads_negative": argument_case(
-            "methods.diffusion.latents", "--threads", r"-1 is less than 1" + INT_FIX.format(1),
+            "encode_latents", "--threads", r"-1 is less than 1" + INT_FIX.format(1),
             "--data", str(made["digits"]), "--backbone", str(made["backbone"]), "--threads", "-1",
             "--out", str(results("threads_negative") / "l.pt"), results=results("threads_negative")),
         "image_size_zero": argument_case(
-            "methods.diffusion.latents", "--image-size", r"0 is less than 1" + INT_FIX.format(1),
+            "encode_latents", "--image-size", r"0 is less than 1" + INT_FIX.format(1),
             "--data", str(made["digits"]), "--backbone", str(made["backbone"]), "--image-size", "0",
             "--out", str(results("image_size_zero") / "l.pt"), results=results("image_size_zero")),
         "classes_reversed": job_case(
-            "methods.distill", r"classes 5:2 must be a non-empty range inside 0:10 \(half-open START:STOP",
+            "distill", r"classes 5:2 must be a non-empty range inside 0:10 \(half-open START:STOP",
             *distill("classes_reversed", RANDOM, "--classes", "5:2"), results=results("classes_reversed")),
         "classes_beyond_the_dataset": job_case(
-            "methods.distill", r"classes 0:11 must be a non-empty range inside 0:10",
+            "distill", r"classes 0:11 must be a non-empty range inside 0:10",
             *distill("classes_beyond_the_dataset", RANDOM, "--classes", "0:11"),
             results=results("classes_beyond_the_dataset")),
         "classes_not_a_range": job_case(
-            "methods.distill", r"--classes '3' is not START:STOP; give a half-open range of dataset labels",
+            "distill", r"--classes '3' is not START:STOP; give a half-open range of dataset labels",
             *distill("classes_not_a_range", RANDOM, "--classes", "3"), results=results("classes_not_a_range")),
         # ------------------------------------------------------------------ memory
         "ipc_beyond_memory": job_case(
-            "methods.distill", r"ipc 1000000000 x 10 classes at image size 16 needs at least [\d,.]+ GiB of host "
+            "distill", r"ipc 1000000000 x 10 classes at image size 16 needs at least [\d,.]+ GiB of host "
             r"memory, [\d,.]+ GiB free; lower the IPC or distil fewer classes per job \(config "
             r"distill_chunk_classes\)$", *distill("ipc_beyond_memory", RANDOM, ipc="1000000000"),
             results=results("ipc_beyond_memory")),
         "ipc_beyond_memory_when_sampling": job_case(
-            "methods.distill", r"ipc 1000000000 x 1 classes at image size 16 needs at least [\d,.]+ GiB of host "
+            "distill", r"ipc 1000000000 x 1 classes at image size 16 needs at least [\d,.]+ GiB of host "
             r"memory", *distill("ipc_beyond_memory_when_sampling", dit_spec, "--classes", "3:4", "--backbone",
                                 str(made["backbone"]), ipc="1000000000"),
             results=results("ipc_beyond_memory_when_sampling")),
         # ------------------------------------------------------------------ images
         "bomb_in_external_set": job_case(
-            "methods.distill", r"image \S+/bomb_set/0/a\.png " + BOMB,
+            "distill", r"image \S+/bomb_set/0/a\.png " + BOMB,
             *distill("bomb_in_external_set", {**external, "params": {"path": str(made["bomb_set"])}}),
             results=results("bomb_in_external_set")),
         "bomb_in_imagenet_train": job_case(
-            "methods.distill", r"image \S+\.JPEG " + BOMB, "--spec", json.dumps(woof_random),
+            "distill", r"image \S+\.JPEG " + BOMB, "--spec", json.dumps(woof_random),
             "--data", str(made["woof_data"]), "--ipc", "1", "--seed", "0",
             "--out", str(results("bomb_in_imagenet_train") / "woof/synsets/imagenet_woof/random/ipc1/seed0"),
             results=results("bomb_in_imagenet_train")),
         "float_image_above_one": job_case(
-            "methods.distill", r"image \S+/float_set/0/a\.png: mode F values outside 0\.\.1\.0, of unknown scale; "
+            "distill", r"image \S+/float_set/0/a\.png: mode F values outside 0\.\.1\.0, of unknown scale; "
             r"save it as an 8- or 16-bit PNG$",
             *distill("float_image_above_one", {**external, "params": {"path": str(made["float_set"])}}),
             results=results("float_image_above_one")),
         # ------------------------------------------------------------------ writes
         "disk_full_writing_prepared_digits": job_case(
-            "evaluation.data.prepare", r"cannot write \S+/train\.pt" + FULL_FIX, "--dataset", "digits",
+            "prepare_data", r"cannot write \S+/train\.pt" + FULL_FIX, "--dataset", "digits",
             "--spec", json.dumps(DIGITS_DATA), "--out", str(results("disk_full_writing_prepared_digits") / "d"),
             preexec=limit_file_size, results=results("disk_full_writing_prepared_digits")),
         "disk_full_writing_latents": job_case(
-            "methods.diffusion.latents", r"cannot write \S+/tiny\.pt" + FULL_FIX, "--data", str(made["digits"]),
+            "encode_latents", r"cannot write \S+/tiny\.pt" + FULL_FIX, "--data", str(made["digits"]),
             "--backbone", str(made["backbone"]), "--out", str(results("disk_full_writing_latents") / "tiny.pt"),
             preexec=limit_file_size, results=results("disk_full_writing_latents")),
         "disk_full_writing_features": job_case(
-            "evaluation.metrics.features", r"cannot write \S+/inception-val\.pt" + FULL_FIX,
+            "real_features", r"cannot write \S+/inception-val\.pt" + FULL_FIX,
             "--spec", json.dumps({"weights": str(made["inception"])}), "--data", str(made["digits"]),
             "--split", "val", "--extractor", "inception",
             "--out", str(results("disk_full_writing_features") / "inception-val.pt"),
             preexec=limit_file_size, results=results("disk_full_writing_features")),
         "disk_full_writing_teacher": job_case(
-            "evaluation.protocols.train", r"cannot write \S+/model\.pt" + FULL_FIX, "teacher", "--spec",
+            "train_teacher", r"cannot write \S+/model\.pt" + FULL_FIX, "--spec",
             json.dumps(pretrained_spec), "--data", str(made["woof_data"]),
             "--out", str(results("disk_full_writing_teacher") / "teacher"),
             preexec=limit_file_size, results=results("disk_full_writing_teacher")),
         "disk_full_writing_a_checkpoint": job_case(
-            "evaluation.protocols.train", r"cannot write \S+/teacher\.ckpt" + FULL_FIX, "teacher", "--spec",
+            "train_teacher", r"cannot write \S+/teacher\.ckpt" + FULL_FIX, "--spec",
             json.dumps(teacher_spec), "--data", str(made["digits"]),
             "--out", str(results("disk_full_writing_a_checkpoint") / "teacher"),
             env={"DMGD_CHECKPOINT_INTERVAL_S": "0"},
             preexec=limit_file_size, results=results("disk_full_writing_a_checkpoint")),
         "disk_full_writing_a_backbone": job_case(
-            "methods.diffusion.train_tiny", r"cannot write \S+/tiny" + FULL_FIX,
+            "train_backbone", r"cannot write \S+/tiny" + FULL_FIX,
             "--spec", json.dumps({"train": small["backbone"]["train"], "numerics": "official", "num_classes": 10}),
             "--data", str(made["digits"]), "--out", str(results("disk_full_writing_a_backbone") / "tiny"),
             "--loss-log", str(tmp / "disk_full_writing_a_backbone" / "loss.csv"),
             preexec=limit_file_size, results=results("disk_full_writing_a_backbone")),
         "disk_full_writing_backbone_weights": job_case(
-            "methods.diffusion.train_tiny", r"cannot write \S+/tiny" + FULL_FIX,
+            "train_backbone", r"cannot write \S+/tiny" + FULL_FIX,
             "--spec", json.dumps({"train": small["backbone"]["train"], "numerics": "official", "num_classes": 10}),
             "--data", str(made["digits"]), "--out", str(results("disk_full_writing_backbone_weights") / "tiny"),
             "--loss-log", str(tmp / "disk_full_writing_backbone_weights" / "loss.csv"),
             preexec=limit_file_size_above_configs, results=results("disk_full_writing_backbone_weights")),
         "latents_folder_not_writable": job_case(
-            "methods.diffusion.latents", r"cannot write \S+/results/digits: permission denied; choose a writable "
+            "encode_latents", r"cannot write \S+/results/digits: permission denied; choose a writable "
             r"results directory", "--data", str(made["digits"]), "--backbone", str(made["backbone"]),
             "--out", str(results("latents_folder_not_writable") / "digits/latents/tiny.pt"),
             results=results("latents_folder_not_writable")),

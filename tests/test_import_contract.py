@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 from pathlib import Path
 
@@ -102,14 +101,32 @@ def test_the_contract_check_names_the_file_and_import(tmp_path, monkeypatch):
             "evaluation.data)") in found
 
 
-RULE_MODULES = sorted({(path.name, module) for path in (ROOT / "workflow" / "rules").glob("*.smk")
-                       for module in re.findall(r"python -m ([\w.]+)", path.read_text())})
+SCRIPTS = ROOT / "workflow" / "scripts"
+RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
+RULE_SCRIPTS = sorted({(path.name, script) for path in RULE_FILES
+                       for script in re.findall(r"python \$DMGD_SCRIPTS/(\w+)\.py", path.read_text())})
+RULES = sorted({name for path in RULE_FILES for name in re.findall(r"^\s*rule (\w+):", path.read_text(), re.M)})
+# the command lines left in the packages: the GPU slot wrapper that prefixes GPU jobs' commands, and the
+# argparse types every script shares
+COMMAND_LINE_MODULES = {"evaluation/core/gpu_slots.py", "evaluation/core/cli.py"}
 
 
-def test_the_rules_run_python_modules():
-    assert len(RULE_MODULES) >= 10   # the regex still finds the rules' entry modules
+def test_the_rules_run_scripts():
+    assert len(RULE_SCRIPTS) >= 10   # the regex still finds the rules' scripts
 
 
-@pytest.mark.parametrize(("rules", "module"), RULE_MODULES)
-def test_every_rule_entry_module_exists(rules, module):
-    assert importlib.util.find_spec(module) is not None, f"workflow/rules/{rules}: python -m {module} finds no module"
+@pytest.mark.parametrize(("rules", "script"), RULE_SCRIPTS)
+def test_every_rule_script_exists(rules, script):
+    assert (SCRIPTS / f"{script}.py").is_file(), f"workflow/rules/{rules}: no workflow/scripts/{script}.py"
+
+
+@pytest.mark.parametrize("rule", [name for name in RULES if name != "all"])
+def test_every_rule_has_a_script_named_like_it(rule):
+    assert rule in {script for _, script in RULE_SCRIPTS}, f"rule {rule} runs no workflow/scripts/{rule}.py"
+
+
+def test_the_packages_have_no_command_line():
+    """Arguments are parsed in workflow/scripts/; the packages are libraries."""
+    found = [str(path.relative_to(ROOT)) for folder in ("methods", "evaluation") for path in (ROOT / folder).rglob("*.py")
+             if path.name == "__main__.py" or re.search(r"^import argparse|__name__ == .__main__.", path.read_text(), re.M)]
+    assert set(found) == COMMAND_LINE_MODULES

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from evaluation.core import artifacts
 from evaluation.core.artifacts import (IntegrityError, atomic_path, load_torch_record, read_json_object, seal,
                                   tree_digest, verify_folder, write_json_atomic)
 from evaluation.data.synsets import write_synset
-from tests.workflow_run import ROOT, snakemake
+from tests.workflow_run import ROOT, script_command, snakemake
 
 CHANGED = "(changed or truncated since the distill job wrote it); delete it and re-run snakemake (rule distill)"
 
@@ -124,11 +123,11 @@ def test_a_torch_record_holds_the_digest_of_its_tensors_and_its_reader_checks_it
 def test_an_entry_point_refuses_a_changed_input_in_one_line(tmp_path):
     chunk = made_set(tmp_path / "0-2")
     (chunk / "00001/0000.png").write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "methods.merge_chunks", "--chunks", str(chunk), "--dataset", "digits",
-                           "--out", str(tmp_path / "set")], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(script_command("merge_chunks", "--chunks", str(chunk), "--dataset", "digits",
+                                         "--out", str(tmp_path / "set")), capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"methods.merge_chunks: error: {chunk}: 00001/0000.png does not match its manifest digest {CHANGED}")
+        f"merge_chunks.py: error: {chunk}: 00001/0000.png does not match its manifest digest {CHANGED}")
 
 
 # ----------------------------------------------------------------------------- replace, never delete first

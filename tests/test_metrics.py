@@ -34,7 +34,7 @@ from evaluation.metrics.prdc_metrics import PrdcResampler, prdc_values
 from evaluation.protocols.networks import create_network
 from tests.fake_imagenet import make_fake_imagenet
 from tests.standin_weights import write_inception_standin, write_resnet_standin, write_vgg16_standin
-from tests.workflow_run import ROOT, snakemake
+from tests.workflow_run import ROOT, load_script, snakemake
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 NETWORK = {"arch": "convnet", "depth": 2, "width": 16}
@@ -361,7 +361,7 @@ def test_features_and_measure_entry_points_write_the_documented_artifacts(tmp_pa
                                                                           torch_threads):
     out = tmp_path / "features" / "teacher-train.pt"
     spec = {"dataset": "digits", "extractor": "teacher", "split": "train"}
-    features_entry.main(["--spec", json.dumps(spec), "--data", str(digits_dir), "--split", "train",
+    load_script("real_features").main(["--spec", json.dumps(spec), "--data", str(digits_dir), "--split", "train",
                          "--extractor", "teacher", "--teacher", str(teacher_dir), "--out", str(out)])
     record = torch.load(out)
     assert set(record) == {"features", "labels", "extractor", "resize", "split", "manifest"}
@@ -377,7 +377,7 @@ def test_features_and_measure_entry_points_write_the_documented_artifacts(tmp_pa
     write_synset(synset, test_images[keep], test_labels[keep], dataset_info("digits").class_names, {})
     spec = {"dataset": "digits", "method": "random", "ipc": 3, "seed": 0, "metrics": {**METRICS, "enabled": True}}
     result = tmp_path / "metrics.json"
-    measure_entry.main(["--spec", json.dumps(spec), "--synset", str(synset), "--fid-features", str(out),
+    load_script("measure").main(["--spec", json.dumps(spec), "--synset", str(synset), "--fid-features", str(out),
                         "--features", str(out), "--teacher", str(teacher_dir), "--out", str(result)])
     record = json.loads(result.read_text())
     assert set(record) == {"dataset", "method", "ipc", "seed", "reference_split", "count", "reference_count",
@@ -410,7 +410,7 @@ def test_entry_points_read_the_configured_weight_file_and_record_it(tmp_path, di
     path = str(inception_standin[0])
     out = tmp_path / "features" / "inception-test.pt"
     spec = {"dataset": "digits", "extractor": "inception", "split": "test", "weights": path}
-    features_entry.main(["--spec", json.dumps(spec), "--data", str(digits_dir), "--split", "test",
+    load_script("real_features").main(["--spec", json.dumps(spec), "--data", str(digits_dir), "--split", "test",
                          "--extractor", "inception", "--out", str(out)])
     record = torch.load(out)
     labels = load_split(digits_dir, "test")[1]
@@ -431,13 +431,9 @@ def test_entry_points_read_the_configured_weight_file_and_record_it(tmp_path, di
     assert record["extractors"]["fid"]["name"] == "inception" and record["metrics"]["fid"]["value"] > 0
 
 
-ENTRY_POINTS = {"real_features": "evaluation.metrics.features", "measure": "evaluation.metrics.measure",
-                "train_teacher": "evaluation.protocols.train teacher"}
-
-
 def job_specs(out: str, rule: str) -> list[dict]:
     """The ``--spec`` JSON of every job of ``rule`` in a dry run's printed shell commands."""
-    command = re.escape(f"python -m {ENTRY_POINTS[rule]} --spec '")
+    command = re.escape(f"$DMGD_SCRIPTS/{rule}.py --spec '")
     return [json.loads(spec) for spec in re.findall(command + r"(\{[^']*\})'", out)]
 
 

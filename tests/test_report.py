@@ -20,7 +20,10 @@ from evaluation.report.quality_tables import (
     quality_csv,
     quality_table,
 )
-from evaluation.report.build import main, protocol_footnotes
+from evaluation.report.build import protocol_footnotes
+from tests.workflow_run import load_script
+
+main = load_script("tables").main
 
 FID_RESIZE = "clean-fid: bicubic to 299 px"
 FEATURES_RESIZE = "bilinear to 224 px"

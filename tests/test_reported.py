@@ -15,7 +15,6 @@ import yaml
 from evaluation.data.datasets import DATASETS
 from evaluation.protocols.networks import list_networks
 from evaluation.protocols.protocols import reference_protocols
-from evaluation.report.build import main
 from evaluation.report.costs import cost_table, load_benchmarks, write_costs
 from evaluation.report.quality_tables import METRICS as QUALITY_METRICS
 from evaluation.report.quality_tables import load_metrics
@@ -33,6 +32,9 @@ from evaluation.report.reported import (
 from evaluation.report.tables import METRIC_DESCRIPTIONS, load_runs
 from evaluation.report.variance import variance_split, variance_table
 from methods.registry import list_methods
+from tests.workflow_run import load_script
+
+main = load_script("tables").main
 
 REPO = Path(__file__).resolve().parent.parent
 NETWORKS = {

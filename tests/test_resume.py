@@ -54,7 +54,7 @@ def evaluation(protocol: str) -> Job:
 
 KILL_POINTS = [
     # entering the 30th checkpoint save: the 29th (20 VAE steps, 9 DiT steps) is on disk
-    KillPoint("backbone training", "evaluation.core.checkpoint:Checkpoint.save#30@methods.diffusion.train_tiny",
+    KillPoint("backbone training", "evaluation.core.checkpoint:Checkpoint.save#30@train_backbone.py",
               (Job("train_backbone.log", "backbones/tiny", "backbones/tiny.ckpt", "dit step 9"),)),
     KillPoint("distillation", f"evaluation.data.synsets:write_synset#1@synsets/{SET}",
               (Job("distill/digits/dmgd/ipc2-seed0.log", f"synsets/{SET}", None, None),)),

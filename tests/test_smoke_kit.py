@@ -18,6 +18,7 @@ from evaluation.data.datasets import SPLITS, dataset_info, prepare, read_index
 from methods.diffusion.backbone import load_backbone, open_backbone
 from tests.fake_imagenet import SHORT_SIDE, LONG_SIDE_MAX, imagenet_1k_wnids, shape_image, subset_names
 from tests.smoke_kit import (IMAGE_SIZE, LATENT_SIZE, MARKER, NUM_CLASSES, NUM_HEADS, SmokeKit, build_smoke_kit)
+from tests.workflow_run import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN, VAL = 4, 2   # build_smoke_kit's defaults
@@ -150,7 +151,7 @@ def test_hub_layout_is_dit_xl_2_shaped(kit):
 
 
 def test_official_checkpoint_is_the_same_network(kit, tmp_path):
-    from methods.diffusion import link
+    link = load_script("load_backbone")
 
     hub = load_backbone(str(kit.backbone_dir))
     official = load_backbone(str(kit.official_pt), vae=str(kit.vae_dir), num_heads=kit.num_heads)

@@ -1,7 +1,8 @@
 """How every job entry point ends on bad input: one line on stderr, exit status 2, no traceback.
 
-``@entry_point`` wraps a ``main(argv=None)``. Two kinds of failure become the single last line
-``<module>: error: <problem>; <fix>`` and exit status 2 (argparse's status for usage errors):
+``@entry_point`` wraps the ``main(argv=None)`` of a rule's script (``workflow/scripts/<rule>.py``).
+Two kinds of failure become the single last line ``<rule>.py: error: <problem>; <fix>`` and exit
+status 2 (argparse's status for usage errors):
 
 * an :class:`~evaluation.core.errors.InputError`: the suite refused its input, the message says why;
 * an ``OSError`` of the file system around the job, which no code change fixes:
@@ -15,7 +16,7 @@ Every other exception is a bug and propagates with its traceback. Outputs are wr
 (torch's and safetensors' writers raise their own exception types on a full disk:
 ``evaluation.core.artifacts.save_torch`` and ``os_errors_naming`` turn them into the ``OSError``.)
 
-The entry points' arguments are checked by argparse ``type=`` functions of this module
+The scripts' arguments are checked by argparse ``type=`` functions of this module
 (:func:`json_object`, :func:`positive_int`, :func:`non_negative_int`): a bad value ends in argparse's
 own one ``error:`` line and exit status 2 before the job reads anything.
 """
@@ -96,16 +97,9 @@ def non_negative_int(text: str) -> int:
 
 
 def _program(main: Callable) -> str:
-    """What the user ran: ``methods.distill`` for ``python -m methods.distill`` (whose ``__name__``
-    is ``__main__``), ``evaluation.report.figures`` for a package's ``__main__`` calling its ``main``."""
-    spec = getattr(sys.modules.get(main.__module__), "__spec__", None)
-    name = spec.name if spec is not None else Path(sys.argv[0]).stem
-    running = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if running is not None:
-        package = running.name.removesuffix(".__main__")
-        if name == running.name or name.startswith(package + "."):
-            return package
-    return name
+    """What the user ran: the file of the script that defines ``main`` (``distill.py`` for
+    ``workflow/scripts/distill.py``), as argparse names it in its own error lines."""
+    return Path(main.__code__.co_filename).name
 
 
 def entry_point(main: Main) -> Main:

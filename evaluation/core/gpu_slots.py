@@ -130,7 +130,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Options before ``--``, the command after it; settings resolved from the environment."""
     if "--" not in argv:
         build_parser().parse_args([a for a in argv if a in ("-h", "--help")])  # help, then exit
-        raise UsageError("no command: put it after --, e.g. -- python -m methods.distill ...")
+        raise UsageError("no command: put it after --, e.g. -- python workflow/scripts/distill.py ...")
     cut = argv.index("--")
     args, command = build_parser().parse_args(argv[:cut]), argv[cut + 1:]
     if not command:

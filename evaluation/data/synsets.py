@@ -7,7 +7,7 @@ folders), files ``0000.png, 0001.png, ...`` in generation order, and ``labels.cs
 
 A *chunk* (methods/chunks.py) has the same layout with only a range of classes, still named and
 labelled by their global labels; ``read_synset(dir, num_classes, classes=range(a, b))`` reads one,
-and ``python -m methods.merge_chunks`` joins chunks into the full set.
+and ``python workflow/scripts/merge_chunks.py`` joins chunks into the full set.
 """
 from __future__ import annotations
 

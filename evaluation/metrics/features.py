@@ -1,6 +1,6 @@
 """Entry point of the ``real_features`` rule: features of one real split, computed once per extractor.
 
-``python -m evaluation.metrics.features --spec JSON --data DIR --split {train,val,test} --extractor NAME
+``python workflow/scripts/real_features.py --spec JSON --data DIR --split {train,val,test} --extractor NAME
 [--teacher DIR] --out FILE.pt --device cpu``
 
 writes (atomically) a torch file ``{"features": float32 [N, D], "labels": int64 [N], "extractor",
@@ -13,16 +13,13 @@ optional ``weights``: the extractor's weight file, ``metrics.inception_weights``
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from evaluation.core.artifacts import atomic_path, manifest, resolve_device, save_torch, seal
-from evaluation.core.cli import entry_point, json_object, positive_int
+from evaluation.core.artifacts import atomic_path, manifest, save_torch, seal
 from evaluation.data.datasets import load_split, split_labels, split_paths
 from .extractors import Extractor, create_extractor
 
@@ -57,25 +54,3 @@ def write_features(spec: dict, data_dir: Path, split: str, extractor_name: str, 
     with atomic_path(out) as tmp:
         save_torch(record, tmp)
     return record
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=json_object, help="JSON config slice of the job")
-    parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
-    parser.add_argument("--split", required=True, choices=["train", "val", "test"])
-    parser.add_argument("--extractor", required=True, help="feature extractor (evaluation.metrics.extractors)")
-    parser.add_argument("--teacher", type=Path, help="teacher directory (extractor teacher)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    with threadpool_limits(args.threads):
-        write_features(args.spec, args.data, args.split, args.extractor, args.out,
-                       resolve_device(args.device), args.teacher)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Entry point of the ``measure`` rule: every metric of one distilled set against cached real features.
 
-``python -m evaluation.metrics.measure --spec JSON --synset DIR --fid-features FILE.pt --features FILE.pt
+``python workflow/scripts/measure.py --spec JSON --synset DIR --fid-features FILE.pt --features FILE.pt
 [--teacher DIR] --out FILE.json --device cpu``
 
 ``spec`` = ``{"dataset", "method", "ipc", "seed", "metrics": {...}}`` (the config's ``metrics`` block).
@@ -13,16 +13,12 @@ when ``bootstrap`` is 0) for FID and the four prdc metrics.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
-from evaluation.core.artifacts import load_torch_record, manifest, resolve_device, seal, write_json_atomic
-from evaluation.core.cli import entry_point, json_object, positive_int
+from evaluation.core.artifacts import load_torch_record, manifest, seal, write_json_atomic
 from evaluation.core.errors import InputError
 from evaluation.core.seeding import derive_seed
 from evaluation.data.datasets import dataset_info
@@ -117,26 +113,3 @@ def measure_set(spec: dict, synset_dir: Path, fid_features: Path, features: Path
     if out is not None:
         write_json_atomic(out, seal(record))
     return record
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=json_object,
-                        help="JSON config slice: dataset, method, ipc, seed, metrics")
-    parser.add_argument("--synset", required=True, type=Path, help="synthetic set directory")
-    parser.add_argument("--fid-features", required=True, type=Path, help="real features of metrics.fid_extractor")
-    parser.add_argument("--features", required=True, type=Path, help="real features of metrics.feature_extractor")
-    parser.add_argument("--teacher", type=Path, help="teacher directory (extractor teacher)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    with threadpool_limits(args.threads):
-        measure_set(args.spec, args.synset, args.fid_features, args.features, args.teacher,
-                    resolve_device(args.device), args.out)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,26 +1,24 @@
 """Entry points of the evaluation rules: train a network on a synthetic set, or the teacher.
 
-``python -m evaluation.protocols.train synset --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json``
+``python workflow/scripts/evaluate.py --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json``
     trains one evaluation network (one repeat) under the spec's protocol (methods_and_protocols.md
     §3; the soft-label protocol needs the teacher) and writes best, last and validation-selected
     test top-1 with the evaluation curve.
-``python -m evaluation.protocols.train teacher --spec JSON --data DIR --out DIR``
+``python workflow/scripts/train_teacher.py --spec JSON --data DIR --out DIR``
     makes the dataset's teacher network (``teacher.source``): trains it on the real train split, or
     restricts torchvision's ImageNet-pretrained network (the state dict at ``teacher.weights``, else
     torchvision's cache file) to the dataset's classes.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from evaluation.core.artifacts import atomic_path, manifest, resolve_device, save_torch, seal, verify_folder, write_json_atomic, write_manifest
+from evaluation.core.artifacts import atomic_path, manifest, save_torch, seal, verify_folder, write_json_atomic, write_manifest
 from evaluation.core.checkpoint import Checkpoint, job_identity
-from evaluation.core.cli import entry_point, json_object, positive_int
 from evaluation.core.errors import InputError, MissingWeightsError, load_matching_weights
 from evaluation.core.seeding import derive_seed
 from evaluation.data.datasets import dataset_info, has_split, load_split, resize_uint8
@@ -186,25 +184,6 @@ def load_teacher(teacher_dir: Path, device: str = "cpu") -> tuple[torch.nn.Modul
     return model.to(device).eval(), record
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["synset", "teacher"])
-    parser.add_argument("--spec", required=True, type=json_object, help="JSON config slice of the job")
-    parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
-    parser.add_argument("--synset", type=Path, help="synthetic set directory (mode synset)")
-    parser.add_argument("--teacher", type=Path, help="teacher directory (soft-label protocols)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    spec, device = args.spec, resolve_device(args.device)
-    if args.mode == "synset":
-        evaluate_synset(spec, args.synset, args.data, args.out, device, args.teacher)
-    else:
-        TEACHER_SOURCES[spec["teacher"]["source"]](spec, args.data, args.out, device)
-
-
-if __name__ == "__main__":
-    main()
+def make_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:
+    """The dataset's teacher from the spec's ``teacher.source`` (trained, or torchvision's)."""
+    return TEACHER_SOURCES[spec["teacher"]["source"]](spec, data_dir, out_dir, device)

@@ -11,20 +11,18 @@ seeds and evaluation repeats, :mod:`evaluation.report.variance`), the reported-v
 have, :mod:`evaluation.report.reported`) and, with ``--benchmarks``, ``costs.{md,csv}``
 (:mod:`evaluation.report.costs`).
 
-Usage: ``python -m evaluation.report --runs FILE... [--backbone-checks FILE...]
+Usage: ``python workflow/scripts/tables.py --runs FILE... [--backbone-checks FILE...]
 [--metrics FILE...] --out DIR [--method-order a,b,...] [--note TEXT]... [--benchmarks DIR]
 [--method-map VARIANT=METHOD...] [--reference CSV]``
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from evaluation.core.artifacts import atomic_path, manifest, read_json_object, write_manifest, write_text_atomic
-from evaluation.core.cli import entry_point
 from evaluation.core.errors import InputError
 from .costs import write_costs
 from .quality_tables import load_metrics, write_quality_tables
@@ -176,34 +174,14 @@ def write_report(runs: Sequence[Path], backbone_checks: Sequence[Path], out_dir:
         write_costs(benchmarks, out_dir, method_order, load_reference(reference))
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="*", default=[], type=Path,
-                        help="evaluation run records (none when the profile evaluates nothing)")
-    parser.add_argument("--backbone-checks", nargs="*", default=[], type=Path)
-    parser.add_argument("--metrics", nargs="*", default=[], type=Path,
-                        help="metrics records of the distilled sets (none: no metric tables)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--method-order", default=None, help="comma-separated method variant names")
-    parser.add_argument("--note", action="append", default=[], help="a footnote of every table (repeatable)")
-    parser.add_argument("--benchmarks", type=Path, default=None,
-                        help="the profile's benchmarks folder (results/<profile>/benchmarks): writes costs.{md,csv}")
-    parser.add_argument("--method-map", nargs="*", action="extend", default=[], metavar="VARIANT=METHOD",
-                        help="compare a variant with the reference rows of METHOD (a registry name or an "
-                             "ablation variant of config/paper/ablations.yaml), e.g. random-first-k=random")
-    parser.add_argument("--reference", type=Path, default=REFERENCE_FILE,
-                        help="reference CSV (default: the packaged evaluation/report/reported_results.csv)")
-    args = parser.parse_args(argv)
-    order = args.method_order.split(",") if args.method_order else None
+def build_tables(runs: Sequence[Path], backbone_checks: Sequence[Path], out: Path, method_order: Sequence[str] | None,
+                 notes: Sequence[str], metrics: Sequence[Path], benchmarks: Path | None, method_map: Sequence[str],
+                 reference: Path = REFERENCE_FILE) -> None:
+    """The tables folder ``out`` (:func:`write_report`) with its manifest, appearing complete or not at all."""
     started = time.time()
-    with atomic_path(args.out) as tmp:   # the tables folder appears complete or not at all
+    with atomic_path(out) as tmp:
         tmp.mkdir()
-        write_report(args.runs, args.backbone_checks, tmp, order, args.note, args.metrics, args.benchmarks,
-                     parse_method_map(args.method_map), args.reference)
-        write_manifest(tmp, manifest({"method_order": order, "notes": args.note, "method_map": args.method_map},
+        write_report(runs, backbone_checks, tmp, method_order, notes, metrics, benchmarks,
+                     parse_method_map(method_map), reference)
+        write_manifest(tmp, manifest({"method_order": method_order, "notes": list(notes), "method_map": list(method_map)},
                                      seed=None, device="cpu", started=started))
-
-
-if __name__ == "__main__":
-    main()

@@ -23,7 +23,6 @@ depend on the machine and on what ran beside a job: compare methods within one p
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation.core import layout
 from evaluation.core.errors import InputError
 from evaluation.data.datasets import DATASETS
 from . import render
@@ -38,7 +38,10 @@ from .render import MISSING, markdown_table
 
 CSV_COLUMNS = ["dataset", "method", "sets", "ipcs", "distill_s_per_set", "distill_s_per_set_std",
                "distill_s_per_image", "distill_s_total", "finetune_s", "total_s", "s_per_set_by_ipc"]
-DISTILL = re.compile(r"ipc(\d+)-seed(\d+)(?:-(\d+)-(\d+))?\.tsv")
+# a distill job's benchmark under benchmarks/distill/: a whole set's, or a class chunk's (START-STOP)
+NAMES = {"dataset": "[^/]+", "method": "[^/]+", "ipc": r"\d+", "seed": r"\d+"}
+DISTILL_SET = layout.regex(f"{layout.SET_JOB}.tsv", **NAMES)
+DISTILL_CHUNK = layout.regex(f"{layout.CHUNK_JOB}.tsv", **NAMES, chunk=r"\d+-\d+")
 REFERENCE_COSTS = ("sec_per_image", "hours_total_generation", "hours_finetune_approx")
 
 
@@ -56,10 +59,11 @@ def load_benchmarks(root: str | Path) -> tuple[pd.DataFrame, dict[tuple[str, str
     root = Path(root)
     files: dict[tuple[str, str, int, int], dict[bool, list[tuple[Path, tuple[int, int] | None]]]] = {}
     for path in sorted((root / "distill").glob("*/*/*.tsv")):
-        match = DISTILL.fullmatch(path.name)
+        name = path.relative_to(root / "distill").as_posix()
+        match = DISTILL_CHUNK.fullmatch(name) or DISTILL_SET.fullmatch(name)
         if match:
-            key = (path.parent.parent.name, path.parent.name, int(match.group(1)), int(match.group(2)))
-            chunk = (int(match.group(3)), int(match.group(4))) if match.group(3) else None
+            key = (match["dataset"], match["method"], int(match["ipc"]), int(match["seed"]))
+            chunk = tuple(map(int, match["chunk"].split("-"))) if "chunk" in match.re.groupindex else None
             files.setdefault(key, {}).setdefault(chunk is not None, []).append((path, chunk))
     sets = [_distill_set(key, kinds, root) for key, kinds in sorted(files.items())]
     frame = pd.DataFrame(sets, columns=["dataset", "method", "ipc", "seed", "seconds", "chunks", "note"])
@@ -86,7 +90,7 @@ def _distill_set(key: tuple[str, str, int, int], kinds: dict[bool, list], root: 
             "is used" if len(kinds) > 1 else "")
     entries = kinds[chunked]
     seconds = sum(benchmark_seconds(path) for path, _ in entries)
-    merge = root / "merge_chunks" / dataset / method / f"ipc{ipc}-seed{seed}.tsv"
+    merge = root / "merge_chunks" / f"{layout.SET_JOB.format(dataset=dataset, method=method, ipc=ipc, seed=seed)}.tsv"
     if chunked and merge.is_file():
         seconds += benchmark_seconds(merge)
     if chunked and dataset in DATASETS:

@@ -5,19 +5,17 @@ space (DMGD's distribution approximation; MGD³, D⁴M and Minimax later): the p
 std of each image (scaled by the VAE's scaling factor), so that a method takes either the mean
 (MGD³'s ``latent_dist.mean``) or a seeded posterior sample (DMGD's ``latent_dist.sample()``).
 
-Usage: ``python -m methods.diffusion.latents --data DIR --backbone DIR --out FILE [--image-size S]``
+Usage: ``python workflow/scripts/encode_latents.py --data DIR --backbone DIR --out FILE [--image-size S]``
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from evaluation.core.artifacts import atomic_path, load_torch_record, manifest, resolve_device, seal, save_torch
-from evaluation.core.cli import entry_point, positive_int
+from evaluation.core.artifacts import atomic_path, load_torch_record, manifest, seal, save_torch
 from evaluation.data.datasets import load_split, split_labels
 
 from .backbone import Backbone, open_backbone
@@ -44,25 +42,12 @@ def load_latents(path: str | Path) -> dict:
     return load_torch_record(path, "encode_latents")
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--backbone", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--image-size", type=positive_int, default=None, help="ImageNet crop side (None: as stored)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    started, device = time.time(), resolve_device(args.device)
-    latents = encode_split(open_backbone(args.backbone, device), args.data, args.image_size)
-    latents = seal({**latents, "manifest": manifest({"data": str(args.data), "backbone": str(args.backbone),
-                                                     "image_size": args.image_size}, seed=None, device=device,
+def encode_latents(data_dir: Path, backbone_dir: Path, out: Path, image_size: int | None, device: str) -> None:
+    """Encode the real training split of ``data_dir`` with the backbone's VAE into ``out``."""
+    started = time.time()
+    latents = encode_split(open_backbone(backbone_dir, device), data_dir, image_size)
+    latents = seal({**latents, "manifest": manifest({"data": str(data_dir), "backbone": str(backbone_dir),
+                                                     "image_size": image_size}, seed=None, device=device,
                                                     started=started)})
-    with atomic_path(args.out) as tmp:
+    with atomic_path(out) as tmp:
         save_torch(latents, tmp)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,11 +8,10 @@ weights that is what gets saved. Saved in the diffusers layout, so ``load_backbo
 any local DiT. Both phases checkpoint to ``<out>.ckpt`` at the checkpoint cadence and an interrupted
 run resumes from it, ending bit-identical (evaluation/core/checkpoint.py).
 
-Usage: ``python -m methods.diffusion.train_tiny --spec JSON --data DIR --out DIR --loss-log CSV``
+Usage: ``python workflow/scripts/train_backbone.py --spec JSON --data DIR --out DIR --loss-log CSV``
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import time
@@ -22,9 +21,8 @@ import torch
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 from tqdm import tqdm
 
-from evaluation.core.artifacts import atomic_path, manifest, resolve_device, write_manifest
+from evaluation.core.artifacts import atomic_path, manifest, write_manifest
 from evaluation.core.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
-from evaluation.core.cli import entry_point, json_object, positive_int
 from evaluation.core.seeding import generator
 from evaluation.data.datasets import load_split
 
@@ -195,24 +193,3 @@ def train_tiny_backbone(data_dir: Path, cfg: dict, num_classes: int, out_dir: Pa
             scaling_factor=vae.config.scaling_factor, num_classes=num_classes))
     checkpoint.remove()
     return backbone
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=json_object,
-                        help="JSON: backbone.train config slice, numerics, num_classes")
-    parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
-    parser.add_argument("--out", required=True, type=Path, help="backbone output directory")
-    parser.add_argument("--loss-log", required=True, type=Path, help="CSV of the running loss")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    spec = args.spec
-    train_tiny_backbone(args.data, spec["train"], spec["num_classes"], args.out, args.loss_log,
-                        resolve_device(args.device), spec["numerics"])
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@ if config["backbone"]["source"] == "train":
 
     rule train_backbone:
         input:
-            data=f"{RESULTS}/data/{config['backbone']['train']['dataset']}",
+            data=layout.fill(DATA, dataset=config["backbone"]["train"]["dataset"]),
         output:
             replaced(BACKBONE),
         params:
@@ -16,16 +16,16 @@ if config["backbone"]["source"] == "train":
         conda:
             ENV
         log:
-            log=f"{LOGS}/train_backbone.log",
-            losses=f"{LOGS}/train_backbone_loss.csv",
+            log=log_path("train_backbone"),
+            losses=BACKBONE_LOSSES,
         benchmark:
-            f"{BENCH}/train_backbone.tsv"
+            bench_path("train_backbone")
         resources:
             gpu=GPU,
             mem_mb=4000,
             runtime=60,
         shell:
-            "{params.wrap}python -m methods.diffusion.train_tiny --spec {params.spec:q} --data {input.data}"
+            "{params.wrap}python $DMGD_SCRIPTS/train_backbone.py --spec {params.spec:q} --data {input.data}"
             " --out {output} --loss-log {log.losses} --device {params.device} --threads {threads} > {log.log} 2>&1"
 
 else:
@@ -42,23 +42,23 @@ else:
         conda:
             ENV
         log:
-            f"{LOGS}/load_backbone.log",
+            log_path("load_backbone"),
         benchmark:
-            f"{BENCH}/load_backbone.tsv"
+            bench_path("load_backbone")
         resources:
             mem_mb=16000,
             runtime=30,
         shell:
-            "python -m methods.diffusion.link --source {params.source:q} {params.vae}"
+            "python $DMGD_SCRIPTS/load_backbone.py --source {params.source:q} {params.vae}"
             " --numerics {params.numerics} {params.heads} --out {output} > {log} 2>&1"
 
 
 rule check_backbone:
     input:
         backbone=BACKBONE,
-        teacher=f"{RESULTS}/teachers/{{dataset}}",
+        teacher=TEACHER,
     output:
-        f"{RESULTS}/backbone_checks/{{dataset}}.json",
+        BACKBONE_CHECK,
     params:
         integrity=integrity("check_backbone"),
         wrap=GPU_WRAP,
@@ -71,24 +71,24 @@ rule check_backbone:
     conda:
         ENV
     log:
-        f"{LOGS}/check_backbone/{{dataset}}.log",
+        log_path("check_backbone", layout.DATASET_JOB),
     benchmark:
-        f"{BENCH}/check_backbone/{{dataset}}.tsv"
+        bench_path("check_backbone", layout.DATASET_JOB)
     resources:
         gpu=GPU,
         mem_mb=4000,
         runtime=60,
     shell:
-        "{params.wrap}python -m evaluation.metrics.backbone_check --spec {params.spec:q} --backbone {input.backbone}"
+        "{params.wrap}python $DMGD_SCRIPTS/check_backbone.py --spec {params.spec:q} --backbone {input.backbone}"
         " --teacher {input.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule encode_latents:
     input:
-        data=f"{RESULTS}/data/{{dataset}}",
+        data=DATA,
         backbone=BACKBONE,
     output:
-        f"{RESULTS}/latents/{{dataset}}/{config['backbone']['name']}.pt",
+        LATENTS,
     params:
         integrity=integrity("encode_latents"),
         wrap=GPU_WRAP,
@@ -99,24 +99,24 @@ rule encode_latents:
     conda:
         ENV
     log:
-        f"{LOGS}/encode_latents/{{dataset}}.log",
+        log_path("encode_latents", layout.DATASET_JOB),
     benchmark:
-        f"{BENCH}/encode_latents/{{dataset}}.tsv"
+        bench_path("encode_latents", layout.DATASET_JOB)
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=60,
     shell:
-        "{params.wrap}python -m methods.diffusion.latents --data {input.data} --backbone {input.backbone} --out {output}"
+        "{params.wrap}python $DMGD_SCRIPTS/encode_latents.py --data {input.data} --backbone {input.backbone} --out {output}"
         " {params.size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule finetune_backbone:
     input:
         backbone=BACKBONE,
-        latents=f"{RESULTS}/latents/{{dataset}}/{config['backbone']['name']}.pt",
+        latents=LATENTS,
     output:
-        replaced(f"{BACKBONE}-finetuned/{{method}}/{{dataset}}"),
+        replaced(FINETUNED),
     params:
         integrity=integrity("finetune_backbone"),
         wrap=GPU_WRAP,
@@ -127,13 +127,13 @@ rule finetune_backbone:
     conda:
         ENV
     log:
-        f"{LOGS}/finetune_backbone/{{method}}-{{dataset}}.log",
+        log_path("finetune_backbone", layout.FINETUNE_JOB),
     benchmark:
-        f"{BENCH}/finetune_backbone/{{method}}-{{dataset}}.tsv"
+        bench_path("finetune_backbone", layout.FINETUNE_JOB)
     resources:
         gpu=GPU,
         mem_mb=16000,
         runtime=600,
     shell:
-        "{params.wrap}python -m {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
+        "{params.wrap}python $DMGD_SCRIPTS/finetune_backbone.py --module {params.module} --spec {params.spec:q} --backbone {input.backbone} --latents {input.latents}"
         " --dataset {wildcards.dataset} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

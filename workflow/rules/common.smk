@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from evaluation.core import layout
 from evaluation.core.artifacts import SMOKE_ENV, tree_digest, verify_artifact, write_json_atomic
 from evaluation.config.validate import check_unique_keys, prepare_config
 from evaluation.data.datasets import dataset_info
@@ -34,12 +35,8 @@ if SMOKE_REDUCTIONS:
 if config.get("method_modules"):
     os.environ[METHOD_MODULES_ENV] = json.dumps([str(Path(p).resolve()) for p in config["method_modules"]])
 
-RESULTS = f"results/{config['profile']}"
-LOGS = f"logs/{config['profile']}"
-BENCH = f"{RESULTS}/benchmarks"
 DEVICE = config["device"]
 GPU = 0 if DEVICE == "cpu" else 1
-BACKBONE = f"{RESULTS}/backbones/{config['backbone']['name']}"
 ENV = "../../environment.yml"  # conda env of every rule (relative to this folder)
 # A local run gives each GPU job a GPU of its own (evaluation/core/gpu_slots.py), one slot per GPU of
 # --resources gpu=N. The count reaches the jobs through the environment, not the command line, so
@@ -159,23 +156,40 @@ def method_spec(wildcards):
     return as_json(spec)
 
 
+def at(pattern, wildcards):
+    """``pattern`` (workflow/rules/paths.smk) filled with a job's ``wildcards``."""
+    return layout.fill(pattern, **dict(wildcards.items()))
+
+
 def distill_inputs(wildcards):
-    inputs = {"data": f"{RESULTS}/data/{wildcards.dataset}"}
+    inputs = {"data": at(DATA, wildcards)}
     method = get_method(config["methods"][wildcards.method]["method"])
     if method.finetune:
-        inputs["backbone"] = f"{BACKBONE}-finetuned/{wildcards.method}/{wildcards.dataset}"
+        inputs["backbone"] = at(FINETUNED, wildcards)
     elif method.needs_backbone:
         inputs["backbone"] = BACKBONE
     if method.needs_latents:
-        inputs["latents"] = f"{RESULTS}/latents/{wildcards.dataset}/{config['backbone']['name']}.pt"
+        inputs["latents"] = at(LATENTS, wildcards)
     return inputs
+
+
+def distill_output():
+    """The output of one distill job: the synthetic set, or with distill_chunk_classes a class chunk
+    of it (a temporary folder, merged by merge_chunks)."""
+    if config["distill_chunk_classes"] is None:
+        return replaced(SYNSET)
+    return temp(replaced(CHUNK))
+
+
+def distill_job():
+    """The log and benchmark name of a distill job (evaluation/report/costs.py reads both kinds)."""
+    return layout.SET_JOB if config["distill_chunk_classes"] is None else layout.CHUNK_JOB
 
 
 def chunk_targets(wildcards):
     """The class chunks of one synthetic set (methods/chunks.py), merged by merge_chunks."""
     chunks = class_chunks(dataset_info(wildcards.dataset).num_classes, config["distill_chunk_classes"])
-    return [f"{RESULTS}/chunks/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/seed{wildcards.seed}/"
-            f"{start}-{stop}" for start, stop in chunks]
+    return [layout.fill(at(CHUNK, wildcards), chunk=f"{start}-{stop}") for start, stop in chunks]
 
 
 def finetune_module(wildcards):
@@ -184,10 +198,9 @@ def finetune_module(wildcards):
 
 def eval_inputs(wildcards):
     """Synthetic set and real data; the teacher too when the protocol learns from soft labels."""
-    inputs = {"synset": f"{RESULTS}/synsets/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/seed{wildcards.seed}",
-              "data": f"{RESULTS}/data/{wildcards.dataset}"}
+    inputs = {"synset": at(SYNSET, wildcards), "data": at(DATA, wildcards)}
     if config["protocols"][wildcards.protocol]["loss"] == "soft":
-        inputs["teacher"] = f"{RESULTS}/teachers/{wildcards.dataset}"
+        inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
 
@@ -204,46 +217,45 @@ def eval_targets():
     if not ev["enabled"]:
         return []
     return expand(
-        f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
+        EVAL,
         dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
         seed=config["seeds"], protocol=ev["protocols"], network=list(ev["networks"]),
         repeat=range(ev["repeats"]))
 
 
 def feature_path(dataset, extractor):
-    return f"{RESULTS}/features/{dataset}/{extractor}-{config['metrics']['reference_split']}.pt"
+    return layout.fill(FEATURES, dataset=dataset, extractor=extractor, split=config["metrics"]["reference_split"])
 
 
 def feature_inputs(wildcards):
     """Real data; the teacher too when it is the extractor."""
-    inputs = {"data": f"{RESULTS}/data/{wildcards.dataset}"}
+    inputs = {"data": at(DATA, wildcards)}
     if wildcards.extractor == "teacher":
-        inputs["teacher"] = f"{RESULTS}/teachers/{wildcards.dataset}"
+        inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
 
 def measure_inputs(wildcards):
     """The synthetic set, the cached real features of both extractors, and the teacher when used."""
     metrics = config["metrics"]
-    inputs = {"synset": f"{RESULTS}/synsets/{wildcards.dataset}/{wildcards.method}/ipc{wildcards.ipc}/seed{wildcards.seed}",
+    inputs = {"synset": at(SYNSET, wildcards),
               "fid_features": feature_path(wildcards.dataset, metrics["fid_extractor"]),
               "features": feature_path(wildcards.dataset, metrics["feature_extractor"])}
     if "teacher" in (metrics["fid_extractor"], metrics["feature_extractor"]):
-        inputs["teacher"] = f"{RESULTS}/teachers/{wildcards.dataset}"
+        inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
 
 def metric_targets():
     if not config["metrics"]["enabled"]:
         return []
-    return expand(f"{RESULTS}/metrics/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}.json",
-                  dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
+    return expand(METRICS, dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
                   seed=config["seeds"])
 
 
 def synset_targets():
-    return expand(f"{RESULTS}/synsets/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}", dataset=config["datasets"],
-                  method=list(config["methods"]), ipc=config["ipcs"], seed=config["seeds"])
+    return expand(SYNSET, dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
+                  seed=config["seeds"])
 
 
 def figure_feature_targets():
@@ -257,13 +269,13 @@ def figure_feature_targets():
 def figure_teacher_targets():
     if not config["metrics"]["enabled"] or config["metrics"]["feature_extractor"] != "teacher":
         return []
-    return expand(f"{RESULTS}/teachers/{{dataset}}", dataset=config["datasets"])
+    return expand(TEACHER, dataset=config["datasets"])
 
 
 def backbone_check_targets():
     if not config["backbone"]["check"]:
         return []
-    return expand(f"{RESULTS}/backbone_checks/{{dataset}}.json", dataset=config["datasets"])
+    return expand(BACKBONE_CHECK, dataset=config["datasets"])
 
 
 def method_table_notes():

@@ -1,28 +1,28 @@
 rule prepare_data:
     output:
-        replaced(f"{RESULTS}/data/{{dataset}}"),
+        replaced(DATA),
     params:
         integrity=integrity("prepare_data"),
         spec=as_json({"imagenet_root": config["imagenet_root"], **config["data"]}),
     conda:
         ENV
     log:
-        f"{LOGS}/prepare_data/{{dataset}}.log",
+        log_path("prepare_data", layout.DATASET_JOB),
     benchmark:
-        f"{BENCH}/prepare_data/{{dataset}}.tsv"
+        bench_path("prepare_data", layout.DATASET_JOB)
     resources:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m evaluation.data.prepare --dataset {wildcards.dataset} --spec {params.spec:q}"
+        "python $DMGD_SCRIPTS/prepare_data.py --dataset {wildcards.dataset} --spec {params.spec:q}"
         " --out {output} > {log} 2>&1"
 
 
 rule train_teacher:
     input:
-        data=f"{RESULTS}/data/{{dataset}}",
+        data=DATA,
     output:
-        replaced(f"{RESULTS}/teachers/{{dataset}}"),
+        replaced(TEACHER),
     params:
         integrity=integrity("train_teacher"),
         wrap=GPU_WRAP,
@@ -35,13 +35,13 @@ rule train_teacher:
     conda:
         ENV
     log:
-        f"{LOGS}/train_teacher/{{dataset}}.log",
+        log_path("train_teacher", layout.DATASET_JOB),
     benchmark:
-        f"{BENCH}/train_teacher/{{dataset}}.tsv"
+        bench_path("train_teacher", layout.DATASET_JOB)
     resources:
         gpu=GPU,
         mem_mb=4000,
         runtime=60,
     shell:
-        "{params.wrap}python -m evaluation.protocols.train teacher --spec {params.spec:q} --data {input.data}"
+        "{params.wrap}python $DMGD_SCRIPTS/train_teacher.py --spec {params.spec:q} --data {input.data}"
         " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

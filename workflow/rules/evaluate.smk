@@ -2,7 +2,7 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        f"{RESULTS}/eval/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}/{{protocol}}-{{network}}-rep{{repeat}}.json",
+        EVAL,
     params:
         integrity=integrity("evaluate"),
         wrap=GPU_WRAP,
@@ -13,13 +13,13 @@ rule evaluate:
     conda:
         ENV
     log:
-        f"{LOGS}/evaluate/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}-{{protocol}}-{{network}}-rep{{repeat}}.log",
+        log_path("evaluate", layout.EVAL_JOB),
     benchmark:
-        f"{BENCH}/evaluate/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}-{{protocol}}-{{network}}-rep{{repeat}}.tsv"
+        bench_path("evaluate", layout.EVAL_JOB)
     resources:
         gpu=GPU,
         mem_mb=4000,
         runtime=240,
     shell:
-        "{params.wrap}python -m evaluation.protocols.train synset --spec {params.spec:q} --synset {input.synset}"
+        "{params.wrap}python $DMGD_SCRIPTS/evaluate.py --spec {params.spec:q} --synset {input.synset}"
         " --data {input.data} {params.teacher} --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

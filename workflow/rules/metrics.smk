@@ -6,7 +6,7 @@ rule real_features:
     input:
         unpack(feature_inputs),
     output:
-        f"{RESULTS}/features/{{dataset}}/{{extractor}}-{{split}}.pt",
+        FEATURES,
     params:
         integrity=integrity("real_features"),
         wrap=GPU_WRAP,
@@ -20,15 +20,15 @@ rule real_features:
     conda:
         ENV
     log:
-        f"{LOGS}/real_features/{{dataset}}/{{extractor}}-{{split}}.log",
+        log_path("real_features", layout.FEATURES_JOB),
     benchmark:
-        f"{BENCH}/real_features/{{dataset}}/{{extractor}}-{{split}}.tsv"
+        bench_path("real_features", layout.FEATURES_JOB)
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=60,
     shell:
-        "{params.wrap}python -m evaluation.metrics.features --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
+        "{params.wrap}python $DMGD_SCRIPTS/real_features.py --spec {params.spec:q} --data {input.data} --split {wildcards.split}"
         " --extractor {wildcards.extractor} {params.teacher} --out {output} --device {params.device}"
         " > {log} 2>&1"
 
@@ -37,7 +37,7 @@ rule measure:
     input:
         unpack(measure_inputs),
     output:
-        f"{RESULTS}/metrics/{{dataset}}/{{method}}/ipc{{ipc}}/seed{{seed}}.json",
+        METRICS,
     params:
         integrity=integrity("measure"),
         wrap=GPU_WRAP,
@@ -49,14 +49,14 @@ rule measure:
     conda:
         ENV
     log:
-        f"{LOGS}/measure/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.log",
+        log_path("measure", layout.SET_JOB),
     benchmark:
-        f"{BENCH}/measure/{{dataset}}/{{method}}/ipc{{ipc}}-seed{{seed}}.tsv"
+        bench_path("measure", layout.SET_JOB)
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=60,
     shell:
-        "{params.wrap}python -m evaluation.metrics.measure --spec {params.spec:q} --synset {input.synset}"
+        "{params.wrap}python $DMGD_SCRIPTS/measure.py --spec {params.spec:q} --synset {input.synset}"
         " --fid-features {input.fid_features} --features {input.features} {params.teacher}"
         " --out {output} --device {params.device} > {log} 2>&1"

@@ -11,16 +11,16 @@ rule tables:
         features=figure_feature_targets(),
         teachers=figure_teacher_targets(),
     output:
-        tables=report(replaced(f"{RESULTS}/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
+        tables=report(replaced(TABLES), patterns=["{name}.csv"], caption="../report/tables.rst",
                       category="Tables"),
-        figures=report(replaced(f"{RESULTS}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
+        figures=report(replaced(FIGURES), patterns=["{name}.png"], caption="../report/figures.rst",
                        category="Figures"),
     params:
         integrity=integrity("tables"),
         order=",".join(config["methods"]),
         notes=" ".join(f"--note {shlex.quote(note)}" for note in method_table_notes()),
         results=lambda w, output: os.path.dirname(output.tables),
-        benchmarks=lambda w, output: os.path.join(os.path.dirname(output.tables), "benchmarks"),
+        benchmarks=lambda w, output: os.path.join(os.path.dirname(output.tables), layout.BENCHMARKS),
         method_map=" ".join(f"{name}={variant['reported_as']}" for name, variant in config["methods"].items()
                             if "reported_as" in variant),
         datasets=",".join(config["datasets"]),
@@ -35,18 +35,18 @@ rule tables:
     conda:
         ENV
     log:
-        f"{LOGS}/tables.log",
+        log_path("tables"),
     benchmark:
-        f"{BENCH}/tables.tsv"
+        bench_path("tables")
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=60,
     shell:
-        "python -m evaluation.report --runs {input.runs} --backbone-checks {input.checks}"
+        "python $DMGD_SCRIPTS/tables.py --runs {input.runs} --backbone-checks {input.checks}"
         " --metrics {input.metrics} --out {output.tables} --method-order {params.order:q} {params.notes}"
         " --benchmarks {params.benchmarks} --method-map {params.method_map}"
-        " > {log} 2>&1 && python -m evaluation.report.figures --results {params.results} --methods {params.order:q}"
+        " > {log} 2>&1 && python $DMGD_SCRIPTS/figures.py --results {params.results} --methods {params.order:q}"
         " --datasets {params.datasets} --ipcs {params.ipcs} --seeds {params.seeds}"
         " --extractor {params.metrics[feature_extractor]} {params.weights} {params.features}"
         " --real-split {params.metrics[reference_split]}"

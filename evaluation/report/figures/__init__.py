@@ -9,5 +9,5 @@
 ``sampling``  the capped, seeded real and synthetic samples of the t-SNE and the rows a grid shows,
               chosen from indices before any image is decoded.
 ``build``     reads the result tree, draws them all and writes ``index.md``; the CLI
-              (``python -m evaluation.report.figures``).
+              (``python workflow/scripts/figures.py``).
 """

@@ -1,6 +1,6 @@
 """Entry point of the ``figures`` rule: every figure of a profile, and ``index.md`` captioning them.
 
-``python -m evaluation.report.figures --results RESULTS --methods a,b,c --datasets d1,d2 --ipcs 1,10
+``python workflow/scripts/figures.py --results RESULTS --methods a,b,c --datasets d1,d2 --ipcs 1,10
 --seeds 0,1 --extractor NAME [--features | --no-features] [--teacher-root DIR] [--real-split train]
 [--max-real 1000] [--max-synthetic 200] [--perplexity 30] [--max-classes 10] [--max-samples 10]
 [--tile 128] [--seed 0] [--out DIR] [--device cpu] [--threads 1]``
@@ -25,7 +25,6 @@ some variant records ``final_ot_loss``), ``accuracy/<dataset>-<protocol>-<networ
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,10 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
-from evaluation.core.artifacts import atomic_path, manifest, resolve_device, write_manifest, write_text_atomic
-from evaluation.core.cli import entry_point, non_negative_int, positive_int
+from evaluation.core import layout
+from evaluation.core.artifacts import atomic_path, manifest, write_manifest, write_text_atomic
 from evaluation.core.errors import InputError
 from evaluation.core.seeding import derive_seed
 from evaluation.data.datasets import dataset_info
@@ -86,17 +84,17 @@ class FigureSpec:
     device: str = "cpu"
 
     def synset_dir(self, dataset: str, method: str, ipc: int, seed: int) -> Path:
-        return self.results / "synsets" / dataset / method / f"ipc{ipc}" / f"seed{seed}"
+        return self.results / layout.SYNSET.format(dataset=dataset, method=method, ipc=ipc, seed=seed)
 
     def real_features(self, dataset: str) -> Path:
-        return self.results / "features" / dataset / f"{self.extractor}-{self.real_split}.pt"
+        return self.results / layout.FEATURES.format(dataset=dataset, extractor=self.extractor, split=self.real_split)
 
     def teacher_dir(self, dataset: str) -> Path:
-        return (self.teacher_root or self.results / "teachers") / dataset
+        return self.teacher_root / dataset if self.teacher_root else self.results / layout.TEACHER.format(dataset=dataset)
 
     @property
     def runs(self) -> Path:
-        return self.results / "tables" / "runs.csv"
+        return self.results / layout.TABLES / "runs.csv"
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def check_inputs(spec: FigureSpec) -> pd.DataFrame:
         raise FigureInputError(f"unknown feature extractor '{spec.extractor}'; valid: {', '.join(list_extractors())}")
     for dataset in spec.datasets:
         dataset_info(dataset)
-        root = spec.results / "synsets" / dataset
+        root = spec.results / layout.DATASET_SETS.format(dataset=dataset)
         for method in spec.methods:
             if not (root / method).is_dir():
                 found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else "none"
@@ -295,7 +293,7 @@ def _join(values) -> str:
 
 
 def index_markdown(spec: FigureSpec, entries: list[Entry]) -> str:
-    source = (f"Drawn by `python -m evaluation.report.figures` from the stored results in `{spec.results}` "
+    source = (f"Drawn by `python workflow/scripts/figures.py` from the stored results in `{spec.results}` "
               f"(seed {spec.seed}; methods {_join(spec.methods)}; feature extractor {spec.extractor}).")
     lines = ["# Figures", "", source, ""]
     for section, heading in SECTIONS.items():
@@ -307,56 +305,12 @@ def index_markdown(spec: FigureSpec, entries: list[Entry]) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- CLI
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v]
-
-
-def _names(text: str) -> list[str]:
-    return [v for v in text.split(",") if v]
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", required=True, type=Path, help="results/<profile>")
-    parser.add_argument("--methods", required=True, type=_names, help="comma-separated variants, in legend order")
-    parser.add_argument("--datasets", required=True, type=_names)
-    parser.add_argument("--ipcs", required=True, type=_ints)
-    parser.add_argument("--seeds", required=True, type=_ints, help="generation seeds")
-    parser.add_argument("--extractor", required=True, help="feature extractor of the t-SNE (metrics.feature_extractor)")
-    parser.add_argument("--weights", type=Path, help="the extractor's weight file (metrics.inception_weights or "
-                        "metrics.vgg16_weights; default: where its library looks)")
-    parser.add_argument("--features", action=argparse.BooleanOptionalAction, default=True,
-                        help="draw the t-SNE from real and synthetic features (metrics.enabled); --no-features "
-                             "reads no real features")
-    parser.add_argument("--teacher-root", type=Path, help="folder of teachers/<dataset> (default RESULTS/teachers)")
-    parser.add_argument("--real-split", default="train", help="real split of the stored features (metrics.reference_split)")
-    parser.add_argument("--max-real", type=positive_int, default=1000,
-                        help="real samples in the t-SNE (seeded subset; metrics.figure_max_real)")
-    parser.add_argument("--max-synthetic", type=positive_int, default=200,
-                        help="synthetic images per (method, IPC) in the t-SNE (seeded, class-stratified; "
-                             "metrics.figure_max_synthetic)")
-    parser.add_argument("--perplexity", type=float, default=30.0)
-    parser.add_argument("--max-classes", type=positive_int, default=10, help="rows of a sample grid")
-    parser.add_argument("--max-samples", type=positive_int, default=10, help="columns of a sample grid")
-    parser.add_argument("--tile", type=positive_int, default=128, help="side of a sample-grid tile in pixels")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of every random choice (metrics.seed)")
-    parser.add_argument("--out", type=Path, help="output folder (default RESULTS/figures)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    options = {k: v for k, v in vars(args).items() if k != "threads"}
-    spec = FigureSpec(**{**options, "out": args.out or args.results / "figures", "device": resolve_device(args.device)})
+def build_figures(spec: FigureSpec, options: dict) -> None:
+    """The figures folder ``spec.out`` with its manifest (``options``: the arguments it was drawn with),
+    appearing whole or not at all."""
     started = time.time()
-    with threadpool_limits(args.threads), atomic_path(spec.out) as tmp:   # the folder appears whole or not at all
+    with atomic_path(spec.out) as tmp:
         tmp.mkdir()
         draw_all(replace(spec, out=tmp))
         write_manifest(tmp, manifest({k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
-                                     seed=args.seed, device=spec.device, started=started))
-
-
-if __name__ == "__main__":
-    main()
+                                     seed=spec.seed, device=spec.device, started=started))
