@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluation.core.errors import InputError
-from evaluation.core.seeding import derive_seed
+from evaluation.core.seeding import MethodStream, derive_seed
 
 from .diffusion.generation import Generation
 from .diffusion.latents import load_latents
@@ -87,7 +87,7 @@ def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     real = load_latents(ctx.latents_path)
     protos = torch.stack([prototypes(real["mean"][real["labels"] == c], ctx.ipc, params.km_expand,
-                                     derive_seed(ctx.seed, c, 4)) for c in ctx.classes])
+                                     derive_seed(ctx.seed, c, MethodStream.D4M_PROTOTYPES)) for c in ctx.classes])
     generation = Generation.from_context(ctx)
     start = start_step(generation.sampler.steps, params.strength)
     return SyntheticSet(*generation.generate(batch_init=lambda labels, index: protos[ctx.rows(labels), index],

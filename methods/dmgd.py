@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluation.core.errors import InputError
-from evaluation.core.seeding import generator
+from evaluation.core.seeding import MethodStream, generator
 
 from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans
@@ -213,9 +213,9 @@ def class_supports(ctx: DistillContext, params: DmgdParams, fidelity: Fidelity) 
         members = real["labels"] == c
         latents = real["mean"][members]
         if params.latent_posterior == "sample":
-            noise = torch.randn(latents.shape, generator=generator(ctx.seed, c, 1))
+            noise = torch.randn(latents.shape, generator=generator(ctx.seed, c, MethodStream.DMGD_POSTERIOR))
             latents = latents + real["std"][members] * noise
-        points, mass = support_points(latents, params, fidelity, generator(ctx.seed, c, 2))
+        points, mass = support_points(latents, params, fidelity, generator(ctx.seed, c, MethodStream.DMGD_SUPPORT))
         supports.append(points)
         masses.append(mass)
     # dbs/kmeans on a tiny class gives fewer points: pad with zero mass to the largest count over the

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluation.core.errors import InputError
-from evaluation.core.seeding import generator
+from evaluation.core.seeding import MethodStream, generator
 
 from .diffusion.generation import Generation
 from .diffusion.kmeans import kmeans
@@ -91,7 +91,7 @@ def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
         if ctx.ipc > len(latents):
             raise InputError(f"mgd3: ipc {ctx.ipc} exceeds the {len(latents)} training images of class {c}, "
                              f"so k-means cannot find {ctx.ipc} modes; lower the IPC")
-        result = kmeans(latents.flatten(1), ctx.ipc, generator=generator(ctx.seed, c, 3), iters=iters,
+        result = kmeans(latents.flatten(1), ctx.ipc, generator=generator(ctx.seed, c, MethodStream.MGD3_MODES), iters=iters,
                         restarts=restarts)
         modes.append(result.centers.view(ctx.ipc, *latents.shape[1:]))
     return torch.stack(modes)

@@ -70,7 +70,7 @@ from tqdm import tqdm
 from evaluation.core.artifacts import atomic_path, manifest, write_manifest
 from evaluation.core.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
 from evaluation.core.errors import InputError
-from evaluation.core.seeding import generator
+from evaluation.core.seeding import MethodStream, generator
 from evaluation.data.datasets import dataset_info
 
 from .diffusion.backbone import Backbone, disable_label_dropout, open_backbone
@@ -80,7 +80,6 @@ from .diffusion.randomness import SeededTraining
 from .minimax import MinimaxParams
 
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm)
-BATCH_STREAM, EPOCH_STREAM = 5, 6   # derived-seed keys: latent samples + training draws; epoch permutations
 
 
 # ----------------------------------------------------------------------------- γ
@@ -234,7 +233,7 @@ def batch_indices(step: int, count: int, batch_size: int, seed: int) -> torch.Te
     the last incomplete batch dropped (the reference's shuffled ``DistributedSampler`` with drop_last)."""
     per_epoch = count // batch_size
     epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(count, generator=generator(seed, EPOCH_STREAM, epoch))
+    order = torch.randperm(count, generator=generator(seed, MethodStream.MINIMAX_EPOCH, epoch))
     return order[position * batch_size:(position + 1) * batch_size]
 
 
@@ -270,7 +269,7 @@ def finetune(backbone: Backbone, latents: dict, params: MinimaxParams, device: s
     optimizer = torch.optim.AdamW(list(named.values()) + list(gammas.parameters()), lr=params.lr,
                                   weight_decay=params.weight_decay)
     loss_fn = DiffusionLoss(backbone)
-    gen = generator(params.seed, BATCH_STREAM)
+    gen = generator(params.seed, MethodStream.MINIMAX_BATCH)
     randomness = SeededTraining(gen)
     memories = Memories(len(ids), params.memory_size)
     done = 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from evaluation.core.artifacts import load_torch_record, manifest, seal, write_json_atomic
 from evaluation.core.errors import InputError
-from evaluation.core.seeding import derive_seed
+from evaluation.core.seeding import MetricStream, derive_seed
 from evaluation.data.datasets import dataset_info
 from evaluation.data.synsets import read_synset, synset_provenance
 from . import extractor_weights, metrics_config
@@ -31,7 +31,6 @@ from .fid import CLEANFID_KID_SUBSETS, FidResampler, kid
 from .ot_distance import ot_distance
 from .prdc_metrics import PrdcResampler, prdc_values
 
-BOOTSTRAP_STREAM, KID_STREAM, OT_STREAM = 0, 1, 2   # derive_seed(metrics.seed, stream)
 
 
 class FeatureArtifactError(InputError):
@@ -66,18 +65,18 @@ def compute_metrics(cfg: dict, real_fid: np.ndarray, synthetic_fid: np.ndarray, 
     lap("fid")
     value.update(prdc_values(real, synthetic, cfg["nearest_k"]))
     lap("prdc")
-    indices = resample_indices(len(synthetic), cfg["bootstrap"], derive_seed(cfg["seed"], BOOTSTRAP_STREAM))
+    indices = resample_indices(len(synthetic), cfg["bootstrap"], derive_seed(cfg["seed"], MetricStream.BOOTSTRAP))
     # the prdc resampler precomputes distances: built only when replicates are drawn
     resamplers = (fid_of, PrdcResampler(real, synthetic, cfg["nearest_k"])) if len(indices) else None
     metrics = bootstrap(lambda row: {"fid": resamplers[0](row), **resamplers[1](row)}, value, indices,
                         cfg["ci"], min_count=cfg["nearest_k"] + 2)
     lap("bootstrap")
     kid_value, subset_size = kid(real_fid, synthetic_fid, CLEANFID_KID_SUBSETS, cfg["kid_subset_size"],
-                                 derive_seed(cfg["seed"], KID_STREAM))
+                                 derive_seed(cfg["seed"], MetricStream.KID))
     metrics["kid"] = {"value": kid_value, "subset_size": subset_size, "num_subsets": CLEANFID_KID_SUBSETS}
     lap("kid")
     ot_value, ot_real = ot_distance(real, synthetic, cfg["ot_max_real"], cfg["tsne_perplexity"],
-                                    derive_seed(cfg["seed"], OT_STREAM))
+                                    derive_seed(cfg["seed"], MetricStream.OT))
     metrics["ot_distance"] = {"value": ot_value, "real_count": ot_real}
     lap("ot_distance")
     metrics["diversity"] = {"value": diversity(synthetic)}

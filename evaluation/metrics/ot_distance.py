@@ -10,16 +10,14 @@ import numpy as np
 import ot
 from sklearn.manifold import TSNE
 
-from evaluation.core.seeding import derive_seed
-
-SUBSET_STREAM, TSNE_STREAM = 0, 1   # derive_seed(seed, stream)
+from evaluation.core.seeding import SubsetStream, derive_seed
 
 
 def real_subset(count: int, max_real: int, seed: int) -> np.ndarray:
     """Sorted indices of at most ``max_real`` of ``count`` real samples (all of them when fewer)."""
     if count <= max_real:
         return np.arange(count)
-    rng = np.random.default_rng(derive_seed(seed, SUBSET_STREAM))
+    rng = np.random.default_rng(derive_seed(seed, SubsetStream.REAL_SUBSET))
     return np.sort(rng.choice(count, size=max_real, replace=False))
 
 
@@ -27,7 +25,7 @@ def embed(features: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
     """2-D t-SNE of ``features``; the perplexity is capped below the sample count (sklearn needs it)."""
     perplexity = min(float(perplexity), len(features) - 1.0)
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca",
-                random_state=derive_seed(seed, TSNE_STREAM) % 2 ** 32)
+                random_state=derive_seed(seed, SubsetStream.TSNE) % 2 ** 32)
     return tsne.fit_transform(np.asarray(features, dtype=np.float64))
 
 

@@ -38,14 +38,12 @@ from evaluation.protocols.augment import (
     shuffle_patches,
 )
 from evaluation.core.checkpoint import Checkpoint, restore_rng, rng_state
-from evaluation.core.seeding import derive_seed
+from evaluation.core.seeding import TrainingStream, derive_seed
 from evaluation.protocols.networks import create_network
 from evaluation.protocols.protocols import evaluation_epochs, lr_factor, selection_convention
 
 OPTIMIZERS = ("sgd", "adamw")
 LOSSES = ("hard", "soft")
-MODEL_INIT_STREAM = 0   # derive_seed(seed, stream): independent streams for init and data
-DATA_STREAM = 1
 PIXEL_MAX = 255.0
 
 Teacher = Callable[[torch.Tensor], torch.Tensor]   # normalised batch -> logits
@@ -200,7 +198,7 @@ def train_and_evaluate(train_images: torch.Tensor, train_labels: torch.Tensor,
     eval_at = set(evaluation_epochs(epochs, min(protocol["num_evals"], epochs - start), protocol["eval_from"]))
     # Seeding only the CPU default generator inside the fork leaves every global RNG as it was.
     with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(derive_seed(seed, MODEL_INIT_STREAM))
+        torch.default_generator.manual_seed(derive_seed(seed, TrainingStream.MODEL_INIT))
         model = create_network(network, num_classes, height, **network_kwargs)
     model.to(device)
     lr = protocol["lr_by_arch"].get(network, protocol["lr"])
@@ -214,7 +212,7 @@ def train_and_evaluate(train_images: torch.Tensor, train_labels: torch.Tensor,
     evaluated = ema.module if ema is not None else model
     # config performance.compile: the training forward through torch.compile (same parameters)
     trained = torch.compile(model) if protocol.get("compile", False) else model
-    generator = torch.Generator().manual_seed(derive_seed(seed, DATA_STREAM))
+    generator = torch.Generator().manual_seed(derive_seed(seed, TrainingStream.DATA))
     data = to_unit_float(train_images, device)
     targets = train_labels.to(device)
     batch_size, mean, std = protocol["batch_size"], protocol["mean"], protocol["std"]

@@ -13,10 +13,9 @@ from typing import Protocol
 
 import torch
 
-from evaluation.core.seeding import derive_seed, generator
+from evaluation.core.seeding import MethodStream, derive_seed, generator
 
 LABEL_NOISE = ("uniform", "gaussian")   # torch.rand_like (official DMGD) | torch.randn (the paper's N(0, I))
-SEMANTIC_STREAM = 7                     # key of the semantic-matching stream derived from a sample's seed
 
 
 class SampleRandomness(Protocol):
@@ -45,7 +44,7 @@ class SeededSample:
 
     def __init__(self, seed: int):
         self.latent_stream = generator(seed)
-        self.semantic_stream = torch.Generator().manual_seed(derive_seed(seed, SEMANTIC_STREAM))
+        self.semantic_stream = torch.Generator().manual_seed(derive_seed(seed, MethodStream.SEMANTIC))
 
     def initial_noise(self, shape: Sequence[int]) -> torch.Tensor:
         return torch.randn(tuple(shape), generator=self.latent_stream)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from evaluation.core.artifacts import atomic_path, manifest, write_manifest
 from evaluation.core.checkpoint import Checkpoint, job_identity, restore_rng, rng_state
-from evaluation.core.seeding import generator
+from evaluation.core.seeding import BackboneTrainingStream, generator
 from evaluation.data.datasets import load_split
 
 from .backbone import Backbone, disable_label_dropout, dit_scheduler
@@ -88,7 +88,7 @@ def train_vae(vae: AutoencoderKL, images: torch.Tensor, cfg: dict, log: LossLog,
               checkpoint: Checkpoint, state: dict | None) -> None:
     """VAE training loop, from ``state`` (a checkpoint of this phase) when given."""
     opt = torch.optim.Adam(vae.parameters(), lr=cfg["vae_lr"])
-    gen = generator(cfg["seed"], 1)
+    gen = generator(cfg["seed"], BackboneTrainingStream.VAE)
     done = 0
     if state is not None:
         vae.load_state_dict(state["vae"])
@@ -131,7 +131,7 @@ def train_dit(backbone: Backbone, mean: torch.Tensor, std: torch.Tensor, labels:
     ema = copy.deepcopy(dit).requires_grad_(False)
     opt = torch.optim.AdamW(dit.parameters(), lr=cfg["dit_lr"], weight_decay=0.0)
     loss_fn = DiffusionLoss(backbone)
-    gen = generator(cfg["seed"], 2)
+    gen = generator(cfg["seed"], BackboneTrainingStream.DIT)
     done = 0
     if state is not None:
         dit.load_state_dict(state["dit"])

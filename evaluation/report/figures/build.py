@@ -36,7 +36,7 @@ import torch
 from evaluation.core import layout
 from evaluation.core.artifacts import atomic_path, manifest, write_manifest, write_text_atomic
 from evaluation.core.errors import InputError
-from evaluation.core.seeding import derive_seed
+from evaluation.core.seeding import SubsetStream, derive_seed
 from evaluation.data.datasets import dataset_info
 from evaluation.data.synsets import index_synset
 from evaluation.metrics.extractors import create_extractor, list_extractors
@@ -49,7 +49,6 @@ from .samples import draw_sample_grid
 from .sampling import grid_rows, read_images, stratified_sample
 from .tsne import draw_tsne, joint_embedding
 
-SUBSET_STREAM, TSNE_STREAM, SYNTHETIC_STREAM = 0, 1, 2   # derive_seed(seed, stream, ...)
 RUNS_COLUMNS = ["dataset", "method", "ipc", "seed", "protocol", "network", "repeat", "best_top1"]
 SECTIONS = {"samples": "Sample grids", "tsne": "t-SNE of real and synthetic features",
             "ot_loss": "Final OT loss per sample", "accuracy": "Accuracy against IPC"}
@@ -188,7 +187,7 @@ def dataset_figures(spec: FigureSpec, dataset: str, colors: dict[str, tuple]) ->
         for method in spec.methods:
             directories = [spec.synset_dir(dataset, method, ipc, seed) for seed in spec.seeds]
             grids, sample = read_samples(spec, directories, info.num_classes,
-                                         derive_seed(spec.seed, SYNTHETIC_STREAM, ipc))
+                                         derive_seed(spec.seed, SubsetStream.SYNTHETIC_SUBSET, ipc))
             for seed, (images, labels) in zip(spec.seeds, grids):
                 entries.append(sample_grid(spec, info.class_names, images, labels, dataset, method, ipc, seed))
             if spec.features:
@@ -210,7 +209,7 @@ def real_sample(spec: FigureSpec, dataset: str) -> tuple[np.ndarray, int]:
     """The t-SNE's real features: a seeded subset of at most ``max_real`` stored rows, and the row count."""
     record = load_real_features(spec.real_features(dataset), spec.extractor, spec.real_split)
     total = len(record["features"])
-    keep = real_subset(total, spec.max_real, derive_seed(spec.seed, SUBSET_STREAM))
+    keep = real_subset(total, spec.max_real, derive_seed(spec.seed, SubsetStream.REAL_SUBSET))
     return record["features"][torch.from_numpy(keep)].numpy(), total
 
 
@@ -252,7 +251,7 @@ def tsne_figure(spec: FigureSpec, class_names: tuple[str, ...], real: np.ndarray
                 synthetic: dict[str, tuple[np.ndarray, np.ndarray]], dataset: str, ipc: int) -> Entry:
     rel = f"tsne/{dataset}-ipc{ipc}.png"
     real_xy, points = joint_embedding(real, {m: f for m, (f, _) in synthetic.items()}, spec.perplexity,
-                                      derive_seed(spec.seed, TSNE_STREAM, ipc))
+                                      derive_seed(spec.seed, SubsetStream.TSNE, ipc))
     draw_tsne(real_xy, {m: (points[m], labels) for m, (_, labels) in synthetic.items()}, class_names,
               f"{dataset} · IPC {ipc} · {spec.extractor} features · grey: {len(real)} real", spec.out / rel)
     per_method = _join(sorted({len(features) for features, _ in synthetic.values()}))
