@@ -229,7 +229,7 @@ def test_a_failed_forced_tables_rebuild_keeps_the_previous_tables_and_figures(fi
     proc = snakemake(workdir, "--forcerun", "tables", "--cores", "1", "--configfile", str(ROOT / "config" / "test.yaml"))
     assert proc.returncode != 0 and "Error in rule tables" in proc.stderr
     last = (workdir / "logs" / "test" / "tables.log").read_text().strip().splitlines()[-1]
-    assert last.startswith("evaluation.report: error: ") and "missing required key" in last
+    assert last.startswith("tables.py: error: ") and "missing required key" in last
     assert {part: tree_digest(results / part) for part in ("tables", "figures")} == before
     assert (results / "tables" / "manifest.json").is_file() and (results / "figures" / "manifest.json").is_file()
 
