@@ -394,17 +394,15 @@ def quality_family(spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
     frame = metrics[metrics["dataset"].isin(spec["datasets"])]
     if frame.empty:
         return None
-    table = quality_table(frame, names, ordered_methods(frame, order))
+    table = quality_table(frame, names, ordered_methods(frame, order)).dropna(subset=["mean"])
     ablation_only = ablation_only_methods(vocabulary)
-    rows = [{"group": "", "dataset": dataset, "protocol": "", "protocol_base": "", "network": f"IPC {ipc}",
-             "network_key": None, "method": variant, "reference_method": keys[variant][0], "ipc": ipc,
-             "metric": metric, "decimals": QUALITY_METRICS[metric].decimals,
-             "mean": cell.mean * QUALITY_METRICS[metric].scale, "std": cell.std * QUALITY_METRICS[metric].scale,
-             "n": cell.n, "rank": cell.rank, "provenance": cell.provenance}
-            for dataset in table.datasets for ipc in table.ipcs[dataset]
-            for variant in table.methods[dataset] if keys[variant][0] not in ablation_only
-            for metric in names if (cell := table.cells.get((dataset, ipc, variant, metric))) is not None]
-    return join_reported(pd.DataFrame(rows), reference, spec.get("prefer", [])) if rows else None
+    rows = table[[keys[variant][0] not in ablation_only for variant in table["method"]]]
+    scale = rows["metric"].map(lambda metric: QUALITY_METRICS[metric].scale)
+    rows = rows.assign(group="", protocol="", protocol_base="", network="IPC " + rows["ipc"].astype(str),
+                       network_key=None, reference_method=[keys[variant][0] for variant in rows["method"]],
+                       decimals=rows["metric"].map(lambda metric: QUALITY_METRICS[metric].decimals),
+                       mean=rows["mean"] * scale, std=rows["std"] * scale)
+    return join_reported(rows, reference, spec.get("prefer", [])) if len(rows) else None
 
 
 def _variant_keys(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, method_map: dict[str, str] | None,
