@@ -227,10 +227,6 @@ def _cells(block: pd.DataFrame, keys: Sequence[str]) -> dict:
     return {tuple(getattr(row, key) for key in keys): None if pd.isna(row.mean) else row for row in block.itertuples()}
 
 
-def _seed_counts(table: pd.DataFrame) -> str:
-    return count_range(sorted(set(table["n"].dropna().tolist())))
-
-
 def _number(value: float, metric: str) -> str:
     spec = METRICS[metric]
     return f"{value * spec.scale:.{spec.decimals}f}"
@@ -258,7 +254,7 @@ def provenance_notes(table: pd.DataFrame) -> list[str]:
 
 def generation_title(table: pd.DataFrame) -> str:
     return (f"Generation quality of each distilled set against the real data: mean over "
-            f"{_seed_counts(table)} generation seeds per cell, in brackets the half-sampling "
+            f"{count_range(table['n'])} generation seeds per cell, in brackets the half-sampling "
             "interval (with several seeds, the envelope of the seeds' intervals: lowest lower and "
             "highest upper bound). KID is shown ×10³; precision and recall in %. Best per row in bold "
             "(↓ lower is better, ↑ higher is better).")
@@ -266,7 +262,7 @@ def generation_title(table: pd.DataFrame) -> str:
 
 def distribution_title(table: pd.DataFrame) -> str:
     return (f"Distribution of each distilled set relative to the real data: mean ± sample std over "
-            f"{_seed_counts(table)} generation seeds per cell; coverage in %. Best per "
+            f"{count_range(table['n'])} generation seeds per cell; coverage in %. Best per "
             "column in bold (↓ lower is better, ↑ higher is better).")
 
 

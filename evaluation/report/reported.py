@@ -461,7 +461,7 @@ def family_title(rows: pd.DataFrame, accuracy: bool) -> str:
             if accuracy else
             "Generation quality: the reported value beside the reproduced mean ± std over generation seeds, "
             "in the units of generation.md (precision, recall and coverage in %)")
-    runs = count_range(sorted(set(rows["n"].tolist())))
+    runs = count_range(rows["n"])
     unit = "runs" if accuracy else "seeds"
     key = "method, IPC, network and protocol" if accuracy else "method, IPC and metric"
     return (f"{what} ({runs} {unit} per cell). Δ = reproduced − reported; {FLAG} where |Δ| > 2σ, "

@@ -327,15 +327,10 @@ def provenance_footnotes(table: pd.DataFrame) -> list[str]:
     return [pooled(_where(row), row.provenance) for row in table.itertuples() if row.provenance]
 
 
-def _counts(table: pd.DataFrame) -> str:
-    """How many runs each cell averages (``3–5``)."""
-    return count_range(sorted(set(table["n"].dropna().tolist())))
-
-
 def title(table: pd.DataFrame) -> str:
     """One line naming the metric and how many runs each cell averages."""
     return (f"Top-1 accuracy (%), {METRIC_DESCRIPTIONS[table.attrs['metric']]}, "
-            f"mean ± std over {_counts(table)} runs per cell (seeds × repeats)")
+            f"mean ± std over {count_range(table['n'])} runs per cell (seeds × repeats)")
 
 
 def _blocks(table: pd.DataFrame):
@@ -403,7 +398,7 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
     per (dataset, protocol, network), with the gap best − val-selected; no marks (the columns are
     readings of the same runs, not competitors)."""
     tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
-    lines = [SELECTION_HEADER.format(runs=_counts(tables[0]), missing=MISSING), ""]
+    lines = [SELECTION_HEADER.format(runs=count_range(tables[0]["n"]), missing=MISSING), ""]
     for blocks in zip(*(_blocks(table) for table in tables)):
         block, methods, ipcs, _ = blocks[0]
         lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
