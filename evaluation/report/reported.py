@@ -45,7 +45,7 @@ from .render import (MISSING, cell_text, count_range, dense_ranks, markdown_tabl
                      summarise, write_texts)
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
-from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, mixed_provenance, ordered_methods
+from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, cell_name, mixed_provenance, ordered_methods
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "reported_results.csv"
 VOCABULARY_FILE = REFERENCE_FILE.with_name("reported_vocabulary.yaml")
@@ -237,14 +237,10 @@ def reproduced_cells(runs: pd.DataFrame, reading: str = "best_top1", composites:
     for composite in sorted(set(composites)):
         members = composite_members(composite)
         for (dataset, protocol), pair in runs.groupby(["dataset", "protocol"], sort=True):
-            names = {}
-            for member in members:
-                found = sorted(set(pair.loc[pair["network_key"] == member, "network"]))
-                if len(found) == 1:
-                    names[member] = found[0]
-            if len(names) < len(members):
+            found = [sorted(set(pair.loc[pair["network_key"] == member, "network"])) for member in members]
+            if any(len(names) != 1 for names in found):
                 continue
-            shown = [names[member] for member in members]
+            shown = [names[0] for names in found]
             frames.append(_composite_cells(pair[pair["network"].isin(shown)], shown, reading).assign(
                 dataset=dataset, protocol=protocol, protocol_base=pair["protocol_base"].iloc[0],
                 network=f"mean({', '.join(shown)})", network_key=composite))
@@ -494,9 +490,7 @@ def family_footnotes(rows: pd.DataFrame, spec: dict, notes: Sequence[str] = ()) 
 
 
 def _where(row) -> str:
-    if row.protocol:
-        return f"{row.dataset} · {row.protocol} · {row.network} · {row.method} · IPC {row.ipc}"
-    return f"{row.dataset} · {row.method} · {row.metric} · IPC {row.ipc}"
+    return cell_name(row) if row.protocol else f"{row.dataset} · {row.method} · {row.metric} · IPC {row.ipc}"
 
 
 def _heading(row) -> str:

@@ -318,13 +318,14 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _where(row) -> str:
+def cell_name(row) -> str:
+    """``dataset · protocol · network · method · IPC k`` of a cell (any object with those attributes)."""
     return f"{row.dataset} · {row.protocol} · {row.network} · {row.method} · IPC {row.ipc}"
 
 
 def provenance_footnotes(table: pd.DataFrame) -> list[str]:
     """One ``†`` footnote per marked cell of ``table``, naming the cell and what differs."""
-    return [pooled(_where(row), row.provenance) for row in table.itertuples() if row.provenance]
+    return [pooled(cell_name(row), row.provenance) for row in table.itertuples() if row.provenance]
 
 
 def title(table: pd.DataFrame) -> str:
