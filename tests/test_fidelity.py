@@ -5,8 +5,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-import yaml
 
+from evaluation.config.schema import load_schema
 from evaluation.core.errors import InputError
 from methods.dmgd_fidelity import CHOICES, PRESETS, Fidelity, fidelity_table, resolve_fidelity
 
@@ -37,7 +37,7 @@ def test_bad_fields_are_one_line_errors(spec, match):
 
 
 def test_schema_enums_are_the_fields_choices():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    schema = load_schema()   # the YAML completed from the registries (DmgdParams.fidelity)
     dmgd = next(rule["then"] for rule in schema["properties"]["methods"]["additionalProperties"]["allOf"]
                 if rule["if"]["properties"]["method"]["const"] == "dmgd")
     block = dmgd["properties"]["params"]["properties"]["fidelity"]

@@ -17,13 +17,13 @@ from methods.minimax_finetune import (
     Memories,
     batch_indices,
     finetune,
-    main,
     minimax_terms,
     trainable_named_parameters,
 )
 from methods.minimax import MinimaxParams
 from methods.registry import DistillContext, get_method
 from tests.conftest import SAMPLER, method_params, typed_params
+from tests.workflow_run import load_script
 
 DIGITS = range(10)   # the digits' backbone class ids
 
@@ -140,8 +140,9 @@ def test_entry_point_conditions_on_the_named_dataset(tmp_path, tiny_backbone_dir
     import json
 
     spec = json.dumps(method_params("minimax", steps=1, batch_size=4))
-    main(["--spec", spec, "--backbone", str(tiny_backbone_dir), "--latents", str(latents_path),
-          "--dataset", "digits", "--out", str(tmp_path / "out")])
+    load_script("finetune_backbone").main(
+        ["--spec", spec, "--module", "methods.minimax_finetune", "--backbone", str(tiny_backbone_dir),
+         "--latents", str(latents_path), "--dataset", "digits", "--out", str(tmp_path / "out")])
     record = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert record["dataset"] == "digits" and record["backbone_labels"] == list(DIGITS)
     assert open_backbone(tmp_path / "out").num_classes == 10

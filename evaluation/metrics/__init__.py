@@ -14,7 +14,7 @@ import yaml
 
 from evaluation.core.errors import InputError
 
-# evaluation.config.validate.SCHEMA_FILE, read here without importing the method registry that module needs
+# evaluation.config.schema.SCHEMA_FILE, read here without importing the method registry that module needs
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 FIGURE_KEYS = ("figure_max_real", "figure_max_synthetic")   # the figures' sample sizes, not a measure's
 IGNORED_KEYS = ("enabled", *FIGURE_KEYS)   # a DAG switch and the figures' settings, not metric settings
