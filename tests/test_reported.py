@@ -20,7 +20,6 @@ from evaluation.report.quality_tables import METRICS as QUALITY_METRICS
 from evaluation.report.quality_tables import load_metrics
 from evaluation.report.reported import (
     REFERENCE_FILE,
-    Reproduced,
     choose_reported,
     load_reference,
     load_vocabulary,
@@ -205,7 +204,7 @@ def test_choose_reported_order_and_disagreements():
     key = ((reference["dataset"] == "imagenet_woof") & (reference["ref_method"] == "mgd3") & (reference["ref_ipc"] == 50)
            & (reference["ref_network"] == "resnet_ap-10"))
     chosen = choose_reported(reference[key.fillna(False)], prefer=["MGD3 T8"])
-    assert (chosen.label, chosen.std, chosen.others, chosen.disagreeing) == (
+    assert tuple(chosen[["reported_table", "reported_std", "also_reported", "disagreeing"]]) == (
         "MGD3 T8", 1.9, ("DMGD T1: 56.5 ± 0.8",), ("DMGD T1: 56.5 ± 0.8",))
     assert choose_reported(reference.iloc[0:0]) is None
 
@@ -258,10 +257,10 @@ def test_flag_inside_and_outside_the_combined_two_sigma(tmp_path):
 
 
 def test_two_sigma_bases():
-    assert two_sigma(1.5, Reproduced(40.0, 2.0, 4)) == (pytest.approx(5.0), "both")
-    assert two_sigma(math.nan, Reproduced(40.0, 2.0, 4)) == (pytest.approx(4.0), "reproduced only")
-    assert two_sigma(1.5, Reproduced(40.0, 0.0, 1)) == (pytest.approx(3.0), "reported only")
-    threshold, basis = two_sigma(math.nan, Reproduced(40.0, 0.0, 1))
+    assert two_sigma(1.5, 2.0, 4) == (pytest.approx(5.0), "both")
+    assert two_sigma(math.nan, 2.0, 4) == (pytest.approx(4.0), "reproduced only")
+    assert two_sigma(1.5, 0.0, 1) == (pytest.approx(3.0), "reported only")
+    threshold, basis = two_sigma(math.nan, 0.0, 1)
     assert math.isnan(threshold) and basis == "none"
 
 

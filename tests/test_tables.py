@@ -38,21 +38,33 @@ def markdown_row(markdown: str, method: str) -> list[str]:
     return [entry.strip() for entry in line.strip("|").split("|")][1:]
 
 
+def cells(table: pd.DataFrame) -> dict:
+    """The non-missing cells of a one-block table by (method, IPC)."""
+    assert len(table[["dataset", "protocol", "network"]].drop_duplicates()) == 1
+    return {(row.method, row.ipc): row for row in table.dropna(subset=["mean"]).itertuples()}
+
+
+def grid(table: pd.DataFrame) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The methods (rows, in order) and IPCs (columns) of a one-block table; every pair is a row."""
+    methods, ipcs = tuple(dict.fromkeys(table["method"])), tuple(dict.fromkeys(table["ipc"]))
+    assert list(zip(table["method"], table["ipc"])) == [(m, i) for m in methods for i in ipcs]
+    return methods, ipcs
+
+
 def test_mean_and_std_match_numpy():
     values = [50.1, 52.3, 49.8, 51.0]
     table = accuracy_table(make_runs({("dmgd", 10): values, ("random", 10): [40.0]}))
-    [block] = table.blocks
-    cell = block.cells[("dmgd", 10)]
+    cell = cells(table)[("dmgd", 10)]
     assert cell.mean == pytest.approx(np.mean(values))
     assert cell.std == pytest.approx(np.std(values, ddof=1))
     assert cell.n == 4
-    single = block.cells[("random", 10)]
+    single = cells(table)[("random", 10)]
     assert (single.std, single.n) == (0.0, 1)
 
 
 def test_last_top1_metric_uses_its_column():
     table = accuracy_table(make_runs({("dmgd", 1): [30.0, 32.0]}), metric="last_top1")
-    assert table.blocks[0].cells[("dmgd", 1)].mean == pytest.approx(30.0)
+    assert cells(table)[("dmgd", 1)].mean == pytest.approx(30.0)
 
 
 def test_best_bold_second_underlined_per_column():
@@ -71,7 +83,7 @@ def test_ties_share_rank():
     runs = make_runs({("a", 1): [40.0], ("b", 1): [40.0], ("c", 1): [30.0], ("d", 1): [30.0],
                       ("e", 1): [10.0]})
     table = accuracy_table(runs)
-    ranks = {method: cell.rank for (method, _), cell in table.blocks[0].cells.items()}
+    ranks = {method: cell.rank for (method, _), cell in cells(table).items()}
     assert ranks == {"a": 1, "b": 1, "c": 2, "d": 2, "e": 3}
     markdown = to_markdown(table)
     assert markdown_row(markdown, "a") == markdown_row(markdown, "b") == ["**40.0 ± 0.0**"]
@@ -81,7 +93,7 @@ def test_ties_share_rank():
 
 def test_means_equal_at_displayed_precision_tie():
     table = accuracy_table(make_runs({("a", 1): [40.01], ("b", 1): [39.99]}))
-    assert {cell.rank for cell in table.blocks[0].cells.values()} == {1}
+    assert {cell.rank for cell in cells(table).values()} == {1}
 
 
 def test_single_method_column_is_only_bold():
@@ -94,7 +106,7 @@ def test_single_method_column_is_only_bold():
 def test_missing_cell_shows_dash():
     runs = make_runs({("a", 1): [40.0], ("a", 10): [60.0], ("b", 10): [55.0]})
     table = accuracy_table(runs)
-    assert ("b", 1) not in table.blocks[0].cells
+    assert ("b", 1) not in cells(table) and ("a", 1) in cells(table)
     assert markdown_row(to_markdown(table), "b") == ["–", "<u>55.0 ± 0.0</u>"]
     assert r"b & -- & \underline{55.0 $\pm$ 0.0} \\" in to_latex(table)
     csv = pd.read_csv(io.StringIO(to_csv(table)))
@@ -104,12 +116,11 @@ def test_missing_cell_shows_dash():
 def test_method_order_respected_and_ipcs_ascending():
     runs = make_runs({("zeta", 50): [1.0], ("alpha", 1): [2.0], ("mid", 10): [3.0]})
     table = accuracy_table(runs, method_order=["mid", "zeta", "alpha", "unused"])
-    assert table.blocks[0].methods == ("mid", "zeta", "alpha")
-    assert table.blocks[0].ipcs == (1, 10, 50)
+    assert grid(table) == (("mid", "zeta", "alpha"), (1, 10, 50))
     markdown = to_markdown(table)
     assert "| Method | IPC 1 | IPC 10 | IPC 50 |" in markdown
     assert markdown.index("| mid |") < markdown.index("| zeta |") < markdown.index("| alpha |")
-    assert accuracy_table(runs).blocks[0].methods == ("zeta", "alpha", "mid")
+    assert grid(accuracy_table(runs))[0] == ("zeta", "alpha", "mid")
 
 
 def test_method_order_missing_a_method_is_an_error():
@@ -127,7 +138,7 @@ def test_blocks_per_dataset_protocol_network():
     runs = pd.concat([make_runs({("a", 1): [1.0]}, dataset="SVHN", network="ResNet18"),
                       make_runs({("a", 1): [2.0]}, dataset="CIFAR10", network="ConvNet")])
     table = accuracy_table(runs)
-    assert [(b.dataset, b.network) for b in table.blocks] == [("CIFAR10", "ConvNet"),
+    assert list(table[["dataset", "network"]].drop_duplicates().itertuples(index=False, name=None)) == [("CIFAR10", "ConvNet"),
                                                               ("SVHN", "ResNet18")]
     markdown = to_markdown(table)
     assert "### CIFAR10 · test · ConvNet" in markdown
@@ -246,7 +257,7 @@ def test_null_val_selected_shows_missing_never_a_partial_mean():
     assert selection_row(markdown, "dmgd", 1) == ["61.0 ± 1.4", "–", "51.0 ± 1.4", "–"]
     assert selection_row(markdown, "dmgd", 10) == ["71.0 ± 1.4", "–", "70.0 ± 1.4", "–"]
     table = accuracy_table(runs, metric="val_selected_top1")
-    assert set(table.blocks[0].cells) == {("random", 10)}
+    assert set(cells(table)) == {("random", 10)}
     assert markdown_row(to_markdown(table), "dmgd") == ["–", "–"]
     assert markdown_row(to_markdown(table), "random") == ["–", "**39.0 ± 0.0**"]
     assert pd.read_csv(io.StringIO(to_csv(table)))["method"].tolist() == ["random"]
@@ -344,20 +355,20 @@ def test_mixed_package_versions_in_a_cell_name_the_differing_package(tmp_path):
     paths.append(write_record(tmp_path, 2, 0, 50.0, packages={**same, "torch": "2.13.0"}))
     paths.append(write_record(tmp_path, 3, 0, 50.0))
     table = accuracy_table(load_runs(paths))
-    assert table.blocks[0].cells[("dmgd", 10)].provenance == (
+    assert cells(table)[("dmgd", 10)].provenance == (
         'packages numpy "2.1.0" (3 runs) vs not recorded (1 run); python "3.11.7" (3 runs) vs not recorded (1 run); '
         'torch "2.14.1" (2 runs) vs "2.13.0" (1 run) vs not recorded (1 run)',)
     assert "pools runs of different provenance: packages" in to_markdown(table)
     agreeing = [write_record(tmp_path, s, 0, 50.0, packages=same) for s in range(2)]
-    assert accuracy_table(load_runs(agreeing)).blocks[0].cells[("dmgd", 10)].provenance == ()
+    assert cells(accuracy_table(load_runs(agreeing)))[("dmgd", 10)].provenance == ()
 
 
 def test_mixed_configs_in_a_cell_name_the_differing_key(tmp_path):
     paths = [write_record(tmp_path, s, 0, 50.0) for s in range(2)] + [write_record(tmp_path, 2, 0, 50.0, lr=0.1)]
     table = accuracy_table(load_runs(paths))
-    assert table.blocks[0].cells[("dmgd", 10)].provenance == ("config protocol_params.lr 0.01 (2 runs) vs 0.1 (1 run)",)
+    assert cells(table)[("dmgd", 10)].provenance == ("config protocol_params.lr 0.01 (2 runs) vs 0.1 (1 run)",)
     same = [write_record(tmp_path, s, r, 50.0 + r) for s in range(2) for r in range(2)]  # seeds and repeats differ only
-    assert accuracy_table(load_runs(same)).blocks[0].cells[("dmgd", 10)].provenance == ()
+    assert cells(accuracy_table(load_runs(same)))[("dmgd", 10)].provenance == ()
 
 
 def synset_provenance(guidance: float, version: str = "a" * 40, seed: int = 0) -> dict:
@@ -369,7 +380,7 @@ def test_sets_of_different_method_parameters_in_a_cell_are_marked(tmp_path):
     paths = [write_record(tmp_path, s, 0, 50.0, synset=synset_provenance(0.1, seed=s)) for s in range(2)]
     paths.append(write_record(tmp_path, 2, 0, 50.0, synset=synset_provenance(0.3, seed=2)))
     table = accuracy_table(load_runs(paths))
-    assert table.blocks[0].cells[("dmgd", 10)].provenance == (
+    assert cells(table)[("dmgd", 10)].provenance == (
         "config synset.params.guidance_scale 0.1 (2 runs) vs 0.3 (1 run)",)
     assert "pools runs of different provenance: config synset.params.guidance_scale" in to_markdown(table)
 
@@ -377,5 +388,5 @@ def test_sets_of_different_method_parameters_in_a_cell_are_marked(tmp_path):
 def test_a_set_made_by_another_code_version_is_named(tmp_path):
     paths = [write_record(tmp_path, 0, 0, 50.0, synset=synset_provenance(0.1)),
              write_record(tmp_path, 1, 0, 50.0, synset=synset_provenance(0.1, version="c" * 40, seed=1))]
-    assert accuracy_table(load_runs(paths)).blocks[0].cells[("dmgd", 10)].provenance == (
+    assert cells(accuracy_table(load_runs(paths)))[("dmgd", 10)].provenance == (
         "code version aaaaaaaaaaaa (1 run) vs aaaaaaaaaaaa (synset cccccccccccc) (1 run)",)

@@ -31,7 +31,6 @@ from .render import (
     Cell,
     cell_text,
     count_range,
-    csv_text,
     dense_ranks,
     latex_escape,
     latex_tabular,
@@ -188,24 +187,14 @@ def _plain(value: object) -> object:
 # ---------------------------------------------------------------- summary
 
 
-@dataclass(frozen=True)
-class QualityTable:
-    """Cells keyed by (dataset, ipc, method, metric); per dataset its methods (in order) and IPCs."""
-
-    metrics: tuple[str, ...]
-    datasets: tuple[str, ...]
-    methods: dict[str, tuple[str, ...]]
-    ipcs: dict[str, tuple[int, ...]]
-    cells: dict[tuple[str, int, str, str], Cell]   # over seeds, in record units; rank 1 = best, else 0
-
-    def seed_counts(self) -> list[int]:
-        return sorted({cell.n for cell in self.cells.values()})
-
-
 def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
-                  method_order: Sequence[str] | None = None) -> QualityTable:
+                  method_order: Sequence[str] | None = None) -> pd.DataFrame:
     """Summarise ``frame`` (from :func:`load_metrics`) over seeds for ``metrics``, after checking
-    that its records agree on what those metrics were computed with."""
+    that its records agree on what those metrics were computed with: one row per (dataset, IPC,
+    method, metric) of each dataset's grid (datasets sorted, IPCs ascending, the dataset's methods in
+    row order, ``metrics`` in order; ``attrs["metrics"]``) with mean, std, n, rank (1 = best of its
+    dataset, IPC and metric, else 0), provenance and interval over seeds, in record units; a
+    missing cell has a null mean."""
     unknown = [name for name in metrics if name not in METRICS]
     if unknown:
         raise InputError(f"unknown metrics {unknown}; use names from {', '.join(METRICS)}")
@@ -213,23 +202,29 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
         raise InputError("no metrics records to tabulate; check the paths passed to load_metrics")
     frame = frame[frame["metric"].isin(metrics)]
     check_consistent(frame, metrics)
-    order = ordered_methods(frame, method_order)
     keys = ["dataset", "ipc", "method", "metric"]
     summary = summarise(frame, keys, "value", lambda group: mixed_provenance(group, noun="record"), interval=True)
-    cells = {}
-    for (dataset, ipc, metric), group in summary.groupby(["dataset", "ipc", "metric"], sort=False):
+    best = {}
+    for (*_, metric), group in summary.groupby(["dataset", "ipc", "metric"], sort=False):
         spec = METRICS[metric]
         ranks = dense_ranks(dict(group["mean"]), spec.decimals, not spec.lower_is_better, spec.scale)
-        for index, row in group.iterrows():
-            best = int(ranks[index] == 1)
-            cells[(dataset, int(ipc), row["method"], metric)] = Cell(
-                row["mean"], row["std"], row["n"], best, row["provenance"], row["ci_low"], row["ci_high"])
-    datasets = tuple(sorted(frame["dataset"].unique()))
-    methods = {d: tuple(m for m in order if m in set(frame.loc[frame["dataset"] == d, "method"]))
-               for d in datasets}
-    ipcs = {d: tuple(sorted(int(i) for i in frame.loc[frame["dataset"] == d, "ipc"].unique()))
-            for d in datasets}
-    return QualityTable(tuple(metrics), datasets, methods, ipcs, cells)
+        best.update({index: int(rank == 1) for index, rank in ranks.items()})
+    summary["rank"] = pd.Series(best, dtype=int)
+    position = {method: index for index, method in enumerate(ordered_methods(frame, method_order))}
+    grid = (frame[["dataset", "method"]].drop_duplicates().merge(frame[["dataset", "ipc"]].drop_duplicates())
+            .merge(pd.DataFrame({"metric": list(metrics)}), how="cross").astype({"ipc": int}))
+    table = (grid.merge(summary, how="left", on=keys).astype({"n": "Int64", "rank": "Int64"})
+             .assign(_method=lambda t: t["method"].map(position), _metric=lambda t: t["metric"].map(list(metrics).index))
+             .sort_values(["dataset", "ipc", "_method", "_metric"]).drop(columns=["_method", "_metric"])
+             .reset_index(drop=True))
+    table["provenance"] = [() if pd.isna(mean) else p for mean, p in zip(table["mean"], table["provenance"])]
+    table.attrs["metrics"] = tuple(metrics)
+    return table
+
+
+def _cells(block: pd.DataFrame, keys: Sequence[str]) -> dict:
+    """The rows of ``block`` by ``keys`` (a missing cell None)."""
+    return {tuple(getattr(row, key) for key in keys): None if pd.isna(row.mean) else row for row in block.itertuples()}
 
 
 def _number(value: float, metric: str) -> str:
@@ -248,26 +243,26 @@ def _with_std(cell: Cell, metric: str, pm: str = "±") -> str:
     return f"{_number(cell.mean, metric)} {pm} {_number(cell.std, metric)}"
 
 
-def provenance_notes(table: QualityTable) -> list[str]:
+def provenance_notes(table: pd.DataFrame) -> list[str]:
     """One ``†`` footnote per marked cell, naming it and what differs between its seeds' records."""
-    return [pooled(f"{dataset} · {method} · {METRICS[metric].name} · IPC {ipc}", cell.provenance, "record")
-            for (dataset, ipc, method, metric), cell in sorted(table.cells.items()) if cell.provenance]
+    return [pooled(f"{row.dataset} · {row.method} · {METRICS[row.metric].name} · IPC {row.ipc}", row.provenance, "record")
+            for row in table.sort_values(["dataset", "ipc", "method", "metric"]).itertuples() if row.provenance]
 
 
 # ---------------------------------------------------------------- titles and footnotes
 
 
-def generation_title(table: QualityTable) -> str:
+def generation_title(table: pd.DataFrame) -> str:
     return (f"Generation quality of each distilled set against the real data: mean over "
-            f"{count_range(table.seed_counts())} generation seeds per cell, in brackets the half-sampling "
+            f"{count_range(table['n'])} generation seeds per cell, in brackets the half-sampling "
             "interval (with several seeds, the envelope of the seeds' intervals: lowest lower and "
             "highest upper bound). KID is shown ×10³; precision and recall in %. Best per row in bold "
             "(↓ lower is better, ↑ higher is better).")
 
 
-def distribution_title(table: QualityTable) -> str:
+def distribution_title(table: pd.DataFrame) -> str:
     return (f"Distribution of each distilled set relative to the real data: mean ± sample std over "
-            f"{count_range(table.seed_counts())} generation seeds per cell; coverage in %. Best per "
+            f"{count_range(table['n'])} generation seeds per cell; coverage in %. Best per "
             "column in bold (↓ lower is better, ↑ higher is better).")
 
 
@@ -349,37 +344,36 @@ def _text(title: str, blocks: list[str], footnotes: Sequence[str], latex: bool) 
     return "\n".join([f"% {latex_escape(title)}" if latex else title, ""] + blocks + notes(footnotes, latex))
 
 
-def generation_markdown(table: QualityTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+def generation_markdown(table: pd.DataFrame, footnotes: Sequence[str] = (), latex: bool = False) -> str:
     """Title, then per (dataset, IPC) a pipe table (or booktabs ``tabular``) of metrics × methods,
     then the footnotes."""
     lines = []
-    for dataset in table.datasets:
-        methods = table.methods[dataset]
-        for ipc in table.ipcs[dataset]:
-            rows = [[METRICS[metric].label(latex)] + [
-                cell_text(table.cells.get((dataset, ipc, method, metric)),
-                          lambda c, m=metric: _with_interval(c, m), latex) for method in methods]
-                for metric in table.metrics]
-            if latex:
-                lines += latex_tabular(f"{latex_escape(dataset)} / IPC {ipc}", len(methods),
-                                       ["Metric"] + [latex_escape(m) for m in methods], rows)
-            else:
-                lines += [f"### {dataset} · IPC {ipc}", ""] + markdown_table(
-                    ["Metric"] + [pipe_escape(m) for m in methods], ["---"] + ["---:"] * len(methods), rows) + [""]
+    for (dataset, ipc), block in table.groupby(["dataset", "ipc"], sort=False):
+        methods, cells = list(dict.fromkeys(block["method"])), _cells(block, ["method", "metric"])
+        rows = [[METRICS[metric].label(latex)] + [
+            cell_text(cells[method, metric], lambda c, m=metric: _with_interval(c, m), latex) for method in methods]
+            for metric in table.attrs["metrics"]]
+        if latex:
+            lines += latex_tabular(f"{latex_escape(dataset)} / IPC {ipc}", len(methods),
+                                   ["Metric"] + [latex_escape(m) for m in methods], rows)
+        else:
+            lines += [f"### {dataset} · IPC {ipc}", ""] + markdown_table(
+                ["Metric"] + [pipe_escape(m) for m in methods], ["---"] + ["---:"] * len(methods), rows) + [""]
     return _text(generation_title(table), lines, footnotes, latex)
 
 
-def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+def distribution_markdown(table: pd.DataFrame, footnotes: Sequence[str] = (), latex: bool = False) -> str:
     """Title, then per dataset a pipe table of methods × (IPC, metric) (in LaTeX, a ``tabular`` with an
     IPC header row over its metric columns), then the footnotes."""
-    lines, width, pm = [], len(table.metrics), r"$\pm$" if latex else "±"
-    for dataset in table.datasets:
-        ipcs = table.ipcs[dataset]
+    metrics = table.attrs["metrics"]
+    lines, width, pm = [], len(metrics), r"$\pm$" if latex else "±"
+    for dataset, block in table.groupby("dataset", sort=False):
+        ipcs, cells = list(dict.fromkeys(block["ipc"])), _cells(block, ["ipc", "method", "metric"])
         rows = [[(latex_escape if latex else pipe_escape)(method)] + [
-            cell_text(table.cells.get((dataset, ipc, method, metric)), lambda c, m=metric: _with_std(c, m, pm), latex)
-            for ipc in ipcs for metric in table.metrics] for method in table.methods[dataset]]
+            cell_text(cells[ipc, method, metric], lambda c, m=metric: _with_std(c, m, pm), latex)
+            for ipc in ipcs for metric in metrics] for method in dict.fromkeys(block["method"])]
         header = ["Method"] + [f"{'' if latex else f'IPC {ipc} '}{METRICS[m].label(latex)}"
-                               for ipc in ipcs for m in table.metrics]
+                               for ipc in ipcs for m in metrics]
         if latex:
             rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
             above = [" & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\", rules]
@@ -390,13 +384,11 @@ def distribution_markdown(table: QualityTable, footnotes: Sequence[str] = (), la
     return _text(distribution_title(table), lines, footnotes, latex)
 
 
-def quality_csv(table: QualityTable) -> str:
+def quality_csv(table: pd.DataFrame) -> str:
     """Long format, one row per non-missing cell, in the records' units at full precision."""
-    return csv_text([(dataset, ipc, method, metric, cell.mean, cell.std, cell.n, cell.ci_low, cell.ci_high,
-                      cell.best, "; ".join(cell.provenance))
-                     for dataset in table.datasets for ipc in table.ipcs[dataset]
-                     for method in table.methods[dataset] for metric in table.metrics
-                     if (cell := table.cells.get((dataset, ipc, method, metric))) is not None], CSV_COLUMNS)
+    cells = table.dropna(subset=["mean"])
+    return cells.assign(best=cells["rank"] == 1, mixed_provenance=cells["provenance"].map("; ".join))[CSV_COLUMNS].to_csv(
+        index=False, lineterminator="\n")
 
 
 RENDERERS = {"generation": (GENERATION_METRICS, generation_markdown),

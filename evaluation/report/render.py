@@ -9,7 +9,7 @@ and :func:`notes` (the ``Notes:`` footer); names are escaped by :func:`pipe_esca
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,8 +143,10 @@ def pooled(where: str, provenance: Sequence[str], noun: str = "run") -> str:
     return f"{MIXED_MARK} {where} pools {noun}s of different provenance: {'; '.join(provenance)}."
 
 
-def count_range(counts: Sequence[int]) -> str:
-    """``5`` for one count, ``3–5`` for several (sorted), ``no`` for none (every cell missing)."""
+def count_range(counts: Iterable) -> str:
+    """``5`` for one distinct count, ``3–5`` for several, ``no`` for none (every cell missing); null
+    counts (of missing cells) are skipped."""
+    counts = sorted({int(count) for count in counts if not pd.isna(count)})
     if not counts:
         return "no"
     return f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"

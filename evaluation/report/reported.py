@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -42,11 +41,11 @@ import yaml
 
 from evaluation.core.errors import InputError
 from . import render
-from .render import (MISSING, Cell, cell_text, count_range, csv_text, dense_ranks, markdown_table, mean_std,
-                     pipe_escape, pooled, summarise, write_texts)
+from .render import (MISSING, cell_text, count_range, dense_ranks, markdown_table, mean_std, pipe_escape, pooled,
+                     summarise, write_texts)
 from .quality_tables import METRICS as QUALITY_METRICS
 from .quality_tables import metric_footnotes, quality_table
-from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, mixed_provenance, ordered_methods
+from .tables import NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE, cell_name, mixed_provenance, ordered_methods
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "reported_results.csv"
 VOCABULARY_FILE = REFERENCE_FILE.with_name("reported_vocabulary.yaml")
@@ -210,268 +209,196 @@ def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None =
 # ---------------------------------------------------------------- reproduced cells
 
 
-Reproduced = Cell  # mean, sample std (0 for one run), run count and provenance of a reproduced cell
-
-
-@dataclass(frozen=True)
-class BlockKey:
-    """One (dataset, protocol, network) of the results, with the keys a reference row joins on."""
-
-    dataset: str
-    protocol: str
-    protocol_base: str
-    network: str            # the profile's network name (``mean(a, b)`` for a composite)
-    network_key: str | None  # arch-depth from the manifest (``mean(...)`` for a composite)
+BLOCK = ["dataset", "protocol", "network"]
 
 
 def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with ``_network_key`` and ``_protocol_base`` (the protocol's name where no base is
+    """``runs`` with ``network_key`` and ``protocol_base`` (the protocol's name where no base is
     recorded: a reference protocol's own name is its base)."""
     runs = runs.copy()
     absent = pd.Series(None, index=runs.index)
-    runs["_network_key"] = [network_key(a, d) for a, d in zip(runs.get(NETWORK_ARCH, absent),
-                                                               runs.get(NETWORK_DEPTH, absent))]
-    runs["_protocol_base"] = [p if b is None or pd.isna(b) else b
-                              for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))]
+    runs["network_key"] = [network_key(a, d) for a, d in zip(runs.get(NETWORK_ARCH, absent),
+                                                              runs.get(NETWORK_DEPTH, absent))]
+    runs["protocol_base"] = [p if b is None or pd.isna(b) else b
+                             for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))]
     return runs
 
 
-def reproduced_blocks(runs: pd.DataFrame, reading: str = "best_top1",
-                      composites: Iterable[str] = ()) -> dict[BlockKey, dict[tuple[str, int], Reproduced]]:
-    """Cells of every (dataset, protocol, network) of ``runs``, and of every composite network key
+def reproduced_cells(runs: pd.DataFrame, reading: str = "best_top1", composites: Iterable[str] = ()) -> pd.DataFrame:
+    """Cells (dataset, protocol, protocol_base, network, network_key, method, ipc: mean, std, n,
+    provenance) of every (dataset, protocol, network) of ``runs``, and of every composite network key
     in ``composites`` whose member networks a (dataset, protocol) has (each member matched by
     arch + depth to exactly one of the profile's networks): per (variant, IPC, seed, repeat) the
     mean over the members, then the cell over those means. A cell with a null reading, or a
     composite cell missing a member for some (seed, repeat), is left out."""
     runs = _with_keys(runs)
-    blocks: dict[BlockKey, dict[tuple[str, int], Reproduced]] = {}
-    for (dataset, protocol, network), block in runs.groupby(["dataset", "protocol", "network"], sort=True):
-        key = BlockKey(dataset, protocol, block["_protocol_base"].iloc[0], network, block["_network_key"].iloc[0])
-        blocks[key] = {(row.method, int(row.ipc)): Reproduced(row.mean, row.std, row.n, provenance=row.provenance)
-                       for row in summarise(block, ["method", "ipc"], reading, mixed_provenance).itertuples()}
+    blocks = runs.drop_duplicates(BLOCK)[BLOCK + ["protocol_base", "network_key"]]   # a block's first run
+    frames = [summarise(runs, BLOCK + ["method", "ipc"], reading, mixed_provenance).merge(blocks, on=BLOCK)]
     for composite in sorted(set(composites)):
         members = composite_members(composite)
         for (dataset, protocol), pair in runs.groupby(["dataset", "protocol"], sort=True):
-            names = {}
-            for member in members:
-                found = sorted(set(pair.loc[pair["_network_key"] == member, "network"]))
-                if len(found) == 1:
-                    names[member] = found[0]
-            if len(names) < len(members):
+            found = [sorted(set(pair.loc[pair["network_key"] == member, "network"])) for member in members]
+            if any(len(names) != 1 for names in found):
                 continue
-            shown = [names[member] for member in members]
-            key = BlockKey(dataset, protocol, pair["_protocol_base"].iloc[0], f"mean({', '.join(shown)})", composite)
-            blocks[key] = _composite_cells(pair[pair["network"].isin(shown)], shown, reading)
-    return blocks
+            shown = [names[0] for names in found]
+            frames.append(_composite_cells(pair[pair["network"].isin(shown)], shown, reading).assign(
+                dataset=dataset, protocol=protocol, protocol_base=pair["protocol_base"].iloc[0],
+                network=f"mean({', '.join(shown)})", network_key=composite))
+    return pd.concat(frames, ignore_index=True).astype({"ipc": int})
 
 
-def _composite_cells(runs: pd.DataFrame, networks: list[str], reading: str) -> dict[tuple[str, int], Reproduced]:
+def _composite_cells(runs: pd.DataFrame, networks: list[str], reading: str) -> pd.DataFrame:
     # observed (seed, repeat) pairs only; a member network missing for one of them leaves a NaN
     means = (runs.groupby(["method", "ipc", "seed", "repeat", "network"], sort=False)[reading].mean()
              .unstack("network").reindex(columns=networks).mean(axis=1, skipna=False).rename(reading).reset_index())
+    cells = summarise(means, ["method", "ipc"], reading)
     provenance = {key: tuple(f"{network}: {note}" for network in networks
                              for note in mixed_provenance(group[group["network"] == network]))
                   for key, group in runs.groupby(["method", "ipc"], sort=False)}
-    return {(row.method, int(row.ipc)): Reproduced(row.mean, row.std, row.n, provenance=provenance[row.method, row.ipc])
-            for row in summarise(means, ["method", "ipc"], reading).itertuples()}
+    return cells.assign(provenance=[provenance[key] for key in zip(cells["method"], cells["ipc"])])
 
 
-# ---------------------------------------------------------------- comparison
+# ---------------------------------------------------------------- comparison: one row per reproduced cell
+
+# A family's rows: group ("" outside the ablations), the block (dataset, protocol, protocol_base,
+# network, network_key), method (the variant), reference_method (None without one), ipc, metric,
+# decimals, the reproduced mean, std, n, rank (among the rows shown, 1 = best) and provenance in the
+# table's units; then, from :func:`join_reported`, the chosen reference row (``reported``,
+# ``reported_std``, ``reported_text``, ``reported_table``, ``reported_method``, ``reported_source``,
+# ``reported_secondary``, ``also_reported``, ``disagreeing``: NaN without one), ``difference``,
+# ``two_sigma``, ``sigma_basis`` and ``flag`` (None when there is nothing to test).
+JOIN_NAMES = {"reference_method": "ref_method", "ipc": "ref_ipc", "metric": "ref_reading",
+              "network_key": "ref_network", "protocol_base": "ref_protocol"}
+ACCURACY_JOIN = ["dataset", "ref_method", "ref_ipc", "ref_reading", "ref_network", "ref_protocol"]
+QUALITY_JOIN = ACCURACY_JOIN[:4]   # quality metrics join on dataset, method, IPC and metric only
 
 
-@dataclass(frozen=True)
-class Reported:
-    """The chosen reference row of a cell, and the other rows that report the same key."""
-
-    value: float
-    std: float
-    text: str               # value ± std as the CSV writes them
-    label: str              # short table name, e.g. "DMGD S5"
-    method: str             # the row's reported method name
-    source: str
-    secondary: bool
-    others: tuple[str, ...]  # "label: value ± std" of the other rows, in priority order
-    disagreeing: tuple[str, ...]  # those whose value or std differ from the chosen row's
-
-
-def _text(row: pd.Series) -> str:
-    return f"{row['value']} ± {row['std']}" if row["std"] else str(row["value"])
-
-
-def choose_reported(candidates: pd.DataFrame, prefer: Sequence[str] = (), group: str | None = None) -> Reported | None:
+def choose_reported(candidates: pd.DataFrame, prefer: Sequence[str] = (), group: str | None = None) -> pd.Series | None:
     """The reference row a cell is compared with: the group's own table first, then the family's
     ``prefer`` order of table labels, then source rank, then CSV order; None without candidates."""
-    if candidates.empty:
-        return None
-    order = sorted(candidates.index, key=lambda i: (
-        0 if group is not None and candidates.at[i, "table"] == group else 1,
-        prefer.index(candidates.at[i, "ref_label"]) if candidates.at[i, "ref_label"] in prefer else len(prefer),
-        candidates.at[i, "ref_rank"], i))
-    chosen, rest = candidates.loc[order[0]], [candidates.loc[i] for i in order[1:]]
-    others = tuple(f"{row['ref_label']}: {_text(row)}" for row in rest)
-    disagreeing = tuple(f"{row['ref_label']}: {_text(row)}" for row in rest if _disagree(row, chosen))
-    return Reported(float(chosen["ref_value"]), float(chosen["ref_std"]), _text(chosen), chosen["ref_label"],
-                    chosen["method"], chosen["source"], bool(chosen["ref_secondary"]), others, disagreeing)
+    chosen = _choose(candidates.reset_index(names="_row").assign(_cell=0, _group=group or ""), prefer)
+    return chosen.iloc[0] if len(chosen) else None
 
 
-def _disagree(row: pd.Series, chosen: pd.Series) -> bool:
-    """Another value, or another std where both rows give one (a row without a std agrees)."""
-    if row["ref_value"] != chosen["ref_value"]:
-        return True
-    return not (pd.isna(row["ref_std"]) or pd.isna(chosen["ref_std"])) and row["ref_std"] != chosen["ref_std"]
+def _choose(merged: pd.DataFrame, prefer: Sequence[str]) -> pd.DataFrame:
+    """Per ``_cell`` of the reference rows ``merged`` (``_row``: their CSV order, ``_group``: the
+    cell's group) the chosen row's reported columns; ``also_reported``: "label: value ± std" of the
+    others in priority order, ``disagreeing``: those whose value, or std where both rows give one,
+    differ from the chosen row's."""
+    merged = merged.assign(
+        _own=~((merged["_group"] != "") & (merged["table"] == merged["_group"])),
+        _prefer=[prefer.index(label) if label in prefer else len(prefer) for label in merged["ref_label"]],
+        _text=[f"{value} ± {std}" if std else str(value) for value, std in zip(merged["value"], merged["std"])],
+    ).sort_values(["_cell", "_own", "_prefer", "ref_rank", "_row"])
+    chosen = merged.drop_duplicates("_cell").set_index("_cell")
+    rest = merged[merged.duplicated("_cell")]
+    value, std = (rest["_cell"].map(chosen[column]) for column in ("ref_value", "ref_std"))
+    disagree = (rest["ref_value"] != value) | (rest["ref_std"].notna() & std.notna() & (rest["ref_std"] != std))
+    rest = rest.assign(_text=rest["ref_label"] + ": " + rest["_text"])
+    others, disagreeing = (part.groupby("_cell")["_text"].agg(tuple) for part in (rest, rest[disagree]))
+    return pd.DataFrame({
+        "reported": chosen["ref_value"].astype(float), "reported_std": chosen["ref_std"].astype(float),
+        "reported_text": chosen["_text"], "reported_table": chosen["ref_label"], "reported_method": chosen["method"],
+        "reported_source": chosen["source"], "reported_secondary": chosen["ref_secondary"].astype(bool),
+        "also_reported": [others.get(cell, ()) for cell in chosen.index],
+        "disagreeing": [disagreeing.get(cell, ()) for cell in chosen.index]}, index=chosen.index)
 
 
-def two_sigma(reported_std: float, reproduced: Reproduced) -> tuple[float, str]:
+def two_sigma(reported_std: float, std: float, n: int) -> tuple[float, str]:
     """2·sqrt(std_reported² + std_reproduced²) and which stds it uses (``both``, ``reproduced
-    only``, ``reported only``); NaN and ``none`` when neither is known (the reproduced std needs
-    two runs)."""
+    only``, ``reported only``); NaN and ``none`` when neither is known (the reproduced std of
+    ``n`` runs needs two)."""
     parts = {}
     if not pd.isna(reported_std):
-        parts["reported"] = reported_std
-    if reproduced.n > 1:
-        parts["reproduced"] = reproduced.std
+        parts["reported"] = float(reported_std)
+    if n > 1:
+        parts["reproduced"] = float(std)
     if not parts:
         return math.nan, "none"
     basis = "both" if len(parts) == 2 else f"{next(iter(parts))} only"
     return 2 * math.sqrt(sum(value ** 2 for value in parts.values())), basis
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """One line of a reported-vs-reproduced table."""
-
-    group: str | None
-    block: BlockKey
-    method: str
-    reference_method: str | None
-    ipc: int
-    metric: str
-    reported: Reported | None
-    reproduced: Reproduced  # in the table's units; rank: among the rows shown (1 = best)
-    decimals: int = DECIMALS
-
-    @property
-    def difference(self) -> float:
-        return math.nan if self.reported is None else self.reproduced.mean - self.reported.value
-
-    @property
-    def sigma(self) -> tuple[float, str]:
-        return (math.nan, "") if self.reported is None else two_sigma(self.reported.std, self.reproduced)
-
-    @property
-    def flag(self) -> bool | None:
-        """True when |Δ| exceeds the combined 2σ, None when there is nothing to test."""
-        threshold, _ = self.sigma
-        return None if self.reported is None or math.isnan(threshold) else abs(self.difference) > threshold
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    title: str
-    kind: str               # "accuracy" or "quality"
-    rows: tuple[Comparison, ...]
-    notes: tuple[str, ...]
-
-
-ACCURACY_JOIN = ["dataset", "ref_method", "ref_ipc", "ref_reading", "ref_network", "ref_protocol"]
-QUALITY_JOIN = ACCURACY_JOIN[:4]   # quality metrics join on dataset, method, IPC and metric only
-
-
-def join_reported(rows: Sequence[Comparison], reference: pd.DataFrame, prefer: Sequence[str] = ()) -> tuple:
+def join_reported(rows: pd.DataFrame, reference: pd.DataFrame, prefer: Sequence[str] = ()) -> pd.DataFrame:
     """``rows`` with their reported values: a merge of the rows' keys with the reference on the join
     keys (a null key, such as a variant without a reference method, joins nothing), the reference rows
-    of each key chosen from by :func:`choose_reported`."""
-    keys = pd.DataFrame([(row.block.dataset, row.reference_method, row.ipc, row.metric, row.block.network_key,
-                          row.block.protocol_base) for row in rows], columns=ACCURACY_JOIN)
-    joined = {}
+    of each key chosen from as in :func:`choose_reported`; then Δ = reproduced − reported, the 2σ of
+    :func:`two_sigma` and the flag |Δ| > 2σ."""
+    rows = rows.reset_index(drop=True)
+    keys = rows.rename(columns={**JOIN_NAMES, "group": "_group"})
+    merged = []
     for accuracy, on in ((True, ACCURACY_JOIN), (False, QUALITY_JOIN)):
         part = keys[keys["ref_reading"].isin(ACCURACY_READINGS) == accuracy].dropna(subset=on)
-        merged = part[on].reset_index(names="_cell").merge(reference.dropna(subset=on).reset_index(names="_row"), on=on)
-        joined.update({cell: group.set_index("_row") for cell, group in merged.groupby("_cell")})
-    return tuple(replace(row, reported=choose_reported(joined.get(index, reference.iloc[0:0]), prefer, row.group))
-                 for index, row in enumerate(rows))
+        merged.append(part[on + ["_group"]].reset_index(names="_cell")
+                      .merge(reference.dropna(subset=on).reset_index(names="_row"), on=on))
+    rows = rows.join(_choose(pd.concat(merged), prefer))
+    has = rows["reported_table"].notna()
+    sigma = [two_sigma(s, std, n) if h else (math.nan, "") for h, s, std, n in
+             zip(has, rows["reported_std"], rows["std"], rows["n"])]
+    rows["two_sigma"], rows["sigma_basis"] = [t for t, _ in sigma], [b for _, b in sigma]
+    rows["difference"] = rows["mean"] - rows["reported"]
+    rows["flag"] = [None if not h or math.isnan(t) else abs(d) > t
+                    for h, t, d in zip(has, rows["two_sigma"], rows["difference"])]
+    return rows
 
 
-def _reports_block(reference: pd.DataFrame, table: str, block: BlockKey) -> bool:
+def _reports_block(reference: pd.DataFrame, table: str, block: pd.Series) -> bool:
     """Whether reference table ``table`` has a row for ``block``'s dataset, network and protocol."""
-    mask = ((reference["table"] == table) & (reference["dataset"] == block.dataset)
-            & (reference["ref_network"] == block.network_key) & (reference["ref_protocol"] == block.protocol_base))
+    mask = ((reference["table"] == table) & (reference["dataset"] == block["dataset"])
+            & (reference["ref_network"] == block["network_key"]) & (reference["ref_protocol"] == block["protocol_base"]))
     return bool(mask.fillna(False).any())
 
 
-def accuracy_family(name: str, spec: dict, blocks: dict[BlockKey, dict[tuple[str, int], Reproduced]],
-                    reference: pd.DataFrame, keys: dict[str, tuple[str | None, str]], order: Sequence[str],
-                    vocabulary: dict) -> Family | None:
-    """The comparisons of one accuracy family over the blocks of its datasets, or None if it has none."""
+def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, keys: dict[str, tuple[str | None, str]],
+                    order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
+    """The rows of one accuracy family over the blocks of its datasets, or None if it has none."""
     ablation_only = ablation_only_methods(vocabulary)
-    prefer = spec.get("prefer", [])
-    if spec.get("groups"):
-        groups = []
-        for table in spec["groups"]:
-            targets = list(vocabulary["ablations"][table]["rows"].values())
-            groups.append((table, lambda method, targets=targets: method in targets, targets))
-    else:
-        groups = [(None, lambda method: method not in ablation_only, None)]
-    rows = []
-    for block in sorted(blocks, key=lambda b: (b.dataset, b.protocol, b.network)):
-        if block.dataset not in spec["datasets"]:
-            continue
-        if bool(spec.get("composite_only")) != bool(block.network_key and composite_members(block.network_key)):
-            continue
-        cells = blocks[block]
-        present = [variant for variant in order if any(method == variant for method, _ in cells)]
-        for table, wanted, targets in groups:
-            variants = [variant for variant in present if wanted(keys[variant][0])]
-            if targets is not None:
+    groups = ([(table, list(vocabulary["ablations"][table]["rows"].values())) for table in spec.get("groups") or []]
+              or [("", None)])
+    composite = cells["network_key"].map(lambda key: bool(key and composite_members(key)))
+    cells = cells[cells["dataset"].isin(spec["datasets"]) & (composite == bool(spec.get("composite_only")))]
+    position = {variant: index for index, variant in enumerate(order)}
+    cells = cells.assign(reference_method=[keys[variant][0] for variant in cells["method"]], metric="best_top1",
+                         decimals=DECIMALS, _position=cells["method"].map(position))
+    parts = []
+    for _, block in cells.groupby(BLOCK, sort=True):
+        for table, targets in groups:
+            if targets is None:
+                shown = block[~block["reference_method"].isin(ablation_only)].assign(_target=0)
+            else:
                 # a group is shown where its table reports this block and the results have one of its
                 # ablation variants (not for the DiT and full-method rows alone)
-                if not _reports_block(reference, table, block) or not any(keys[v][0] in ablation_only
-                                                                          for v in variants):
+                shown = block[block["reference_method"].isin(targets)]
+                if not _reports_block(reference, table, block.iloc[0]) or not shown["reference_method"].isin(
+                        ablation_only).any():
                     continue
-                variants.sort(key=lambda v: targets.index(keys[v][0]))
-            shown = {(v, ipc): cell for (v, ipc), cell in cells.items() if v in variants}
-            ranks = {}
-            for ipc in {ipc for _, ipc in shown}:
-                ranks.update(dense_ranks({k: c.mean for k, c in shown.items() if k[1] == ipc}))
-            for variant in variants:
-                method = keys[variant][0]
-                for ipc in sorted(ipc for v, ipc in shown if v == variant):
-                    rows.append(Comparison(table, block, variant, method, ipc, "best_top1", None,
-                                           replace(shown[(variant, ipc)], rank=ranks[(variant, ipc)])))
-    if not rows:
+                shown = shown.assign(_target=shown["reference_method"].map(targets.index))
+            if len(shown):
+                ranks = shown.groupby("ipc")["mean"].transform(lambda means: pd.Series(dense_ranks(dict(means))))
+                parts.append(shown.assign(group=table, rank=ranks.astype(int))
+                             .sort_values(["_target", "_position", "ipc"], kind="stable"))
+    if not parts:
         return None
-    return Family(name, spec["title"], "accuracy", join_reported(rows, reference, prefer), tuple(spec.get("notes", [])))
+    return join_reported(pd.concat(parts).drop(columns=["_target", "_position"]), reference, spec.get("prefer", []))
 
 
-def quality_family(name: str, spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
-                   keys: dict[str, tuple[str | None, str]], order: Sequence[str], vocabulary: dict) -> Family | None:
-    """The comparisons of a metrics family (Table 9): per (dataset, IPC), every method × metric the
+def quality_family(spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
+                   keys: dict[str, tuple[str | None, str]], order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
+    """The rows of a metrics family (Table 9): per (dataset, IPC), every method × metric the
     vocabulary maps; the reproduced mean ± std is over generation seeds, in the tables' units."""
     names = [metric for metric in QUALITY_METRICS if metric in set(vocabulary["metrics"].values())]
     frame = metrics[metrics["dataset"].isin(spec["datasets"])]
     if frame.empty:
         return None
-    table = quality_table(frame, names, ordered_methods(frame, order))
-    rows = []
-    for dataset in table.datasets:
-        ablation_only = ablation_only_methods(vocabulary)
-        variants = [v for v in table.methods[dataset] if keys[v][0] not in ablation_only]
-        for ipc in table.ipcs[dataset]:
-            block = BlockKey(dataset, "", "", f"IPC {ipc}", None)
-            for variant in variants:
-                for metric in names:
-                    cell = table.cells.get((dataset, ipc, variant, metric))
-                    if cell is None:
-                        continue
-                    scale = QUALITY_METRICS[metric].scale
-                    rows.append(Comparison(None, block, variant, keys[variant][0], ipc, metric, None, Reproduced(
-                        cell.mean * scale, cell.std * scale, cell.n, cell.rank, cell.provenance),
-                        QUALITY_METRICS[metric].decimals))
-    if not rows:
-        return None
-    return Family(name, spec["title"], "quality", join_reported(rows, reference, spec.get("prefer", [])),
-                  tuple(spec.get("notes", [])))
+    table = quality_table(frame, names, ordered_methods(frame, order)).dropna(subset=["mean"])
+    ablation_only = ablation_only_methods(vocabulary)
+    rows = table[[keys[variant][0] not in ablation_only for variant in table["method"]]]
+    scale = rows["metric"].map(lambda metric: QUALITY_METRICS[metric].scale)
+    rows = rows.assign(group="", protocol="", protocol_base="", network="IPC " + rows["ipc"].astype(str),
+                       network_key=None, reference_method=[keys[variant][0] for variant in rows["method"]],
+                       decimals=rows["metric"].map(lambda metric: QUALITY_METRICS[metric].decimals),
+                       mean=rows["mean"] * scale, std=rows["std"] * scale)
+    return join_reported(rows, reference, spec.get("prefer", [])) if len(rows) else None
 
 
 def _variant_keys(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, method_map: dict[str, str] | None,
@@ -483,161 +410,138 @@ def _variant_keys(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, metho
 
 def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = None,
                    method_map: dict[str, str] | None = None, method_order: Sequence[str] | None = None,
-                   reference: pd.DataFrame | None = None, vocabulary: dict | None = None) -> list[Family]:
-    """Every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality) have rows for."""
+                   reference: pd.DataFrame | None = None, vocabulary: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The rows of every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality) have rows for."""
     vocabulary = vocabulary or load_vocabulary()
     reference = load_reference(vocabulary=vocabulary) if reference is None else reference
     keys = _variant_keys(runs, metrics, method_map, vocabulary)
-    families = []
-    blocks = None
+    families = {}
+    cells = None
     for name, spec in vocabulary["families"].items():
         if spec.get("source") == "metrics":
-            family = (quality_family(name, spec, metrics, reference, keys, method_order or list(keys), vocabulary)
-                      if metrics is not None and not metrics.empty else None)
+            rows = (quality_family(spec, metrics, reference, keys, method_order or list(keys), vocabulary)
+                    if metrics is not None and not metrics.empty else None)
         else:
             if runs is None or runs.empty:
                 continue
-            if blocks is None:
+            if cells is None:
                 composites = {key for key in reference["ref_network"].dropna() if composite_members(key)}
-                blocks = reproduced_blocks(runs, "best_top1", composites)
-            family = accuracy_family(name, spec, blocks, reference, keys,
-                                     ordered_methods(runs, method_order), vocabulary)
-        if family is not None:
-            families.append(family)
+                cells = reproduced_cells(runs, "best_top1", composites)
+            rows = accuracy_family(spec, cells, reference, keys, ordered_methods(runs, method_order), vocabulary)
+        if rows is not None:
+            families[name] = rows
     return families
 
 
 # ---------------------------------------------------------------- rendering
 
 
-def _reproduced_text(row: Comparison) -> str:
-    """The reproduced mean ± std in the table's units, bold best, underlined second (accuracy only), ``†``."""
-    return cell_text(row.reproduced, lambda c: mean_std(c.mean, c.std, row.decimals),
-                     underline=row.metric in ACCURACY_READINGS)
-
-
-def _reported_cells(row: Comparison) -> list[str]:
+def _reported_cells(row) -> list[str]:
     """Reported, Source, Δ, 2σ and Flag entries of one row (empty without a reference row)."""
-    if row.reported is None:
+    if pd.isna(row.reported_table):
         return ["", "", "", "", ""]
-    reported = row.reported
-    source = reported.label
-    if reported.method.lower() != (row.reference_method or "").lower():
-        source += f" ({reported.method})"
-    threshold, basis = row.sigma
-    if math.isnan(threshold):
+    source = row.reported_table
+    if row.reported_method.lower() != (row.reference_method or "").lower():
+        source += f" ({row.reported_method})"
+    if math.isnan(row.two_sigma):
         sigma, flag = NOT_TESTED, NOT_TESTED
     else:
-        sigma = f"{threshold:.{row.decimals}f}" + (NO_REPORTED_STD if basis == "reproduced only" else "")
+        sigma = f"{row.two_sigma:.{row.decimals}f}" + (NO_REPORTED_STD if row.sigma_basis == "reproduced only" else "")
         flag = FLAG if row.flag else ""
-    return [reported.text, pipe_escape(source), f"{row.difference:+.{row.decimals}f}", sigma, flag]
+    return [row.reported_text, pipe_escape(source), f"{row.difference:+.{row.decimals}f}", sigma, flag]
 
 
-def family_title(family: Family) -> str:
+def family_title(rows: pd.DataFrame, accuracy: bool) -> str:
     what = ("Top-1 accuracy (%): the reported value ± std and its table beside the reproduced best test top-1 "
             "(the papers' number), mean ± std over generation seeds × evaluation repeats"
-            if family.kind == "accuracy" else
+            if accuracy else
             "Generation quality: the reported value beside the reproduced mean ± std over generation seeds, "
             "in the units of generation.md (precision, recall and coverage in %)")
-    runs = count_range(sorted({row.reproduced.n for row in family.rows}))
-    unit = "runs" if family.kind == "accuracy" else "seeds"
-    key = "method, IPC, network and protocol" if family.kind == "accuracy" else "method, IPC and metric"
+    runs = count_range(rows["n"])
+    unit = "runs" if accuracy else "seeds"
+    key = "method, IPC, network and protocol" if accuracy else "method, IPC and metric"
     return (f"{what} ({runs} {unit} per cell). Δ = reproduced − reported; {FLAG} where |Δ| > 2σ, "
             f"σ = sqrt(std_reported² + std_reproduced²). An empty reported cell: the reference has no row "
             f"for this {key}.")
 
 
-def family_footnotes(family: Family, notes: Sequence[str] = ()) -> list[str]:
+def family_footnotes(rows: pd.DataFrame, spec: dict, notes: Sequence[str] = ()) -> list[str]:
     """The family's own notes, what the marks mean, rows that disagree, SECONDARY sources,
     mixed provenance, then ``notes``."""
-    lines = list(family.notes)
-    if any(row.sigma[1] == "reproduced only" for row in family.rows):
+    accuracy = spec.get("source") != "metrics"
+    lines = list(spec.get("notes", []))
+    if (rows["sigma_basis"] == "reproduced only").any():
         lines.append(f"{NO_REPORTED_STD} after 2σ: the reference gives no std, so σ is the reproduced std alone.")
-    if any(row.sigma[1] == "none" for row in family.rows):
+    if (rows["sigma_basis"] == "none").any():
         lines.append(f"{NOT_TESTED}: neither a reported std nor two reproduced runs, so no flag.")
-    if any(row.reproduced.best for row in family.rows):
-        lines.append("Reproduced numbers: bold = best" + (", underlined = second" if family.kind == "accuracy" else "")
-                     + " among the rows shown (per IPC" + (" and block" if family.kind == "accuracy" else " and metric")
-                     + ").")
-    for row in family.rows:
-        if row.reported is not None and row.reported.disagreeing:
-            lines.append(f"{_where(row)}: also reported as {'; '.join(row.reported.disagreeing)} "
-                         f"(compared with {row.reported.label}).")
-    secondary = sorted({row.reported.source for row in family.rows if row.reported and row.reported.secondary})
-    lines += [f"Source of the rows marked SECONDARY: {source}." for source in secondary]
-    for row in family.rows:
-        if row.reproduced.provenance:
-            lines.append(pooled(_where(row), row.reproduced.provenance))
-    unmapped = sorted({row.method for row in family.rows if row.reference_method is None})
+    if (rows["rank"] == 1).any():
+        lines.append("Reproduced numbers: bold = best" + (", underlined = second" if accuracy else "")
+                     + " among the rows shown (per IPC" + (" and block" if accuracy else " and metric") + ").")
+    lines += [f"{_where(row)}: also reported as {'; '.join(row.disagreeing)} (compared with {row.reported_table})."
+              for row in rows.itertuples() if pd.notna(row.reported_table) and row.disagreeing]
+    secondary = rows["reported_secondary"].eq(True)
+    lines += [f"Source of the rows marked SECONDARY: {source}." for source in sorted(set(rows["reported_source"][secondary]))]
+    lines += [pooled(_where(row), row.provenance) for row in rows.itertuples() if row.provenance]
+    unmapped = sorted(set(rows["method"][rows["reference_method"].isna()]))
     if unmapped:
         lines.append(f"No reference method for {', '.join(unmapped)} (not a reference method name); "
                      "compare one with --method-map VARIANT=METHOD.")
     return lines + list(notes)
 
 
-def _where(row: Comparison) -> str:
-    block = row.block
-    if block.protocol:
-        return f"{block.dataset} · {block.protocol} · {block.network} · {row.method} · IPC {row.ipc}"
-    return f"{block.dataset} · {row.method} · {row.metric} · IPC {row.ipc}"
+def _where(row) -> str:
+    return cell_name(row) if row.protocol else f"{row.dataset} · {row.method} · {row.metric} · IPC {row.ipc}"
 
 
-def _heading(block: BlockKey) -> str:
-    if not block.protocol:
-        return f"### {block.dataset} · {block.network}"
-    base = f" (base {block.protocol_base})" if block.protocol_base != block.protocol else ""
-    return f"### {block.dataset} · {block.protocol}{base} · {block.network}"
+def _heading(row) -> str:
+    if not row.protocol:
+        return f"### {row.dataset} · {row.network}"
+    base = f" (base {row.protocol_base})" if row.protocol_base != row.protocol else ""
+    return f"### {row.dataset} · {row.protocol}{base} · {row.network}"
 
 
-def family_markdown(family: Family, notes: Sequence[str] = (), vocabulary: dict | None = None) -> str:
+def family_markdown(rows: pd.DataFrame, spec: dict, notes: Sequence[str] = (), vocabulary: dict | None = None) -> str:
     """Title, then per block (and row group) a table of Method, IPC (or Metric), Reported, Source,
     Reproduced, Δ, 2σ, Flag; then the footnotes."""
     vocabulary = vocabulary or load_vocabulary()
-    quality = family.kind == "quality"
+    quality = spec.get("source") == "metrics"
     header = ["Method", "Metric" if quality else "IPC", "Reported", "Source", "Reproduced", "Δ", "2σ", "Flag"]
     align = ["---", "---" if quality else "---:", "---:", "---", "---:", "---:", "---:", ":---:"]
-    lines = [f"# Reported vs reproduced: {family.title}", "", family_title(family), ""]
+    lines = [f"# Reported vs reproduced: {spec['title']}", "", family_title(rows, not quality), ""]
     previous = None
-    for (block, group), rows in groupby(family.rows, key=lambda row: (row.block, row.group)):
+    for (block, group), part in groupby(rows.itertuples(), key=lambda row: ((row.dataset, row.protocol, row.network),
+                                                                             row.group)):
+        part = list(part)
         if block != previous:
-            lines += [_heading(block), ""]
+            lines += [_heading(part[0]), ""]
             previous = block
-        if group is not None:
+        if group:
             lines += [f"#### {vocabulary['ablations'][group].get('title', group)}", ""]
         entries = [[pipe_escape(row.method), QUALITY_METRICS[row.metric].label() if quality else str(row.ipc),
-                    *(reported := _reported_cells(row))[:2], _reproduced_text(row), *reported[2:]] for row in rows]
+                    *(reported := _reported_cells(row))[:2],
+                    cell_text(row, lambda c: mean_std(c.mean, c.std, c.decimals), underline=not quality),
+                    *reported[2:]] for row in part]
         lines += markdown_table(header, align, entries) + [""]
-    return "\n".join(lines + render.notes(family_footnotes(family, notes)))
+    return "\n".join(lines + render.notes(family_footnotes(rows, spec, notes)))
 
 
-def family_csv(family: Family) -> str:
+def family_csv(name: str, rows: pd.DataFrame) -> str:
     """Long format, one row per comparison, numbers at full precision in the tables' units."""
-    records = []
-    for row in family.rows:
-        reported, threshold = row.reported, row.sigma
-        records.append({
-            "family": family.name, "group": row.group or "", "dataset": row.block.dataset,
-            "protocol": row.block.protocol, "protocol_base": row.block.protocol_base,
-            "network": row.block.network, "method": row.method, "reference_method": row.reference_method or "",
-            "ipc": row.ipc, "metric": row.metric,
-            "reported": reported.value if reported else None,
-            "reported_std": reported.std if reported and not math.isnan(reported.std) else None,
-            "reported_table": reported.label if reported else "",
-            "reported_method": reported.method if reported else "",
-            "reported_source": reported.source if reported else "",
-            "reported_secondary": reported.secondary if reported else None,
-            "also_reported": "; ".join(reported.others) if reported else "",
-            "reproduced_mean": row.reproduced.mean, "reproduced_std": row.reproduced.std,
-            "n": row.reproduced.n, "rank": row.reproduced.rank,
-            "difference": None if reported is None else row.difference,
-            "two_sigma": None if reported is None or math.isnan(threshold[0]) else threshold[0],
-            "sigma_basis": threshold[1], "flag": row.flag,
-            "mixed_provenance": "; ".join(row.reproduced.provenance),
-        })
-    return csv_text(records, CSV_COLUMNS)
+    has = rows["reported_table"].notna()
+    text = lambda column: rows[column].where(has, "")
+    return rows.assign(
+        family=name, reference_method=rows["reference_method"].fillna(""),
+        reported_std=rows["reported_std"].where(has & rows["reported_std"].notna(), None),
+        reported_table=text("reported_table"), reported_method=text("reported_method"),
+        reported_source=text("reported_source"), reported_secondary=rows["reported_secondary"].astype(object).where(has, None),
+        also_reported=["; ".join(others) if h else "" for h, others in zip(has, rows["also_reported"])],
+        reproduced_mean=rows["mean"], reproduced_std=rows["std"],
+        two_sigma=rows["two_sigma"].where(has & rows["two_sigma"].notna(), None),
+        mixed_provenance=rows["provenance"].map("; ".join),
+    )[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
 
 
-def index_markdown(families: Sequence[Family], keys: dict[str, tuple[str | None, str]],
+def index_markdown(families: dict[str, pd.DataFrame], keys: dict[str, tuple[str | None, str]],
                    reference: pd.DataFrame) -> str:
     """``reported.md``: the families written, every variant's reference method, and how many
     reference rows the vocabulary cannot join, by reason."""
@@ -647,9 +551,8 @@ def index_markdown(families: Sequence[Family], keys: dict[str, tuple[str | None,
     if families:
         lines += markdown_table(["Table", "Rows", "With a reported value", "Flagged (\\|Δ\\| > 2σ)"],
                                 ["---"] + ["---:"] * 3, [
-            [f"reported_{family.name}.md", str(len(family.rows)),
-             str(sum(row.reported is not None for row in family.rows)),
-             str(sum(bool(row.flag) for row in family.rows if row.reported is not None))] for family in families])
+            [f"reported_{name}.md", str(len(rows)), str(rows["reported_table"].notna().sum()),
+             str(rows["flag"].eq(True).sum())] for name, rows in families.items()])
     else:
         lines.append("No family of the reference has results in this profile (its datasets are not the papers').")
     how = {"name": "its name", "--method-map": "--method-map", "none": "none: not a reference method name"}
@@ -674,17 +577,16 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
     reference = load_reference(reference_path, vocabulary)
     families = build_families(runs, metrics, method_map, method_order, reference, vocabulary)
     paths = []
-    for family in families:
-        if family.kind == "quality":
-            shown = list(dict.fromkeys(row.metric for row in family.rows))
-            datasets = {row.block.dataset for row in family.rows}
-            family_notes = metric_footnotes(metrics[metrics["dataset"].isin(datasets)], shown)
+    for name, rows in families.items():
+        spec = vocabulary["families"][name]
+        if spec.get("source") == "metrics":
+            shown = list(dict.fromkeys(rows["metric"]))
+            family_notes = metric_footnotes(metrics[metrics["dataset"].isin(set(rows["dataset"]))], shown)
         else:
-            protocols = dict.fromkeys(row.block.protocol for row in family.rows)
-            family_notes = [note for protocol in sorted(protocols) for note in (protocol_notes or {}).get(protocol, [])]
-        family_notes += list(method_notes)
-        paths += write_texts(out_dir, f"reported_{family.name}", {
-            ".md": family_markdown(family, family_notes, vocabulary), ".csv": family_csv(family)})
+            family_notes = [note for protocol in sorted(set(rows["protocol"]))
+                            for note in (protocol_notes or {}).get(protocol, [])]
+        paths += write_texts(out_dir, f"reported_{name}", {
+            ".md": family_markdown(rows, spec, family_notes + list(method_notes), vocabulary),
+            ".csv": family_csv(name, rows)})
     keys = _variant_keys(runs, metrics, method_map, vocabulary)
     return paths + write_texts(out_dir, "reported", {".md": index_markdown(families, keys, reference)})
-

@@ -27,7 +27,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +39,6 @@ from .render import (
     Cell,
     cell_text,
     count_range,
-    csv_text,
     dense_ranks,
     latex_escape,
     latex_tabular,
@@ -80,26 +78,6 @@ CONFIG_EXCLUDED = ("seed", "repeat")  # vary within a cell by design
 PACKAGES = "manifest_packages"  # canonical JSON of manifest.packages (python and package versions)
 NETWORK_ARCH, NETWORK_DEPTH, PROTOCOL_BASE = "network_arch", "network_depth", "protocol_base"
 NOT_RECORDED = "not recorded"
-
-
-@dataclass(frozen=True)
-class Block:
-    """The method × IPC grid of one (dataset, protocol, network); absent keys are missing cells."""
-
-    dataset: str
-    protocol: str
-    network: str
-    methods: tuple[str, ...]
-    ipcs: tuple[int, ...]
-    cells: dict[tuple[str, int], Cell]
-
-
-@dataclass(frozen=True)
-class AccuracyTable:
-    """All blocks of one metric, in sorted (dataset, protocol, network) order."""
-
-    metric: str
-    blocks: tuple[Block, ...]
 
 
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -237,13 +215,15 @@ def record_packages(manifest: dict) -> str | None:
 
 
 def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
-                   method_order: Sequence[str] | None = None) -> AccuracyTable:
-    """Summarise runs into per-block method × IPC grids of mean ± std of ``metric``.
+                   method_order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Summarise runs into per-block method × IPC grids of mean ± std of ``metric``: one row per
+    (dataset, protocol, network, method, IPC) of each block's grid, blocks sorted, then methods in
+    row order, then IPCs ascending (``attrs["metric"]`` names the metric).
 
     Rows follow ``method_order`` if given (it must name every method in ``runs``), else the
     order in which methods first appear in ``runs``; a block lists only methods it has runs for.
     Every method × IPC cell whose runs all have the metric gets its mean, sample std, count and
-    dense per-IPC rank; a cell with any null reading is left out (shown as missing).
+    dense per-IPC rank; a cell with any null reading, or without runs, has a null mean (missing).
     """
     if metric not in METRIC_DESCRIPTIONS:
         raise ValueError(f"unknown metric '{metric}'; use one of {', '.join(METRIC_DESCRIPTIONS)}")
@@ -252,20 +232,17 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
         raise ValueError(f"runs lack columns {missing_columns}; build them with load_runs")
     if runs.empty:
         raise InputError("no runs to tabulate; check the result paths passed to load_runs")
-    order = ordered_methods(runs, method_order)
+    position = {method: index for index, method in enumerate(ordered_methods(runs, method_order))}
     cells = summarise(runs, BLOCK_KEYS + ["method", "ipc"], metric, mixed_provenance)
     cells["rank"] = cells.groupby(BLOCK_KEYS + ["ipc"])["mean"].transform(
         lambda means: pd.Series(dense_ranks(dict(means)), dtype=int))
-    blocks = []
-    for (dataset, protocol, network), block_runs in runs.groupby(BLOCK_KEYS, sort=True):
-        present = set(block_runs["method"])
-        methods = tuple(m for m in order if m in present)
-        ipcs = tuple(sorted(int(ipc) for ipc in block_runs["ipc"].unique()))
-        rows = cells[(cells["dataset"] == dataset) & (cells["protocol"] == protocol) & (cells["network"] == network)]
-        blocks.append(Block(dataset, protocol, network, methods, ipcs, {
-            (row.method, int(row.ipc)): Cell(row.mean, row.std, row.n, int(row.rank), row.provenance)
-            for row in rows.itertuples()}))
-    return AccuracyTable(metric, tuple(blocks))
+    grid = runs[BLOCK_KEYS + ["method"]].drop_duplicates().merge(runs[BLOCK_KEYS + ["ipc"]].drop_duplicates())
+    table = (grid.astype({"ipc": int}).merge(cells, how="left").astype({"n": "Int64", "rank": "Int64"})
+             .assign(_position=lambda frame: frame["method"].map(position))
+             .sort_values(BLOCK_KEYS + ["_position", "ipc"]).drop(columns="_position").reset_index(drop=True))
+    table["provenance"] = [() if pd.isna(mean) else p for mean, p in zip(table["mean"], table["provenance"])]
+    table.attrs["metric"] = metric
+    return table
 
 
 def ordered_methods(runs: pd.DataFrame, method_order: Sequence[str] | None) -> list[str]:
@@ -341,52 +318,59 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def provenance_footnotes(table: AccuracyTable) -> list[str]:
+def cell_name(row) -> str:
+    """``dataset · protocol · network · method · IPC k`` of a cell (any object with those attributes)."""
+    return f"{row.dataset} · {row.protocol} · {row.network} · {row.method} · IPC {row.ipc}"
+
+
+def provenance_footnotes(table: pd.DataFrame) -> list[str]:
     """One ``†`` footnote per marked cell of ``table``, naming the cell and what differs."""
-    return [pooled(f"{block.dataset} · {block.protocol} · {block.network} · {method} · IPC {ipc}", cell.provenance)
-            for block in table.blocks for method in block.methods for ipc in block.ipcs
-            if (cell := block.cells.get((method, ipc))) is not None and cell.provenance]
+    return [pooled(cell_name(row), row.provenance) for row in table.itertuples() if row.provenance]
 
 
-def title(table: AccuracyTable) -> str:
+def title(table: pd.DataFrame) -> str:
     """One line naming the metric and how many runs each cell averages."""
-    counts = sorted({cell.n for block in table.blocks for cell in block.cells.values()})
-    return (f"Top-1 accuracy (%), {METRIC_DESCRIPTIONS[table.metric]}, "
-            f"mean ± std over {count_range(counts)} runs per cell (seeds × repeats)")
+    return (f"Top-1 accuracy (%), {METRIC_DESCRIPTIONS[table.attrs['metric']]}, "
+            f"mean ± std over {count_range(table['n'])} runs per cell (seeds × repeats)")
 
 
-def _grid(block: Block, latex: bool) -> list[list[str]]:
-    """The block's rows: the method, then its marked cell per IPC."""
-    name = latex_escape if latex else pipe_escape
-    return [[name(method)] + [cell_text(block.cells.get((method, ipc)), lambda c: _mean_std(c, latex), latex)
-                              for ipc in block.ipcs] for method in block.methods]
+def _blocks(table: pd.DataFrame):
+    """Per block: its first row (naming it), its methods, its IPCs and its cells by method (a
+    missing cell None), in the table's order."""
+    for _, block in table.groupby(BLOCK_KEYS, sort=False):
+        methods, ipcs = list(dict.fromkeys(block["method"])), list(dict.fromkeys(block["ipc"]))
+        rows = [None if pd.isna(row.mean) else row for row in block.itertuples()]
+        yield next(block.itertuples()), methods, ipcs, {
+            method: rows[index * len(ipcs):(index + 1) * len(ipcs)] for index, method in enumerate(methods)}
 
 
-def to_markdown(table: AccuracyTable, footnotes: Sequence[str] = (), latex: bool = False) -> str:
+def to_markdown(table: pd.DataFrame, footnotes: Sequence[str] = (), latex: bool = False) -> str:
     """Title line, then one heading and pipe table per block (in LaTeX, one booktabs ``tabular`` per
     block with a caption row naming it), then ``Notes:`` and the footnotes."""
     lines = [f"% {latex_escape(title(table))}" if latex else title(table), ""]
-    for block in table.blocks:
-        header = ["Method"] + [f"IPC {ipc}" for ipc in block.ipcs]
+    name = latex_escape if latex else pipe_escape
+    for block, methods, ipcs, cells in _blocks(table):
+        header = ["Method"] + [f"IPC {ipc}" for ipc in ipcs]
+        grid = [[name(method)] + [cell_text(cell, lambda c: _mean_std(c, latex), latex) for cell in cells[method]]
+                for method in methods]
         if latex:
-            name = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
-            lines += latex_tabular(name, len(block.ipcs), header, _grid(block, latex=True))
+            caption = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
+            lines += latex_tabular(caption, len(ipcs), header, grid)
         else:
             lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
-            lines += markdown_table(header, ["---"] + ["---:"] * len(block.ipcs), _grid(block, latex=False)) + [""]
+            lines += markdown_table(header, ["---"] + ["---:"] * len(ipcs), grid) + [""]
     return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(table), latex))
 
 
-def to_latex(table: AccuracyTable, footnotes: Sequence[str] = ()) -> str:
+def to_latex(table: pd.DataFrame, footnotes: Sequence[str] = ()) -> str:
     return to_markdown(table, footnotes, latex=True)
 
 
-def to_csv(table: AccuracyTable) -> str:
+def to_csv(table: pd.DataFrame) -> str:
     """Long format, one row per non-missing cell, numbers at full precision."""
-    return csv_text([(block.dataset, block.protocol, block.network, method, ipc,
-                      cell.mean, cell.std, cell.n, cell.rank, "; ".join(cell.provenance))
-                     for block in table.blocks for method in block.methods for ipc in block.ipcs
-                     if (cell := block.cells.get((method, ipc))) is not None], CSV_COLUMNS)
+    cells = table.dropna(subset=["mean"])
+    return cells.assign(mixed_provenance=cells["provenance"].map("; ".join))[CSV_COLUMNS].to_csv(
+        index=False, lineterminator="\n")
 
 
 # Model selection: the three readings of the same runs side by side.
@@ -415,10 +399,9 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
     per (dataset, protocol, network), with the gap best − val-selected; no marks (the columns are
     readings of the same runs, not competitors)."""
     tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
-    counts = sorted({cell.n for block in tables[0].blocks for cell in block.cells.values()})
-    lines = [SELECTION_HEADER.format(runs=count_range(counts), missing=MISSING), ""]
-    for blocks in zip(*(table.blocks for table in tables)):
-        block = blocks[0]
+    lines = [SELECTION_HEADER.format(runs=count_range(tables[0]["n"]), missing=MISSING), ""]
+    for blocks in zip(*(_blocks(table) for table in tables)):
+        block, methods, ipcs, _ = blocks[0]
         lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
         in_block = runs[(runs["dataset"] == block.dataset) & (runs["protocol"] == block.protocol)
                         & (runs["network"] == block.network)]
@@ -427,9 +410,8 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
             described = "; ".join(SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in conventions)
             lines += [described[0].upper() + described[1:] + ".", ""]
         rows = []
-        for method in block.methods:
-            for ipc in block.ipcs:
-                best, val, last = (each.cells.get((method, ipc)) for each in blocks)
+        for method in methods:
+            for best, val, last, ipc in zip(*(cells[method] for *_, cells in blocks), ipcs):
                 if best is None:  # best_top1 is required, so no runs of this method at this IPC
                     continue
                 entries = [MISSING if cell is None else _mean_std(cell) + MIXED_MARK * bool(cell.provenance)

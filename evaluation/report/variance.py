@@ -94,7 +94,7 @@ def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         counts = group.groupby("seed").size()
         rows.append({**dict(zip(keys, key)), "seeds": len(counts), "runs": len(group),
-                     "repeats_per_seed": count_range(sorted(counts)),
+                     "repeats_per_seed": count_range(counts),
                      **variance_split(group["value"].to_numpy(dtype=float), group["seed"].to_numpy()),
                      "note": _note(len(counts), len(group))})
     return pd.DataFrame(rows, columns=COLUMNS)
