@@ -360,7 +360,7 @@ def cores_zero(work: Path) -> Case:
 
 
 def report_case(tmp: Path, name: str, record: dict) -> Case:
-    """``python -m evaluation.report`` (the tables rule) on one edited run record."""
+    """``workflow/scripts/tables.py`` (the tables rule) on one edited run record."""
     (tmp / name).mkdir(parents=True)
     run = tmp / name / "hard_label-convnet-3-rep0.json"
     run.write_text(json.dumps(record))
