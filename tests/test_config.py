@@ -36,6 +36,7 @@ def test_schema_enums_are_generated_from_the_registries():
     uses holds their names, and each method's params block is its dataclass's."""
     raw = SCHEMA_FILE.read_text()
     assert "registry: methods" in raw and "const: random" not in raw and "enum: [alexnet" not in raw
+    assert "registry: extractors" in raw and "enum: [inception" not in raw
     schema = load_schema()
     props = schema["properties"]
     method_enum = props["methods"]["additionalProperties"]["properties"]["method"]["enum"]
@@ -45,7 +46,7 @@ def test_schema_enums_are_generated_from_the_registries():
     assert sorted(method_enum) == list_methods()
     assert sorted(arch_enum) == sorted(list_networks())
     assert props["datasets"]["items"]["enum"] == list(DATASETS)
-    for key in ("fid_extractor", "feature_extractor"):   # written in the YAML: see evaluation/config/schema.py
+    for key in ("fid_extractor", "feature_extractor"):
         assert props["metrics"]["properties"][key]["enum"] == list(EXTRACTORS)
     blocks = props["methods"]["additionalProperties"]["allOf"]
     assert [block["if"]["properties"]["method"]["const"] for block in blocks] == method_enum
@@ -54,6 +55,15 @@ def test_schema_enums_are_generated_from_the_registries():
         "type": "number", "minimum": 0, "default": 0.1, "description": "Mode-guidance scale lambda (MGD3 reference: 0.1)."}
     assert params["dmgd"]["properties"]["guidance_window"]["items"] == {"type": "integer", "minimum": 0}
     assert params["external"]["required"] == ["path"] and params["dit"]["properties"] == {}
+
+
+def test_schema_imports_no_feature_network_library():
+    """The DAG's start-up imports the schema and so the extractor registry; torchvision and
+    clean-fid (seconds) wait until an extractor is created."""
+    probe = "import sys, evaluation.config.schema; print(sorted({'torchvision', 'cleanfid'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_defaults_are_filled_in():
@@ -102,7 +112,8 @@ BAD = {
         "arch": "resnet", "depth": 18, "norm": "batch"}}), r"teacher\.source torchvision knows ImageNet classes only"),
     "pretrained teacher of another arch": (lambda c: c.update(teacher={"source": "torchvision"}),
                                            r"teacher\.source torchvision needs teacher\.network \{arch: resnet"),
-    "unknown extractor": (lambda c: c["metrics"].update(fid_extractor="clip"), r"metrics\.fid_extractor: 'clip' is not one of"),
+    "unknown extractor": (lambda c: c["metrics"].update(fid_extractor="clip"),
+                          r"metrics\.fid_extractor: 'clip' is not one of \['inception', 'vgg16_fc7', 'teacher'\]"),
     "unknown network": (lambda c: c["evaluation"].update(networks={"v": {"arch": "vgg16"}}), r"'vgg16' is not one of"),
     "unknown method parameter": (lambda c: c["methods"]["random"].update(params={"k": 1}), r"'k' was unexpected"),
     "negative mode guidance": (lambda c: c["methods"].update(m={"method": "mgd3", "params": {"strength": -0.1}}),

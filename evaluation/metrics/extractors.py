@@ -18,6 +18,10 @@ Weights are never downloaded. Each of ``inception`` and ``vgg16_fc7`` reads the 
 name in any folder, or, when that is null, the file where its library looks (clean-fid: ``/tmp``;
 torchvision: ``$TORCH_HOME/hub/checkpoints``). A missing file is one ``MissingWeightsError`` line naming
 the path, what to put there and the key; the file read is ``Extractor.weights``, which the manifests record.
+
+Importing this registry is cheap (torch, no torchvision or clean-fid): the config schema reads its names at
+the DAG's start-up (``registry: extractors``, evaluation/config/schema.py). The factories and
+``Extractor.features`` import the libraries and the networks (evaluation/metrics/feature_models.py) when called.
 """
 from __future__ import annotations
 
@@ -29,19 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import torchvision
-from cleanfid.downloads_helper import inception_url
-from cleanfid.fid import get_batch_features
-from cleanfid.inception_torchscript import InceptionV3W
-from cleanfid.resize import build_resizer
-from torch import nn
 
 from evaluation.core.errors import InputError, MissingWeightsError, WeightsMismatchError, load_matching_weights
-from evaluation.protocols.augment import normalize
 from . import WEIGHTS_KEYS
 
-PIXEL_MAX = 255.0
 # clean-fid's mode whose resize outside the model is the identity (its TF-Inception resizes inside):
 # for our own models it means "native images in [0, 255]"; the model resizes as its policy says.
 NATIVE_MODE = "legacy_tensorflow"
@@ -61,9 +56,13 @@ class Extractor:
 
     def features(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """float32 N x D features of uint8 N x 3 x S x S images, as clean-fid computes them."""
+        from cleanfid.fid import get_batch_features
+        from cleanfid.resize import build_resizer
+        from torchvision.transforms import ToTensor
+
         if images.dtype != torch.uint8:
             raise ValueError(f"images dtype {images.dtype} is invalid; valid: torch.uint8")
-        resize, to_tensor = build_resizer(self.cleanfid_mode), torchvision.transforms.ToTensor()
+        resize, to_tensor = build_resizer(self.cleanfid_mode), ToTensor()
         chunks = [np.zeros((0, self.dim), dtype=np.float32)]
         for start in range(0, len(images), batch_size):
             batch = []
@@ -143,25 +142,10 @@ def cleanfid_weights_dir() -> Path:
     return Path("./" if platform.system() == "Windows" else "/tmp")
 
 
-class InceptionFile(InceptionV3W):
-    """clean-fid's ``InceptionV3W`` (``resize_inside=False``) on the TorchScript file at ``path``, any
-    name in any folder: ``InceptionV3W.__init__`` joins a folder with the fixed name
-    ``inception-2015-12-05.pt``, so this loads the file as it does and keeps its ``forward`` verbatim
-    (the features are bit-identical to ``InceptionV3W``'s for the same file)."""
-
-    def __init__(self, path: Path):
-        nn.Module.__init__(self)
-        try:
-            self.base = torch.jit.load(str(path)).eval()
-        except RuntimeError as err:   # torch's "PytorchStreamReader failed ..." for any other file
-            raise WeightsMismatchError(f"{path}: not a TorchScript module ({first_sentence(err)}); use "
-                                       f"clean-fid's {Path(inception_url).name} ({inception_url})") from None
-        self.layers = self.base.layers
-        self.resize_inside = False
-
-
 @register_extractor("inception")
 def inception(device: str = "cpu", teacher_dir=None, weights: str | Path | None = None) -> Extractor:
+    from .feature_models import InceptionFile, inception_url
+
     path = weights_file(weights, cleanfid_weights_dir() / Path(inception_url).name, "clean-fid Inception weights",
                         inception_url, "inception", "where clean-fid looks for it")
     model = InceptionFile(path).to(device).eval()
@@ -171,37 +155,15 @@ def inception(device: str = "cpu", teacher_dir=None, weights: str | Path | None 
 
 # ----------------------------------------------------------------------------- VGG-16 fc7
 
-VGG_WEIGHTS = torchvision.models.VGG16_Weights.IMAGENET1K_V1
-VGG_SIZE = VGG_WEIGHTS.transforms().crop_size[0]   # 224
-FC7_RELU = 5   # classifier[:5] = fc6, ReLU, Dropout, fc7, ReLU
-
-
-class VGGFc7(nn.Module):
-    """VGG-16 fc7 (after ReLU) of [0, 255] images resized (bilinear, antialiased) to 224, ImageNet-normalised."""
-
-    def __init__(self, vgg: torchvision.models.VGG):
-        super().__init__()
-        self.vgg = vgg
-        transform = VGG_WEIGHTS.transforms()
-        self.mean, self.std = transform.mean, transform.std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x / PIXEL_MAX, size=(VGG_SIZE, VGG_SIZE), mode="bilinear", align_corners=False,
-                          antialias=True)
-        x = self.vgg.avgpool(self.vgg.features(normalize(x, self.mean, self.std))).flatten(1)
-        return self.vgg.classifier[:FC7_RELU](x)
-
-
-def vgg_weights_path() -> Path:
-    """torchvision's cache file of the weights: ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG_WEIGHTS.url).name
-
-
 @register_extractor("vgg16_fc7")
 def vgg16_fc7(device: str = "cpu", teacher_dir=None, weights: str | Path | None = None) -> Extractor:
+    from torchvision.models import vgg16
+
+    from .feature_models import VGG_SIZE, VGG_WEIGHTS, VGGFc7, vgg_weights_path
+
     path = weights_file(weights, vgg_weights_path(), "VGG-16 ImageNet weights", VGG_WEIGHTS.url, "vgg16_fc7",
                         "$TORCH_HOME/hub/checkpoints")
-    vgg = torchvision.models.vgg16(weights=None)
+    vgg = vgg16(weights=None)
     fix = f"replace it with torchvision's {VGG_WEIGHTS.url}"
     load_matching_weights(vgg, load_state_file(path, fix), path, fix)
     model = VGGFc7(vgg).to(device).eval()
@@ -211,23 +173,11 @@ def vgg16_fc7(device: str = "cpu", teacher_dir=None, weights: str | Path | None 
 
 # ----------------------------------------------------------------------------- teacher
 
-class TeacherFeatures(nn.Module):
-    """The teacher's ``features()`` of [0, 255] images at its own size, normalised as in its training."""
-
-    def __init__(self, network: nn.Module, image_size: int, mean, std):
-        super().__init__()
-        self.network, self.image_size, self.mean, self.std = network, image_size, mean, std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
-        return self.network.features(normalize(x / PIXEL_MAX, self.mean, self.std))
-
-
 @register_extractor("teacher")
 def teacher(device: str = "cpu", teacher_dir: str | Path | None = None, weights=None) -> Extractor:
     from evaluation.protocols.train import load_teacher
+
+    from .feature_models import TeacherFeatures
 
     if teacher_dir is None:
         raise InputError("extractor 'teacher' needs the teacher directory; pass --teacher DIR")
