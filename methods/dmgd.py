@@ -66,13 +66,14 @@ class DmgdParams:
     # code differ, field by field (methods/dmgd_fidelity.py, the fidelity table of docs/methods.md): a preset
     # (official, the default, or paper) fills every field; any field set here overrides it.
     semantic_matching: bool = param(True)            # Dynamic label embeddings (eqs. 40-42).
-    semantic_window: tuple[int, int] = param((25, 45), items={"minimum": -1})  # [t2, t1] step indices:
-    # exploration above t1, plain label at or below t2 (t1 >= steps: no exploration, t2 = -1: no refinement).
+    semantic_window: tuple[int, int] = param((25, 45), step_window=True, items={"minimum": -1})  # [t2, t1]
+    # step indices: exploration above t1, plain label at or below t2 (t1 >= steps: no exploration, t2 = -1:
+    # no refinement).
     beta_n: float = param(0.06, minimum=0)           # Weight of the label noise (beta_n).
     beta_s: float = param(0.01, minimum=0)           # Weight of the other-class embedding (beta_s).
     distribution_matching: bool = param(True)        # OT guidance towards the support points (eqs. 47-51).
-    guidance_window: tuple[int, int] = param((30, 45), items={"minimum": 0})  # [lo, hi] step indices
-    # (inclusive) where OT guidance is active; lo > hi is empty.
+    guidance_window: tuple[int, int] = param((30, 45), step_window=True, items={"minimum": 0})  # [lo, hi]
+    # step indices (inclusive) where OT guidance is active; lo > hi is empty.
     approximation: str = param("kmeans", enum=["kmeans", "mean", "dbs"])  # Distribution approximation (Table 6).
     support_points: int = param(10, minimum=1)       # K support points per class.
     rho: float = param(0.5, minimum=0)               # Guidance scale rho (official --guidance-scale; README:
@@ -283,7 +284,7 @@ def check_params(params: DmgdParams, info: object, sampler: dict) -> None:
 
 
 @register_method("dmgd", needs_backbone=True, needs_latents=True, params=DmgdParams,
-                 check_params=check_params, step_windows=("semantic_window", "guidance_window"))
+                 check_params=check_params)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     fidelity = resolve_fidelity(params.fidelity)

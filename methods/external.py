@@ -24,8 +24,8 @@ from .registry import DistillContext, SyntheticSet, register_method
 
 @dataclass(frozen=True)
 class ExternalParams:
-    path: str = param()  # ImageFolder directory of the set: one folder per class (wnid, class name or
-    # 00000-style label).
+    path: str = param(keyed_by_content=True)  # ImageFolder directory of the set: one folder per class (wnid,
+    # class name or 00000-style label).
 
 
 def class_folders(root: Path, info: DatasetInfo) -> list[Path]:
@@ -48,8 +48,7 @@ def check_params(params: ExternalParams, info: DatasetInfo, sampler: dict) -> No
 
 
 @register_method("external", needs_backbone=False, uses_seed=False, params=ExternalParams,
-                 check_params=check_params,
-                 keyed_by_content=("path",))
+                 check_params=check_params)
 def distill(ctx: DistillContext) -> SyntheticSet:
     folders = class_folders(Path(ctx.params.path), ctx.dataset)
     size = ctx.data["digits_image_size" if ctx.dataset.source == "digits" else "imagenet_image_size"]

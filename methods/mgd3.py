@@ -64,7 +64,8 @@ from .registry import DistillContext, SyntheticSet, register_method
 @dataclass(frozen=True)
 class Mgd3Params:
     strength: float = param(0.1, minimum=0)       # Mode-guidance scale lambda (MGD3 reference: 0.1).
-    t_stop: int = param(25, minimum=-1)           # Guidance runs while the step index is above t_stop (reference 25).
+    t_stop: int = param(25, step_window=True, minimum=-1)  # Guidance runs while the step index is above t_stop
+    # (reference 25).
     kmeans_iters: int = param(100, minimum=1)     # Lloyd iterations of the mode discovery.
     kmeans_restarts: int = param(1, minimum=1)    # k-means restarts (best inertia kept).
 
@@ -109,7 +110,7 @@ def check_params(params: Mgd3Params, info: object, sampler: dict) -> None:
 
 
 @register_method("mgd3", needs_backbone=True, needs_latents=True, ipc_limited_by_class=True,
-                 params=Mgd3Params, check_params=check_params, step_windows=("t_stop",))
+                 params=Mgd3Params, check_params=check_params)
 def distill(ctx: DistillContext) -> SyntheticSet:
     params = ctx.params
     modes = class_modes(ctx, params.kmeans_iters, params.kmeans_restarts)

@@ -5,7 +5,10 @@ default (the reference value) and a trailing comment saying what it is and where
 from. Bounds the config must enforce go into :func:`param` as JSON-schema keywords. The config
 schema's ``params`` fragment of the method is generated from the dataclass (:func:`params_schema`:
 type, default, bounds, and the comment as description), so the dataclass is what validates a
-variant, fills its defaults and documents it.
+variant, fills its defaults and documents it. What the workflow does with a parameter is a flag of
+:func:`param` too, kept in the field's metadata: ``step_window=True`` (step indices of the sampler's
+schedule, rescaled when the steps change) and ``keyed_by_content=True`` (a folder whose content keys
+the jobs); the registry reads them with :func:`flagged_fields`.
 """
 from __future__ import annotations
 
@@ -19,12 +22,26 @@ from dataclasses import MISSING, dataclass, field, fields
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
 
 
-def param(default=MISSING, **schema):
+# Field-metadata keys: the parameter's JSON-schema keywords, and its flags (see param).
+SCHEMA, STEP_WINDOW, KEYED_BY_CONTENT = "schema", "step_window", "keyed_by_content"
+
+
+def param(default=MISSING, *, step_window: bool = False, keyed_by_content: bool = False, **schema):
     """A parameter field with its ``default`` (none: the config must set it) and the JSON-schema
-    keywords that bound it (``minimum``, ``enum``, ``items``, ...)."""
+    keywords that bound it (``minimum``, ``enum``, ``items``, ...). ``step_window``: the value is a
+    step index of the sampler's schedule, or a [lo, hi] pair of them (-1 = before the last step),
+    rescaled when the steps change (evaluation/config/smoke.py). ``keyed_by_content``: the value
+    names a folder whose content, not its path, keys the jobs (workflow/rules/common.smk)."""
+    metadata = {SCHEMA: schema, STEP_WINDOW: step_window, KEYED_BY_CONTENT: keyed_by_content}
     if isinstance(default, dict):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=schema)
-    return field(default=default, metadata=schema)
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def flagged_fields(cls: type, flag: str) -> tuple[str, ...]:
+    """The names of the fields of the parameter dataclass ``cls`` that :func:`param` gave ``flag``
+    (``STEP_WINDOW`` or ``KEYED_BY_CONTENT``), in declaration order."""
+    return tuple(f.name for f in fields(cls) if f.metadata.get(flag))
 
 
 @dataclass(frozen=True)
@@ -37,7 +54,7 @@ def params_schema(cls: type) -> dict:
     hints, comments = typing.get_type_hints(cls), field_comments(cls)
     properties, required = {}, []
     for f in fields(cls):
-        bounds = dict(f.metadata)
+        bounds = dict(f.metadata.get(SCHEMA, {}))
         prop = json_type(hints[f.name])
         if "items" in bounds:
             prop["items"] = {**prop["items"], **bounds.pop("items")}

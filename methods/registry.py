@@ -28,7 +28,7 @@ from evaluation.core.errors import InputError
 from evaluation.data.datasets import DatasetInfo
 
 from .chunks import check_classes
-from .params import NoParams
+from .params import KEYED_BY_CONTENT, STEP_WINDOW, NoParams, flagged_fields
 
 
 @dataclass
@@ -79,11 +79,20 @@ class MethodSpec:
     check_params: Callable[[object, DatasetInfo, dict], object] | None  # cheap check of a variant's params
                                 # against a dataset and its effective sampler settings, before any job; raises
                                 # InputError
-    keyed_by_content: tuple[str, ...]  # params naming a folder whose content, not its path, keys the jobs
-                                # (external's path): the workflow puts the folder's digest into the job's spec
-    step_windows: tuple[str, ...]  # params that are step indices of the sampler's schedule (an int or a
-                                # [lo, hi] pair; -1 = before the last step): rescaled when the steps change
-                                # (evaluation/config/smoke.py)
+
+    @property
+    def keyed_by_content(self) -> tuple[str, ...]:
+        """The params naming a folder whose content, not its path, keys the jobs (external's path):
+        the workflow puts the folder's digest into the job's spec. Fields declared
+        ``param(..., keyed_by_content=True)``."""
+        return flagged_fields(self.params, KEYED_BY_CONTENT)
+
+    @property
+    def step_windows(self) -> tuple[str, ...]:
+        """The params that are step indices of the sampler's schedule (an int or a [lo, hi] pair; -1 =
+        before the last step), rescaled when the steps change (evaluation/config/smoke.py). Fields
+        declared ``param(..., step_window=True)``."""
+        return flagged_fields(self.params, STEP_WINDOW)
 
     def parse_params(self, values: dict) -> object:
         """A variant's validated ``params`` block as the method's parameter dataclass."""
@@ -96,13 +105,12 @@ METHODS: dict[str, MethodSpec] = {}
 def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
                     table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
                     ipc_limited_by_class: bool = False, params: type = NoParams,
-                    check_params: Callable[[object, DatasetInfo, dict], object] | None = None,
-                    keyed_by_content: tuple[str, ...] = (), step_windows: tuple[str, ...] = ()):
+                    check_params: Callable[[object, DatasetInfo, dict], object] | None = None):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
         METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed,
-                                   ipc_limited_by_class, params, check_params, tuple(keyed_by_content), tuple(step_windows))
+                                   ipc_limited_by_class, params, check_params)
         return fn
     return decorator
 

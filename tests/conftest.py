@@ -3,6 +3,7 @@ and the test profile run end to end."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # hub lookups fail at once instead of retrying for ~45 s
 
@@ -16,6 +17,8 @@ from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
 from tests.workflow_run import TEST_PROFILE, snakemake
 
+# A method file outside methods/, loaded only through the plugin loader (config method_modules)
+TOY_METHOD_FILE = Path(__file__).resolve().with_name("toy_method.py")
 DEFAULT_SMOKE_TESTS = {"test_smoke_woof", "test_every_paper_profile_has_its_smoke_test"}
 
 

@@ -1,10 +1,14 @@
-"""Contract tests walking the method registry: every registered method, present or future, must
-produce IPC images per class in class order, at the dataset's image size, deterministically under
-its seed, write a valid synthetic-set artifact with a provenance manifest, and distil class chunks
-that merge into the unchunked set."""
+"""Contract tests walking the method registry: every registered method, present or future, built in
+or loaded from a plugin file (the toy of tests/toy_method.py joins the registry here through the
+config's ``method_modules`` loader), must produce IPC images per class in class order, at the
+dataset's image size, deterministically under its seed, write a valid synthetic-set artifact with a
+provenance manifest, distil class chunks that merge into the unchunked set, and declare its step
+windows and content-keyed parameters on fields of its parameter dataclass."""
 from __future__ import annotations
 
 import json
+import typing
+from dataclasses import fields
 
 import pytest
 import torch
@@ -14,8 +18,10 @@ from evaluation.data.datasets import load_split
 from evaluation.data.synsets import read_synset
 from methods.distill import distill
 from methods.merge_chunks import merge_chunks
-from methods.registry import get_method, list_methods
-from tests.conftest import method_params
+from methods.registry import get_method, list_methods, load_method_modules
+from tests.conftest import TOY_METHOD_FILE, method_params
+
+load_method_modules([str(TOY_METHOD_FILE)])   # at collection, so that the parametrisations below include it
 
 IPC = 2
 SAMPLER = {"steps": 4, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 7}
@@ -63,8 +69,33 @@ def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latent
 
 
 def test_unknown_method_lists_the_registry():
-    with pytest.raises(ValueError, match="unknown method 'nope'; valid: d4m, dit, dmgd, external, mgd3, minimax, random"):
+    with pytest.raises(ValueError,
+                       match="unknown method 'nope'; valid: d4m, dit, dmgd, external, mgd3, minimax, random, toy"):
         get_method("nope")
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_workflow_roles_are_fields_of_the_params(method):
+    """Step windows (rescaled with the sampler's steps) are int or [lo, hi] fields, content-keyed
+    parameters (a folder digested into the job's spec) str fields, of the method's own dataclass."""
+    spec = get_method(method)
+    hints = typing.get_type_hints(spec.params)
+    names = [f.name for f in fields(spec.params)]
+    assert set(spec.step_windows) | set(spec.keyed_by_content) <= set(names)
+    assert list(spec.step_windows) == [name for name in names if name in spec.step_windows]   # declaration order
+    assert all(hints[name] in (int, tuple[int, int]) for name in spec.step_windows)
+    assert all(hints[name] is str for name in spec.keyed_by_content)
+
+
+def test_field_metadata_declares_the_step_windows_and_content_keys():
+    """``param(..., step_window=True)`` / ``param(..., keyed_by_content=True)`` on a field is what
+    puts it in the method's ``step_windows`` / ``keyed_by_content``, in field order."""
+    assert get_method("dmgd").step_windows == ("semantic_window", "guidance_window")
+    assert get_method("mgd3").step_windows == ("t_stop",)
+    assert get_method("toy").step_windows == ("mark_step",)
+    assert get_method("external").keyed_by_content == ("path",)
+    assert all(get_method(name).keyed_by_content == () for name in list_methods() if name != "external")
+    assert all(get_method(name).step_windows == () for name in ("random", "dit", "d4m", "minimax", "external"))
 
 
 def test_random_first_k_takes_the_first_files_of_each_class(tmp_path, digits_dir):

@@ -1,6 +1,7 @@
-"""A method added as one file outside methods/ (config ``method_modules``): its parameter dataclass
-becomes its schema block (defaults filled, bounds refused in one line), and the workflow distils,
-evaluates and tabulates it like a built-in method."""
+"""A method added as one file outside methods/ (config ``method_modules``; tests/toy_method.py): its
+parameter dataclass becomes its schema block (defaults filled, bounds refused in one line, a field's
+step-window flag rescaled by smoke mode), and the workflow distils, evaluates and tabulates it like a
+built-in method."""
 from __future__ import annotations
 
 import json
@@ -9,40 +10,20 @@ import pytest
 import yaml
 
 import methods.registry as registry
-from evaluation.config.validate import ConfigError, validate_config
+from evaluation.config.validate import ConfigError, prepare_config, validate_config
+from tests.conftest import TOY_METHOD_FILE
 from tests.workflow_run import snakemake
-
-TOY_METHOD = '''
-"""``toy``: one uniform grey image per sample (a method written outside methods/)."""
-from dataclasses import dataclass
-
-import torch
-
-from methods.params import param
-from methods.registry import DistillContext, SyntheticSet, register_method
-
-
-@dataclass(frozen=True)
-class ToyParams:
-    level: int = param(128, minimum=0, maximum=255)  # grey level of every pixel
-
-
-@register_method("toy", needs_backbone=False, params=ToyParams)
-def distill(ctx: DistillContext) -> SyntheticSet:
-    size = ctx.data["digits_image_size"]
-    labels = torch.tensor(ctx.classes).repeat_interleave(ctx.ipc)
-    return SyntheticSet(torch.full((len(labels), 3, size, size), ctx.params.level, dtype=torch.uint8), labels)
-'''
 
 
 @pytest.fixture
-def toy_module(tmp_path, monkeypatch):
-    """The toy method's file; the registry it joins is restored after the test."""
-    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
-    monkeypatch.setattr(registry, "LOADED_MODULES", dict(registry.LOADED_MODULES))
-    path = tmp_path / "toy_method.py"
-    path.write_text(TOY_METHOD)
-    return path
+def toy_module(monkeypatch):
+    """The toy method's file (tests/toy_method.py), with the registry as it is without it (the contract
+    tests load it at collection); the registry is restored after the test."""
+    methods = {name: spec for name, spec in registry.METHODS.items() if name != "toy"}
+    loaded = {path: module for path, module in registry.LOADED_MODULES.items() if path != TOY_METHOD_FILE}
+    monkeypatch.setattr(registry, "METHODS", methods)
+    monkeypatch.setattr(registry, "LOADED_MODULES", loaded)
+    return TOY_METHOD_FILE
 
 
 def toy_config(path, **params) -> dict:
@@ -51,9 +32,20 @@ def toy_config(path, **params) -> dict:
 
 
 def test_a_method_file_joins_the_schema(toy_module):
+    assert "toy" not in registry.METHODS
     config = validate_config(toy_config(toy_module))
-    assert config["methods"]["toy"]["params"] == {"level": 128}
+    assert config["methods"]["toy"]["params"] == {"level": 128, "mark_step": 25}
     assert registry.method_names()[-1] == "toy"
+
+
+def test_smoke_mode_rescales_the_step_window_a_field_declares(toy_module):
+    """The toy's ``mark_step = param(..., step_window=True)`` makes it a step window: smoke mode
+    rescales it from the sampler's 50 steps to its 10 as it does DMGD's and MGD3's windows."""
+    config = {**toy_config(toy_module, mark_step=45), "smoke": True}
+    reductions = prepare_config(config)
+    assert registry.get_method("toy").step_windows == ("mark_step",)
+    assert config["methods"]["toy"]["params"] == {"level": 128, "mark_step": 9}
+    assert "methods.toy.params.mark_step (step indices of 50 -> 10 steps): 45 -> 9" in reductions
 
 
 @pytest.mark.parametrize("params, message", [
@@ -89,6 +81,6 @@ def test_the_workflow_distils_and_tabulates_a_method_file(toy_module, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = tmp_path / "work" / "results" / "plugin"
     manifest = json.loads((results / "synsets" / "digits" / "toy" / "ipc1" / "seed0" / "manifest.json").read_text())
-    assert manifest["config"]["params"] == {"level": 200}
+    assert manifest["config"]["params"] == {"level": 200, "mark_step": 25}
     accuracy = (results / "tables" / "accuracy.md").read_text()
     assert "| toy" in accuracy and "| random" in accuracy

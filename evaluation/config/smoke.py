@@ -2,12 +2,13 @@
 
 The profile keeps its datasets, methods, protocols, networks, metrics and backbone source; only the
 amount of work shrinks, by the caps of ``evaluation/config/smoke.yaml`` (a value already below its cap
-stays). Sampler steps shrink with every step-index window of the methods (registry ``step_windows``)
-rescaled from the variant's steps ``S`` to the smoke steps ``s`` by ``i -> floor(i * s / S)`` (``-1``
-stays ``-1``): a window over step indices keeps its place in the schedule, a non-empty window stays
-non-empty and one at or past the first step (``>= S``, "never") stays past it. Outputs go to
-``results/<profile>-smoke/`` so that they never mix with real results, and every reduction is printed
-at start and written into each artifact's manifest (``SMOKE_ENV``, evaluation/core/artifacts.py).
+stays). Sampler steps shrink with every step-index window of the methods (the parameter fields declared
+``param(..., step_window=True)``: ``MethodSpec.step_windows``) rescaled from the variant's steps ``S`` to
+the smoke steps ``s`` by ``i -> floor(i * s / S)`` (``-1`` stays ``-1``): a window over step indices
+keeps its place in the schedule, a non-empty window stays non-empty and one at or past the first step
+(``>= S``, "never") stays past it. Outputs go to ``results/<profile>-smoke/`` so that they never mix
+with real results, and every reduction is printed at start and written into each artifact's manifest
+(``SMOKE_ENV``, evaluation/core/artifacts.py).
 """
 from __future__ import annotations
 

@@ -143,8 +143,9 @@ def folder_digest(path):
 
 def method_spec(wildcards):
     """The config slice a distillation job depends on (a change re-runs exactly these jobs). The
-    folders a method is keyed by (registry ``keyed_by_content``: external's path) enter it by their
-    content digest, so that a folder changed in place re-runs its jobs (the params rerun trigger)."""
+    folders a method is keyed by (fields declared ``param(..., keyed_by_content=True)``: external's
+    path) enter it by their content digest, so that a folder changed in place re-runs its jobs (the
+    params rerun trigger)."""
     variant = config["methods"][wildcards.method]
     method = get_method(variant["method"])
     spec = {"method": variant["method"], "params": variant["params"], "dataset": wildcards.dataset,
