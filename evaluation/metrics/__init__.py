@@ -2,9 +2,10 @@
 
 One module per job: ``extractors`` (the feature extractors' registry; their networks in
 ``feature_models``), ``fid`` (clean-fid FID and KID), ``prdc_metrics`` (precision/recall/density/
-coverage), ``bootstrap`` (intervals), ``ot_distance`` (t-SNE + exact OT), ``diversity``. All metrics work on feature arrays; ``features`` and ``measure``
-are the entry points that produce and consume them (rules ``real_features`` and ``measure``), and
-``backbone_check`` the ``check_backbone`` rule's (the teacher's recognisability of backbone samples).
+coverage), ``bootstrap`` (intervals), ``ot_distance`` (t-SNE + exact OT), ``diversity``. All metrics
+work on feature arrays; ``features`` and ``measure`` are the entry points that produce and consume
+them (rules ``real_features`` and ``measure``), and ``backbone_check`` the ``check_backbone`` rule's
+(the teacher's recognisability of backbone samples).
 """
 from __future__ import annotations
 
