@@ -19,6 +19,7 @@ from tests.workflow_run import TEST_PROFILE, snakemake
 
 # A method file outside methods/, loaded only through the plugin loader (config method_modules)
 TOY_METHOD_FILE = Path(__file__).resolve().with_name("toy_method.py")
+
 DEFAULT_SMOKE_TESTS = {"test_smoke_woof", "test_every_paper_profile_has_its_smoke_test"}
 
 
