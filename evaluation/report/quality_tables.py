@@ -2,10 +2,10 @@
 
 ``generation`` follows Table 9: one block per (dataset, IPC), metrics as rows (FID, KID,
 precision, recall, density), methods as columns; each cell is the mean over generation seeds with
-its half-sampling interval in brackets (``evaluation/metrics/bootstrap.py``). With several seeds the bracket is the envelope of the seeds'
-intervals (lowest lower bound, highest upper bound), so it contains every seed's interval; a cell
-shows no bracket when any of its seeds has none. ``distribution`` follows the coverage / OT dataset
-distance / diversity table: one block per dataset, methods as rows, the three metrics per IPC,
+its half-sampling interval in brackets (``evaluation/metrics/bootstrap.py``). With several seeds the
+bracket is the envelope of the seeds' intervals (lowest lower bound, highest upper bound), so it contains
+every seed's interval; a cell shows no bracket when any of its seeds has none. ``distribution`` follows
+the coverage / OT dataset distance / diversity table: one block per dataset, methods as rows, the three metrics per IPC,
 mean ± sample std (ddof=1) over seeds. In both, the best displayed mean of each metric within a
 (dataset, IPC) is bold, lower-is-better for FID, KID and OT distance. A cell any of whose seeds lacks
 the value is missing. CSV rows keep the records' units (fractions, raw KID) at full precision.
@@ -206,8 +206,9 @@ def _with_interval(cell) -> str:
 
 def provenance_notes(table: pd.DataFrame) -> list[str]:
     """One ``†`` footnote per marked cell, naming it and what differs between its seeds' records."""
-    return provenance_footnotes(table.sort_values(["dataset", "ipc", "method", "metric"]), noun="record", name=lambda row:
-                                f"{row.dataset} · {row.method} · {METRICS[row.metric].name} · IPC {row.ipc}")
+    return provenance_footnotes(
+        table.sort_values(["dataset", "ipc", "method", "metric"]), noun="record",
+        name=lambda row: f"{row.dataset} · {row.method} · {METRICS[row.metric].name} · IPC {row.ipc}")
 
 
 # ---------------------------------------------------------------- titles and footnotes
@@ -253,9 +254,8 @@ def metric_footnotes(frame: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     if "kid" in metrics and frame["kid_subset_size"].notna().any():
         notes.append(f"KID: subsets of {_values(frame['kid_subset_size'])} images.")
     if "ot_distance" in metrics:
-        detail = [f"t-SNE perplexity {_values(frame['tsne_perplexity'])}"] if frame["tsne_perplexity"].notna().any() else []
-        if frame["ot_max_real"].notna().any():
-            detail.append(f"at most {_values(frame['ot_max_real'])} real samples")
+        detail = [text.format(_values(frame[column])) for column, text in (("tsne_perplexity", "t-SNE perplexity {}"),
+                  ("ot_max_real", "at most {} real samples")) if frame[column].notna().any()]
         notes.append("OT distance: optimal transport between the t-SNE (2-D) embeddings of synthetic and "
                      "real features" + (f" ({', '.join(detail)})" if detail else "") + ".")
     if "diversity" in metrics:

@@ -57,8 +57,8 @@ def cell_table(summary: pd.DataFrame, grid: pd.DataFrame, sort: list[str], order
     position = {column: {value: index for index, value in enumerate(values)} for column, values in order.items()}
     table = (grid.astype({"ipc": int}).merge(summary, how="left", on=list(grid.columns))
              .astype({"n": "Int64", "rank": "Int64"})
-             .sort_values(sort, key=lambda column: column.map(position[column.name]) if column.name in position else column)
-             .reset_index(drop=True))
+             .sort_values(sort, ignore_index=True, key=lambda column:
+                          column.map(position[column.name]) if column.name in position else column))
     table["provenance"] = [() if pd.isna(mean) else p for mean, p in zip(table["mean"], table["provenance"])]
     return table
 

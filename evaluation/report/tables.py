@@ -265,7 +265,8 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     """Nested dicts as dotted keys (``protocol_params.lr``); other values as they are."""
     flat = {}
     for key, value in config.items():
-        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}": value})
+        nested = isinstance(value, dict) and value
+        flat.update(_flatten(value, f"{prefix}{key}.") if nested else {f"{prefix}{key}": value})
     return flat
 
 
@@ -293,7 +294,8 @@ def to_markdown(table: pd.DataFrame, footnotes: Sequence[str] = (), latex: bool 
     block with a caption row naming it), then ``Notes:`` and the footnotes."""
     name = latex_escape if latex else pipe_escape
     texts = [cell_text(cell, lambda c: mean_std(c.mean, c.std, DECIMALS, latex), latex) for cell in cells(table)]
-    blocks = [(block, ["Method"] + [f"IPC {ipc}" for ipc, in ipcs], [[name(m)] + row for (m,), row in zip(methods, grid)], [])
+    blocks = [(block, ["Method"] + [f"IPC {ipc}" for ipc, in ipcs],
+               [[name(m), *row] for (m,), row in zip(methods, grid)], [])
               for block, methods, ipcs, grid in pivot_blocks(table, texts, BLOCK_KEYS, ["method"], ["ipc"])]
     return table_text(title(table), blocks, list(footnotes) + provenance_footnotes(table), latex)
 
@@ -332,22 +334,24 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
     """Best, val-selected and last test top-1 (mean ± std) of every method × IPC, one long table
     per (dataset, protocol, network), with the gap best − val-selected; no marks (the columns are
     readings of the same runs, not competitors). The three tables share one grid, so their rows align."""
-    best, val, last = tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
-    readings = best.assign(**{metric: [MISSING if cell is None else mean_std(cell.mean, cell.std, DECIMALS)
-                                       + MIXED_MARK * bool(cell.provenance) for cell in cells(table)]
-                              for metric, table in zip(SELECTION_READINGS, tables)},
-                           gap=[MISSING if pd.isna(v) else f"{b - v:.{DECIMALS}f}" for b, v in zip(best["mean"], val["mean"])])
-    conventions = runs.groupby(BLOCK_KEYS)["selection"].agg(lambda s: "; ".join(
-        SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in sorted(set(s.dropna())))) if "selection" in runs else {}
-    lines = [SELECTION_HEADER.format(runs=count_range(best["n"]), missing=MISSING), ""]
+    tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
+    best, val = tables[0]["mean"], tables[1]["mean"]
+    texts = {metric: [MISSING if c is None else mean_std(c.mean, c.std, DECIMALS) + MIXED_MARK * bool(c.provenance)
+                      for c in cells(table)] for metric, table in zip(SELECTION_READINGS, tables)}
+    gaps = [MISSING if pd.isna(v) else f"{b - v:.{DECIMALS}f}" for b, v in zip(best, val)]
+    readings = tables[0].assign(**texts, gap=gaps)
+    selections = runs.reindex(columns=BLOCK_KEYS + ["selection"]).groupby(BLOCK_KEYS)["selection"]
+    conventions = selections.agg(lambda selection: "; ".join(
+        SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in sorted(set(selection.dropna()))))
+    lines = [SELECTION_HEADER.format(runs=count_range(tables[0]["n"]), missing=MISSING), ""]
     for block, part in readings.groupby(BLOCK_KEYS, sort=False):
-        described = conventions.get(block, "")
-        lines += [f"### {' · '.join(block)}", ""] + ([described[0].upper() + described[1:] + ".", ""] if described else [])
-        rows = [[pipe_escape(row.method), str(row.ipc), *(getattr(row, metric) for metric in SELECTION_READINGS), row.gap]
-                for row in part.itertuples() if not pd.isna(row.mean)]   # null best: no runs at this IPC
+        said = conventions[block]
+        lines += [f"### {' · '.join(block)}", ""] + ([said[:1].upper() + said[1:] + ".", ""] if said else [])
+        rows = [[pipe_escape(row.method), str(row.ipc), *(getattr(row, metric) for metric in SELECTION_READINGS),
+                 row.gap] for row in part.itertuples() if not pd.isna(row.mean)]   # null best: no runs at this IPC
         lines += markdown_table(["Method", "IPC", *SELECTION_READINGS.values(), "Best − val"],
                                 ["---"] + ["---:"] * (len(SELECTION_READINGS) + 2), rows) + [""]
-    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(best)))
+    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(tables[0])))
 
 
 def write_accuracy_tables(runs: pd.DataFrame, out_dir: Path, metric: str, stem: str,
