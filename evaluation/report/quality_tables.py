@@ -30,7 +30,7 @@ from evaluation.core.errors import InputError
 from .render import (cell_table, cell_text, cells, cells_csv, count_range, dense_ranks, latex_escape, pipe_escape,
                      pivot_blocks, summarise, table_text, write_texts)
 from .tables import (CODE_VERSION, CONFIG, PACKAGES, check_range, mixed_provenance, ordered_methods,
-                     provenance_footnotes, record_packages, record_provenance, required_fields)
+                     provenance_footnotes, record_provenance, required_fields)
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,7 @@ def _read_metrics(path: Path) -> list[dict]:
     manifest = data.get("manifest") or {}
     settings = (manifest.get("config") or {}).get("metrics") or {}
     record.update({key: settings.get(key) for key in SETTINGS}, path=str(path))
-    record[CODE_VERSION], record[CONFIG] = record_provenance(manifest, ("seed",))
-    record[PACKAGES] = record_packages(manifest)
+    record.update(record_provenance(manifest, ("seed",)))
     metrics = record.pop("metrics")
     record["kid_subset_size"] = (metrics.get("kid") or {}).get("subset_size")
     rows = []

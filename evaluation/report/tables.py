@@ -150,14 +150,14 @@ def _manifest_fields(manifest: object) -> dict:
     config = _object(manifest.get("config"))
     network = _object(config.get("network"))
     depth = network.get("depth")
-    code_version, config_json = record_provenance(manifest, CONFIG_EXCLUDED)
-    return {CODE_VERSION: code_version, CONFIG: config_json, PACKAGES: record_packages(manifest),
-            NETWORK_ARCH: network.get("arch"), NETWORK_DEPTH: None if depth is None else int(depth),
-            PROTOCOL_BASE: _object(config.get("protocol_params")).get("base")}
+    return record_provenance(manifest, CONFIG_EXCLUDED) | {
+        NETWORK_ARCH: network.get("arch"), NETWORK_DEPTH: None if depth is None else int(depth),
+        PROTOCOL_BASE: _object(config.get("protocol_params")).get("base")}
 
 
-def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | None, str | None]:
-    """A record's code version and canonical config JSON for :func:`mixed_provenance`.
+def record_provenance(manifest: dict, excluded: Sequence[str]) -> dict[str, str | None]:
+    """A record's code version, canonical config JSON and canonical package versions JSON (``manifest.packages``)
+    as the columns that :func:`mixed_provenance` compares (None where not recorded).
 
     The config is ``manifest.config`` without the ``excluded`` keys, plus, under ``synset``, the
     config slice of the synthetic set the record was made from (``manifest.synset.config``: the
@@ -170,19 +170,15 @@ def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | No
     code_version = manifest.get("code_version")
     if synset.get("code_version") not in (None, code_version):
         code_version = f"{code_version} (synset {synset['code_version']})"
+    packages = manifest.get("packages")
+    fields = {CODE_VERSION: code_version, CONFIG: None,
+              PACKAGES: json.dumps(packages, sort_keys=True) if isinstance(packages, dict) else None}
     if not isinstance(manifest.get("config"), dict):
-        return code_version, None
+        return fields
     config = {k: v for k, v in manifest["config"].items() if k not in excluded}
     if isinstance(synset.get("config"), dict):
         config["synset"] = synset["config"]
-    return code_version, json.dumps(config, sort_keys=True)
-
-
-def record_packages(manifest: dict) -> str | None:
-    """A record's ``manifest.packages`` (Python and package versions) as canonical JSON, None when
-    not recorded: compared across the runs of a cell like the code version."""
-    packages = manifest.get("packages")
-    return json.dumps(packages, sort_keys=True) if isinstance(packages, dict) else None
+    return fields | {CONFIG: json.dumps(config, sort_keys=True)}
 
 
 def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
