@@ -47,6 +47,10 @@ RUN_COLUMNS = ["dataset", "method", "ipc", "seed", "protocol", "network", "repea
 ACCURACY_TABLES = {"accuracy": "best_top1", "accuracy_last": "last_top1", "accuracy_val": "val_selected_top1"}
 SELECTION_NOTES = {"final": "the final model tested once (best = last)",
                    "final_ema": "the final EMA model tested once (best = last)"}
+# the settings named after the epochs: (key, text, whether its value is shown)
+LATE_SETTINGS = (("temperature", "teacher soft labels at temperature {}", lambda value: value is not None),
+                 ("ema_decay", "EMA decay {}", lambda value: value is not None),
+                 ("cutmix_prob", "CutMix p {}", bool), ("dsa", "DSA {}", bool))
 
 
 def describe_protocol(name: str, params: dict, selection: str | None) -> str:
@@ -57,8 +61,8 @@ def describe_protocol(name: str, params: dict, selection: str | None) -> str:
         parts.append(f"variant of {params['base']}")
     optimizer = params.get("optimizer")
     if "lr" in params:
-        overrides = params.get("lr_by_arch") or {}
-        by_arch = f" ({', '.join(f'{arch} {lr}' for arch, lr in overrides.items())})" if overrides else ""
+        overrides = ", ".join(f"{arch} {lr}" for arch, lr in (params.get("lr_by_arch") or {}).items())
+        by_arch = f" ({overrides})" if overrides else ""
         parts.append(f"{optimizer + ' ' if optimizer else ''}lr {params['lr']}{by_arch}")
     elif optimizer:
         parts.append(optimizer)
@@ -72,14 +76,7 @@ def describe_protocol(name: str, params: dict, selection: str | None) -> str:
         parts.append(f"epochs = reference ipc_epoch{scaled}")
     elif "epochs" in params:
         parts.append(f"{params['epochs']}{scaled} epochs")
-    if params.get("temperature") is not None:
-        parts.append(f"teacher soft labels at temperature {params['temperature']}")
-    if params.get("ema_decay") is not None:
-        parts.append(f"EMA decay {params['ema_decay']}")
-    if params.get("cutmix_prob"):
-        parts.append(f"CutMix p {params['cutmix_prob']}")
-    if params.get("dsa"):
-        parts.append(f"DSA {params['dsa']}")
+    parts += [text.format(params[key]) for key, text, shown in LATE_SETTINGS if shown(params.get(key))]
     settings = ", ".join(parts) if parts else "settings not recorded"
     return f"{settings}; reported number: {_selection_note(selection, params)}"
 
@@ -183,5 +180,5 @@ def build_tables(runs: Sequence[Path], backbone_checks: Sequence[Path], out: Pat
         tmp.mkdir()
         write_report(runs, backbone_checks, tmp, method_order, notes, metrics, benchmarks,
                      parse_method_map(method_map), reference)
-        write_manifest(tmp, manifest({"method_order": method_order, "notes": list(notes), "method_map": list(method_map)},
-                                     seed=None, device="cpu", started=started))
+        settings = {"method_order": method_order, "notes": list(notes), "method_map": list(method_map)}
+        write_manifest(tmp, manifest(settings, seed=None, device="cpu", started=started))

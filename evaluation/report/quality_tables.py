@@ -2,10 +2,10 @@
 
 ``generation`` follows Table 9: one block per (dataset, IPC), metrics as rows (FID, KID,
 precision, recall, density), methods as columns; each cell is the mean over generation seeds with
-its half-sampling interval in brackets (``evaluation/metrics/bootstrap.py``). With several seeds the bracket is the envelope of the seeds'
-intervals (lowest lower bound, highest upper bound), so it contains every seed's interval; a cell
-shows no bracket when any of its seeds has none. ``distribution`` follows the coverage / OT dataset
-distance / diversity table: one block per dataset, methods as rows, the three metrics per IPC,
+its half-sampling interval in brackets (``evaluation/metrics/bootstrap.py``). With several seeds the
+bracket is the envelope of the seeds' intervals (lowest lower bound, highest upper bound), so it contains
+every seed's interval; a cell shows no bracket when any of its seeds has none. ``distribution`` follows
+the coverage / OT dataset distance / diversity table: one block per dataset, methods as rows, the three metrics per IPC,
 mean ± sample std (ddof=1) over seeds. In both, the best displayed mean of each metric within a
 (dataset, IPC) is bold, lower-is-better for FID, KID and OT distance. A cell any of whose seeds lacks
 the value is missing. CSV rows keep the records' units (fractions, raw KID) at full precision.
@@ -27,31 +27,10 @@ import pandas as pd
 
 from evaluation.core.artifacts import read_json_object
 from evaluation.core.errors import InputError
-from .render import (
-    Cell,
-    cell_text,
-    count_range,
-    dense_ranks,
-    latex_escape,
-    latex_tabular,
-    markdown_table,
-    notes,
-    pipe_escape,
-    pooled,
-    summarise,
-    write_texts,
-)
-from .tables import (
-    CODE_VERSION,
-    CONFIG,
-    PACKAGES,
-    check_range,
-    mixed_provenance,
-    ordered_methods,
-    record_packages,
-    record_provenance,
-    required_fields,
-)
+from .render import (cell_table, cell_text, cells, cells_csv, count_range, dense_ranks, latex_escape, pipe_escape,
+                     pivot_blocks, summarise, table_text, write_texts)
+from .tables import (CODE_VERSION, CONFIG, PACKAGES, check_range, mixed_provenance, ordered_methods,
+                     provenance_footnotes, record_provenance, required_fields)
 
 
 @dataclass(frozen=True)
@@ -66,6 +45,11 @@ class Metric:
     scale: float
     decimals: int
     extractor: str
+
+    @property
+    def ranking(self) -> tuple[int, bool, float]:
+        """The arguments of :func:`~evaluation.report.render.dense_ranks` after the means."""
+        return self.decimals, not self.lower_is_better, self.scale
 
     def label(self, latex: bool = False) -> str:
         if latex:
@@ -116,7 +100,7 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     absent), the extractor names and resize policies (``fid_name``, ``fid_resize``,
     ``features_name``, ``features_resize``), ``kid_subset_size`` and the manifest's metric
     settings (``nearest_k``, ``bootstrap``, ``ci``, ``ot_max_real``, ``tsne_perplexity``; None
-    where not recorded) and ``path``.
+    where not recorded), ``path`` and the provenance columns of :func:`~evaluation.report.tables.load_runs`.
     """
     rows = [row for path in sorted(paths, key=str) for row in _read_metrics(Path(path))]
     frame = pd.DataFrame(rows, columns=_COLUMNS)
@@ -126,38 +110,32 @@ def load_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _read_metrics(path: Path) -> list[dict]:
-    """The rows of one metrics record, its required keys checked and typed."""
+    """The rows of one metrics record, its required keys checked and typed, its values in their metric's bounds."""
     data = read_json_object(path, "measurement", "metrics records", rule="measure")
     fix = "re-run the measurement that wrote it"
     record = required_fields(path, data, REQUIRED_KEYS, fix, fix)
     for role in EXTRACTOR_ROLES:
         extractor = record["extractors"].get(role)
         if not isinstance(extractor, dict) or "name" not in extractor:
-            raise InputError(f"{path}: extractors.{role}.name is missing; re-run the measurement "
-                             "that wrote it")
+            raise InputError(f"{path}: extractors.{role}.name is missing; {fix}")
         record[f"{role}_name"] = str(extractor["name"])
         record[f"{role}_resize"] = str(extractor.get("resize", "not recorded"))
     manifest = data.get("manifest") or {}
-    config = manifest.get("config") or {}
-    settings = config.get("metrics") or {}
-    record.update({key: settings.get(key) for key in SETTINGS})
-    record[CODE_VERSION], record[CONFIG] = record_provenance(manifest, ("seed",))
-    record[PACKAGES] = record_packages(manifest)
+    settings = (manifest.get("config") or {}).get("metrics") or {}
+    record.update({key: settings.get(key) for key in SETTINGS}, path=str(path))
+    record.update(record_provenance(manifest, ("seed",)))
     metrics = record.pop("metrics")
-    record.pop("extractors")
     record["kid_subset_size"] = (metrics.get("kid") or {}).get("subset_size")
-    record["path"] = str(path)
     rows = []
     for name in METRICS:
         entry = metrics.get(name) or {}
         if not isinstance(entry, dict):
-            raise InputError(f"{path}: metrics.{name} is {entry!r}, not an object; "
-                            "re-run the measurement that wrote it")
+            raise InputError(f"{path}: metrics.{name} is {entry!r}, not an object; {fix}")
         check_range(path, f"metrics.{name}.value", entry.get("value"), *BOUNDS[name], "measure")
         for end in ("ci_low", "ci_high"):   # normal intervals may leave the metric's bounds
             check_range(path, f"metrics.{name}.{end}", entry.get(end), -math.inf, math.inf, "measure")
-        rows.append({**record, "metric": name, "value": entry.get("value"),
-                     "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high")})
+        rows.append(record | {"metric": name, "value": entry.get("value"),
+                              "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high")})
     return rows
 
 
@@ -169,11 +147,10 @@ def check_consistent(frame: pd.DataFrame, metrics: Sequence[str]) -> None:
     checks += [(f"the {role} resize policy", f"{role}_resize", "dataset") for role in roles]
     checks += [("the reference split", "reference_split", None), ("prdc nearest_k", "nearest_k", None)]
     for what, column, within in checks:
-        groups = frame.groupby(within, sort=True) if within else [(None, frame)]
-        for _, group in groups:
+        for _, group in frame.groupby(within, sort=True) if within else [(None, frame)]:
             known = group[group[column].notna()].drop_duplicates(column)
             if len(known) > 1:
-                first, second = known.iloc[0], known.iloc[1]
+                first, second = (known.iloc[i] for i in (0, 1))
                 raise InputError(f"metrics records disagree on {what}: {_plain(first[column])!r} "
                                  f"({first['path']}) vs {_plain(second[column])!r} ({second['path']}); "
                                  "recompute them with one metrics config")
@@ -204,27 +181,14 @@ def quality_table(frame: pd.DataFrame, metrics: Sequence[str],
     check_consistent(frame, metrics)
     keys = ["dataset", "ipc", "method", "metric"]
     summary = summarise(frame, keys, "value", lambda group: mixed_provenance(group, noun="record"), interval=True)
-    best = {}
-    for (*_, metric), group in summary.groupby(["dataset", "ipc", "metric"], sort=False):
-        spec = METRICS[metric]
-        ranks = dense_ranks(dict(group["mean"]), spec.decimals, not spec.lower_is_better, spec.scale)
-        best.update({index: int(rank == 1) for index, rank in ranks.items()})
-    summary["rank"] = pd.Series(best, dtype=int)
-    position = {method: index for index, method in enumerate(ordered_methods(frame, method_order))}
+    summary["rank"] = summary.groupby(keys[:2] + ["metric"])["mean"].transform(lambda means: pd.Series(
+        {key: int(rank == 1) for key, rank in dense_ranks(dict(means), *METRICS[means.name[-1]].ranking).items()},
+        dtype=int))
     grid = (frame[["dataset", "method"]].drop_duplicates().merge(frame[["dataset", "ipc"]].drop_duplicates())
-            .merge(pd.DataFrame({"metric": list(metrics)}), how="cross").astype({"ipc": int}))
-    table = (grid.merge(summary, how="left", on=keys).astype({"n": "Int64", "rank": "Int64"})
-             .assign(_method=lambda t: t["method"].map(position), _metric=lambda t: t["metric"].map(list(metrics).index))
-             .sort_values(["dataset", "ipc", "_method", "_metric"]).drop(columns=["_method", "_metric"])
-             .reset_index(drop=True))
-    table["provenance"] = [() if pd.isna(mean) else p for mean, p in zip(table["mean"], table["provenance"])]
+            .merge(pd.DataFrame({"metric": list(metrics)}), how="cross"))
+    table = cell_table(summary, grid, keys, {"method": ordered_methods(frame, method_order), "metric": list(metrics)})
     table.attrs["metrics"] = tuple(metrics)
     return table
-
-
-def _cells(block: pd.DataFrame, keys: Sequence[str]) -> dict:
-    """The rows of ``block`` by ``keys`` (a missing cell None)."""
-    return {tuple(getattr(row, key) for key in keys): None if pd.isna(row.mean) else row for row in block.itertuples()}
 
 
 def _number(value: float, metric: str) -> str:
@@ -232,21 +196,18 @@ def _number(value: float, metric: str) -> str:
     return f"{value * spec.scale:.{spec.decimals}f}"
 
 
-def _with_interval(cell: Cell, metric: str) -> str:
-    text = _number(cell.mean, metric)
+def _with_interval(cell) -> str:
+    text = _number(cell.mean, cell.metric)
     if cell.ci_low is None:
         return text
-    return f"{text} [{_number(cell.ci_low, metric)}, {_number(cell.ci_high, metric)}]"
-
-
-def _with_std(cell: Cell, metric: str, pm: str = "±") -> str:
-    return f"{_number(cell.mean, metric)} {pm} {_number(cell.std, metric)}"
+    return f"{text} [{_number(cell.ci_low, cell.metric)}, {_number(cell.ci_high, cell.metric)}]"
 
 
 def provenance_notes(table: pd.DataFrame) -> list[str]:
     """One ``†`` footnote per marked cell, naming it and what differs between its seeds' records."""
-    return [pooled(f"{row.dataset} · {row.method} · {METRICS[row.metric].name} · IPC {row.ipc}", row.provenance, "record")
-            for row in table.sort_values(["dataset", "ipc", "method", "metric"]).itertuples() if row.provenance]
+    return provenance_footnotes(
+        table.sort_values(["dataset", "ipc", "method", "metric"]), noun="record",
+        name=lambda row: f"{row.dataset} · {row.method} · {METRICS[row.metric].name} · IPC {row.ipc}")
 
 
 # ---------------------------------------------------------------- titles and footnotes
@@ -292,9 +253,8 @@ def metric_footnotes(frame: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     if "kid" in metrics and frame["kid_subset_size"].notna().any():
         notes.append(f"KID: subsets of {_values(frame['kid_subset_size'])} images.")
     if "ot_distance" in metrics:
-        detail = [f"t-SNE perplexity {_values(frame['tsne_perplexity'])}"] if frame["tsne_perplexity"].notna().any() else []
-        if frame["ot_max_real"].notna().any():
-            detail.append(f"at most {_values(frame['ot_max_real'])} real samples")
+        detail = [text.format(_values(frame[column])) for column, text in (("tsne_perplexity", "t-SNE perplexity {}"),
+                  ("ot_max_real", "at most {} real samples")) if frame[column].notna().any()]
         notes.append("OT distance: optimal transport between the t-SNE (2-D) embeddings of synthetic and "
                      "real features" + (f" ({', '.join(detail)})" if detail else "") + ".")
     if "diversity" in metrics:
@@ -339,56 +299,38 @@ def _values(series: pd.Series) -> str:
 # ---------------------------------------------------------------- renderers
 
 
-def _text(title: str, blocks: list[str], footnotes: Sequence[str], latex: bool) -> str:
-    """The title line (a LaTeX comment), the blocks, then the ``Notes:`` footer."""
-    return "\n".join([f"% {latex_escape(title)}" if latex else title, ""] + blocks + notes(footnotes, latex))
-
-
 def generation_markdown(table: pd.DataFrame, footnotes: Sequence[str] = (), latex: bool = False) -> str:
     """Title, then per (dataset, IPC) a pipe table (or booktabs ``tabular``) of metrics × methods,
     then the footnotes."""
-    lines = []
-    for (dataset, ipc), block in table.groupby(["dataset", "ipc"], sort=False):
-        methods, cells = list(dict.fromkeys(block["method"])), _cells(block, ["method", "metric"])
-        rows = [[METRICS[metric].label(latex)] + [
-            cell_text(cells[method, metric], lambda c, m=metric: _with_interval(c, m), latex) for method in methods]
-            for metric in table.attrs["metrics"]]
-        if latex:
-            lines += latex_tabular(f"{latex_escape(dataset)} / IPC {ipc}", len(methods),
-                                   ["Metric"] + [latex_escape(m) for m in methods], rows)
-        else:
-            lines += [f"### {dataset} · IPC {ipc}", ""] + markdown_table(
-                ["Metric"] + [pipe_escape(m) for m in methods], ["---"] + ["---:"] * len(methods), rows) + [""]
-    return _text(generation_title(table), lines, footnotes, latex)
+    texts = [cell_text(cell, _with_interval, latex) for cell in cells(table)]
+    blocks = [((dataset, f"IPC {ipc}"), ["Metric"] + [(latex_escape if latex else pipe_escape)(m) for m, in methods],
+               [[METRICS[metric].label(latex)] + row for (metric,), row in zip(metrics, grid)], [])
+              for (dataset, ipc), metrics, methods, grid in pivot_blocks(table, texts, ["dataset", "ipc"], ["metric"],
+                                                                         ["method"])]
+    return table_text(generation_title(table), blocks, footnotes, latex)
 
 
 def distribution_markdown(table: pd.DataFrame, footnotes: Sequence[str] = (), latex: bool = False) -> str:
     """Title, then per dataset a pipe table of methods × (IPC, metric) (in LaTeX, a ``tabular`` with an
     IPC header row over its metric columns), then the footnotes."""
-    metrics = table.attrs["metrics"]
-    lines, width, pm = [], len(metrics), r"$\pm$" if latex else "±"
-    for dataset, block in table.groupby("dataset", sort=False):
-        ipcs, cells = list(dict.fromkeys(block["ipc"])), _cells(block, ["ipc", "method", "metric"])
-        rows = [[(latex_escape if latex else pipe_escape)(method)] + [
-            cell_text(cells[ipc, method, metric], lambda c, m=metric: _with_std(c, m, pm), latex)
-            for ipc in ipcs for metric in metrics] for method in dict.fromkeys(block["method"])]
-        header = ["Method"] + [f"{'' if latex else f'IPC {ipc} '}{METRICS[m].label(latex)}"
-                               for ipc in ipcs for m in metrics]
-        if latex:
-            rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
-            above = [" & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\", rules]
-            lines += latex_tabular(latex_escape(dataset), width * len(ipcs), header, rows, above)
-        else:
-            align = ["---"] + ["---:"] * (len(header) - 1)
-            lines += [f"### {dataset}", ""] + markdown_table(header, align, rows) + [""]
-    return _text(distribution_title(table), lines, footnotes, latex)
+    pm, width = r"$\pm$" if latex else "±", len(table.attrs["metrics"])
+    texts = [cell_text(cell, lambda c: f"{_number(c.mean, c.metric)} {pm} {_number(c.std, c.metric)}", latex)
+             for cell in cells(table)]
+    blocks = []
+    for dataset, methods, columns, grid in pivot_blocks(table, texts, ["dataset"], ["method"], ["ipc", "metric"]):
+        ipcs = list(dict.fromkeys(ipc for ipc, _ in columns))
+        rules = " ".join(rf"\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(ipcs)))
+        above = [" & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{IPC {ipc}}}" for ipc in ipcs) + r" \\", rules]
+        blocks.append((dataset, ["Method"] + [f"{'' if latex else f'IPC {ipc} '}{METRICS[m].label(latex)}"
+                                              for ipc, m in columns],
+                       [[(latex_escape if latex else pipe_escape)(m)] + row for (m,), row in zip(methods, grid)],
+                       above if latex else []))
+    return table_text(distribution_title(table), blocks, footnotes, latex)
 
 
 def quality_csv(table: pd.DataFrame) -> str:
     """Long format, one row per non-missing cell, in the records' units at full precision."""
-    cells = table.dropna(subset=["mean"])
-    return cells.assign(best=cells["rank"] == 1, mixed_provenance=cells["provenance"].map("; ".join))[CSV_COLUMNS].to_csv(
-        index=False, lineterminator="\n")
+    return cells_csv(table, CSV_COLUMNS, best=lambda cells: cells["rank"] == 1)
 
 
 RENDERERS = {"generation": (GENERATION_METRICS, generation_markdown),

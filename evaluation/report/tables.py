@@ -33,23 +33,9 @@ import pandas as pd
 
 from evaluation.core.artifacts import read_json_object
 from evaluation.core.errors import InputError
-from .render import (
-    MISSING,
-    MIXED_MARK,
-    Cell,
-    cell_text,
-    count_range,
-    dense_ranks,
-    latex_escape,
-    latex_tabular,
-    markdown_table,
-    mean_std,
-    notes,
-    pipe_escape,
-    pooled,
-    summarise,
-    write_texts,
-)
+from .render import (MISSING, MIXED_MARK, cell_table, cell_text, cells, cells_csv, count_range, dense_ranks,
+                     latex_escape, markdown_table, mean_std, notes, pipe_escape, pivot_blocks, pooled, summarise,
+                     table_text, write_texts)
 
 REQUIRED_KEYS: dict[str, type] = {
     "dataset": str, "method": str, "ipc": int, "seed": int, "protocol": str, "network": str,
@@ -88,27 +74,22 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     the optional keys are always present (null where a record lacks them): ``val_selected_top1``
     as float (NaN), ``val_selected_epoch`` as nullable integer. From the manifest come
     ``manifest_code_version``, ``manifest_config`` (canonical JSON of ``manifest.config`` without
-    seed and repeat), ``network_arch``/``network_depth`` (``manifest.config.network``) and
-    ``protocol_base`` (``manifest.config.protocol_params.base``); None where not recorded.
+    seed and repeat), ``manifest_packages``, ``network_arch``/``network_depth``
+    (``manifest.config.network``) and ``protocol_base`` (``manifest.config.protocol_params.base``);
+    None where not recorded.
     """
     records = [_read_run(Path(path)) for path in sorted(paths, key=str)]
-    frame = pd.DataFrame.from_records(records, columns=_columns(records))
+    others = {key for record in records for key in record} | set(OPTIONAL_KEYS)
+    frame = pd.DataFrame.from_records(records, columns=list(REQUIRED_KEYS) + sorted(others - set(REQUIRED_KEYS)))
     for key, kind in OPTIONAL_KEYS.items():
-        if kind is float:
-            frame[key] = pd.to_numeric(frame[key]).astype(float)
-        elif kind is int:
-            frame[key] = pd.to_numeric(frame[key]).astype("Int64")
+        if kind is not str:
+            frame[key] = pd.to_numeric(frame[key]).astype(float if kind is float else "Int64")
     return frame.sort_values(RUN_SORT_KEYS, kind="mergesort").reset_index(drop=True)
 
 
-def _columns(records: list[dict]) -> list[str]:
-    """Required keys, then every other key of any record, alphabetically."""
-    others = {key for record in records for key in record} | set(OPTIONAL_KEYS)
-    return list(REQUIRED_KEYS) + sorted(others - set(REQUIRED_KEYS))
-
-
 def _read_run(path: Path) -> dict:
-    """One run's scalar top-level fields, with the required keys checked and typed."""
+    """One run's scalar top-level fields, with the required keys checked and typed, every top-1 (its
+    ``curve`` entries' too) checked to lie in [0, 100] percent, and its manifest's fields."""
     data = read_json_object(path, "training", "run results", rule="evaluate")
     record = {key: value for key, value in data.items()
               if value is None or isinstance(value, (str, int, float, bool))}
@@ -121,9 +102,14 @@ def _read_run(path: Path) -> dict:
             raise InputError(f"{path}: key '{key}' is {value!r}, not {kind.__name__} or null; "
                              "fix the value in the run's result JSON")
         record[key] = None if value is None else kind(value)
-    check_accuracies(path, record, data.get("curve"))
-    record.update(_manifest_fields(data.get("manifest")))
-    return record
+    for key in ACCURACY_KEYS:
+        check_range(path, key, record.get(key), 0.0, 100.0, "evaluate")
+    curve = data.get("curve")
+    for index, entry in enumerate(curve if isinstance(curve, list) else ()):
+        for key in CURVE_KEYS:
+            check_range(path, f"curve[{index}].{key}", entry.get(key) if isinstance(entry, dict) else None,
+                        0.0, 100.0, "evaluate")
+    return record | _manifest_fields(data.get("manifest"))
 
 
 def required_fields(path: Path, data: dict, kinds: dict[str, type], add: str, fix: str) -> dict:
@@ -143,16 +129,6 @@ def required_fields(path: Path, data: dict, kinds: dict[str, type], add: str, fi
     return record
 
 
-def check_accuracies(path: Path, record: dict, curve: object) -> None:
-    """Every top-1 of a run record, its ``curve`` entries' too, in [0, 100] percent."""
-    for key in ACCURACY_KEYS:
-        check_range(path, key, record.get(key), 0.0, 100.0, "evaluate")
-    for index, entry in enumerate(curve if isinstance(curve, list) else ()):
-        for key in CURVE_KEYS:
-            value = entry.get(key) if isinstance(entry, dict) else None
-            check_range(path, f"curve[{index}].{key}", value, 0.0, 100.0, "evaluate")
-
-
 def check_range(path: Path, key: str, value: object, low: float, high: float, rule: str) -> None:
     """Refuse a record's number (None: not measured, allowed) that is not a finite number in
     [``low``, ``high``], in one line naming the file and the ``rule`` that re-makes it."""
@@ -164,54 +140,45 @@ def check_range(path: Path, key: str, value: object, low: float, high: float, ru
                          f"and run snakemake again to re-make it (rule {rule})")
 
 
+def _object(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _manifest_fields(manifest: object) -> dict:
     """Provenance and network identity of a run, from its manifest (None where not recorded)."""
-    manifest = manifest if isinstance(manifest, dict) else {}
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else None
-    network = (config or {}).get("network")
-    network = network if isinstance(network, dict) else {}
-    params = (config or {}).get("protocol_params")
-    params = params if isinstance(params, dict) else {}
+    manifest = _object(manifest)
+    config = _object(manifest.get("config"))
+    network = _object(config.get("network"))
     depth = network.get("depth")
-    code_version, config_json = record_provenance(manifest, CONFIG_EXCLUDED)
-    return {
-        CODE_VERSION: code_version,
-        CONFIG: config_json,
-        PACKAGES: record_packages(manifest),
-        NETWORK_ARCH: network.get("arch"),
-        NETWORK_DEPTH: None if depth is None else int(depth),
-        PROTOCOL_BASE: params.get("base"),
-    }
+    return record_provenance(manifest, CONFIG_EXCLUDED) | {
+        NETWORK_ARCH: network.get("arch"), NETWORK_DEPTH: None if depth is None else int(depth),
+        PROTOCOL_BASE: _object(config.get("protocol_params")).get("base")}
 
 
-def record_provenance(manifest: dict, excluded: Sequence[str]) -> tuple[str | None, str | None]:
-    """A record's code version and canonical config JSON for :func:`mixed_provenance`.
+def record_provenance(manifest: dict, excluded: Sequence[str]) -> dict[str, str | None]:
+    """A record's code version, canonical config JSON and canonical package versions JSON (``manifest.packages``)
+    as the columns that :func:`mixed_provenance` compares (None where not recorded).
 
     The config is ``manifest.config`` without the ``excluded`` keys, plus, under ``synset``, the
     config slice of the synthetic set the record was made from (``manifest.synset.config``: the
     method and its parameters; the set's seed is kept beside it, not in it), so that two results of
     one cell made from sets of different method parameters differ here even when their own job's
-    config agrees. A set made
-    by another code version than the record shows as ``<record version> (synset <set version>)``.
+    config agrees. A set made by another code version than the record shows as
+    ``<record version> (synset <set version>)``.
     """
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else None
-    synset = manifest.get("synset") if isinstance(manifest.get("synset"), dict) else {}
+    synset = _object(manifest.get("synset"))
     code_version = manifest.get("code_version")
     if synset.get("code_version") not in (None, code_version):
         code_version = f"{code_version} (synset {synset['code_version']})"
-    if config is None:
-        return code_version, None
-    config = {k: v for k, v in config.items() if k not in excluded}
+    packages = manifest.get("packages")
+    fields = {CODE_VERSION: code_version, CONFIG: None,
+              PACKAGES: json.dumps(packages, sort_keys=True) if isinstance(packages, dict) else None}
+    if not isinstance(manifest.get("config"), dict):
+        return fields
+    config = {k: v for k, v in manifest["config"].items() if k not in excluded}
     if isinstance(synset.get("config"), dict):
         config["synset"] = synset["config"]
-    return code_version, json.dumps(config, sort_keys=True)
-
-
-def record_packages(manifest: dict) -> str | None:
-    """A record's ``manifest.packages`` (Python and package versions) as canonical JSON, None when
-    not recorded: compared across the runs of a cell like the code version."""
-    packages = manifest.get("packages")
-    return json.dumps(packages, sort_keys=True) if isinstance(packages, dict) else None
+    return fields | {CONFIG: json.dumps(config, sort_keys=True)}
 
 
 def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
@@ -232,15 +199,11 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "best_top1",
         raise ValueError(f"runs lack columns {missing_columns}; build them with load_runs")
     if runs.empty:
         raise InputError("no runs to tabulate; check the result paths passed to load_runs")
-    position = {method: index for index, method in enumerate(ordered_methods(runs, method_order))}
-    cells = summarise(runs, BLOCK_KEYS + ["method", "ipc"], metric, mixed_provenance)
-    cells["rank"] = cells.groupby(BLOCK_KEYS + ["ipc"])["mean"].transform(
+    summary = summarise(runs, BLOCK_KEYS + ["method", "ipc"], metric, mixed_provenance)
+    summary["rank"] = summary.groupby(BLOCK_KEYS + ["ipc"])["mean"].transform(
         lambda means: pd.Series(dense_ranks(dict(means)), dtype=int))
     grid = runs[BLOCK_KEYS + ["method"]].drop_duplicates().merge(runs[BLOCK_KEYS + ["ipc"]].drop_duplicates())
-    table = (grid.astype({"ipc": int}).merge(cells, how="left").astype({"n": "Int64", "rank": "Int64"})
-             .assign(_position=lambda frame: frame["method"].map(position))
-             .sort_values(BLOCK_KEYS + ["_position", "ipc"]).drop(columns="_position").reset_index(drop=True))
-    table["provenance"] = [() if pd.isna(mean) else p for mean, p in zip(table["mean"], table["provenance"])]
+    table = cell_table(summary, grid, BLOCK_KEYS + ["method", "ipc"], {"method": ordered_methods(runs, method_order)})
     table.attrs["metric"] = metric
     return table
 
@@ -257,10 +220,6 @@ def ordered_methods(runs: pd.DataFrame, method_order: Sequence[str] | None) -> l
     return list(method_order)
 
 
-def _mean_std(cell: Cell, latex: bool = False) -> str:
-    return mean_std(cell.mean, cell.std, DECIMALS, latex)
-
-
 # ---------------------------------------------------------------- provenance
 
 
@@ -268,17 +227,17 @@ def mixed_provenance(runs: pd.DataFrame, noun: str = "run") -> tuple[str, ...]:
     """What differs between ``runs`` (the runs of one cell): one phrase for the code versions, one
     for the package versions and one for the config keys whose values differ, each value with its
     count of ``noun``s; empty when the runs agree or the frame has no provenance columns."""
-    notes = []
+    phrases = []
     if CODE_VERSION in runs.columns:
         versions = Counter(NOT_RECORDED if pd.isna(v) else str(v) for v in runs[CODE_VERSION])
-        if len(versions) > 1:
-            notes.append("code version " + _counted({_short_version(v): n for v, n in versions.items()}, noun))
+        if len(versions) > 1:   # every git hash cut to 12 characters, the rest (``-dirty``) kept
+            short = {re.sub(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", v): n for v, n in versions.items()}
+            phrases.append("code version " + _counted(short, noun))
     for column, label in ((PACKAGES, "packages"), (CONFIG, "config")):
-        if column in runs.columns:
-            differing = _differing_keys(runs[column], noun)
-            if differing:
-                notes.append(f"{label} {'; '.join(differing)}")
-    return tuple(notes)
+        differing = _differing_keys(runs[column], noun) if column in runs.columns else []
+        if differing:
+            phrases.append(f"{label} {'; '.join(differing)}")
+    return tuple(phrases)
 
 
 def _differing_keys(texts: pd.Series, noun: str) -> list[str]:
@@ -287,12 +246,9 @@ def _differing_keys(texts: pd.Series, noun: str) -> list[str]:
     objects = [{} if pd.isna(text) else _flatten(json.loads(text)) for text in texts]
     if len({json.dumps(o, sort_keys=True) for o in objects}) < 2:
         return []
-    differing = []
-    for key in sorted({key for o in objects for key in o}):
-        values = Counter(json.dumps(o[key]) if key in o else NOT_RECORDED for o in objects)
-        if len(values) > 1:
-            differing.append(f"{key} {_counted(values, noun)}")
-    return differing
+    values = {key: Counter(json.dumps(o[key]) if key in o else NOT_RECORDED for o in objects)
+              for key in sorted({key for o in objects for key in o})}
+    return [f"{key} {_counted(counts, noun)}" for key, counts in values.items() if len(counts) > 1]
 
 
 def _counted(values: dict[str, int], noun: str = "run") -> str:
@@ -301,20 +257,12 @@ def _counted(values: dict[str, int], noun: str = "run") -> str:
     return " vs ".join(f"{value} ({count} {noun}{'s' if count > 1 else ''})" for value, count in ordered)
 
 
-def _short_version(version: str) -> str:
-    """Every git hash in ``version`` cut to 12 characters, the rest (``-dirty``) kept."""
-    return re.sub(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", version)
-
-
 def _flatten(config: dict, prefix: str = "") -> dict:
     """Nested dicts as dotted keys (``protocol_params.lr``); other values as they are."""
     flat = {}
     for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
+        nested = isinstance(value, dict) and value
+        flat.update(_flatten(value, f"{prefix}{key}.") if nested else {f"{prefix}{key}": value})
     return flat
 
 
@@ -323,9 +271,12 @@ def cell_name(row) -> str:
     return f"{row.dataset} · {row.protocol} · {row.network} · {row.method} · IPC {row.ipc}"
 
 
-def provenance_footnotes(table: pd.DataFrame) -> list[str]:
-    """One ``†`` footnote per marked cell of ``table``, naming the cell and what differs."""
-    return [pooled(cell_name(row), row.provenance) for row in table.itertuples() if row.provenance]
+def provenance_footnotes(table: pd.DataFrame, name=cell_name, noun: str = "run") -> list[str]:
+    """One ``†`` footnote per marked cell of ``table``, in its order, naming the cell and what differs."""
+    return [pooled(name(row), row.provenance, noun) for row in table.itertuples() if row.provenance]
+
+
+# ---------------------------------------------------------------- rendering
 
 
 def title(table: pd.DataFrame) -> str:
@@ -334,32 +285,15 @@ def title(table: pd.DataFrame) -> str:
             f"mean ± std over {count_range(table['n'])} runs per cell (seeds × repeats)")
 
 
-def _blocks(table: pd.DataFrame):
-    """Per block: its first row (naming it), its methods, its IPCs and its cells by method (a
-    missing cell None), in the table's order."""
-    for _, block in table.groupby(BLOCK_KEYS, sort=False):
-        methods, ipcs = list(dict.fromkeys(block["method"])), list(dict.fromkeys(block["ipc"]))
-        rows = [None if pd.isna(row.mean) else row for row in block.itertuples()]
-        yield next(block.itertuples()), methods, ipcs, {
-            method: rows[index * len(ipcs):(index + 1) * len(ipcs)] for index, method in enumerate(methods)}
-
-
 def to_markdown(table: pd.DataFrame, footnotes: Sequence[str] = (), latex: bool = False) -> str:
     """Title line, then one heading and pipe table per block (in LaTeX, one booktabs ``tabular`` per
     block with a caption row naming it), then ``Notes:`` and the footnotes."""
-    lines = [f"% {latex_escape(title(table))}" if latex else title(table), ""]
     name = latex_escape if latex else pipe_escape
-    for block, methods, ipcs, cells in _blocks(table):
-        header = ["Method"] + [f"IPC {ipc}" for ipc in ipcs]
-        grid = [[name(method)] + [cell_text(cell, lambda c: _mean_std(c, latex), latex) for cell in cells[method]]
-                for method in methods]
-        if latex:
-            caption = " / ".join(latex_escape(part) for part in (block.dataset, block.protocol, block.network))
-            lines += latex_tabular(caption, len(ipcs), header, grid)
-        else:
-            lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
-            lines += markdown_table(header, ["---"] + ["---:"] * len(ipcs), grid) + [""]
-    return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(table), latex))
+    texts = [cell_text(cell, lambda c: mean_std(c.mean, c.std, DECIMALS, latex), latex) for cell in cells(table)]
+    blocks = [(block, ["Method"] + [f"IPC {ipc}" for ipc, in ipcs],
+               [[name(m), *row] for (m,), row in zip(methods, grid)], [])
+              for block, methods, ipcs, grid in pivot_blocks(table, texts, BLOCK_KEYS, ["method"], ["ipc"])]
+    return table_text(title(table), blocks, list(footnotes) + provenance_footnotes(table), latex)
 
 
 def to_latex(table: pd.DataFrame, footnotes: Sequence[str] = ()) -> str:
@@ -368,9 +302,7 @@ def to_latex(table: pd.DataFrame, footnotes: Sequence[str] = ()) -> str:
 
 def to_csv(table: pd.DataFrame) -> str:
     """Long format, one row per non-missing cell, numbers at full precision."""
-    cells = table.dropna(subset=["mean"])
-    return cells.assign(mixed_provenance=cells["provenance"].map("; ".join))[CSV_COLUMNS].to_csv(
-        index=False, lineterminator="\n")
+    return cells_csv(table, CSV_COLUMNS)
 
 
 # Model selection: the three readings of the same runs side by side.
@@ -397,27 +329,22 @@ def model_selection_markdown(runs: pd.DataFrame, method_order: Sequence[str] | N
                              footnotes: Sequence[str] = ()) -> str:
     """Best, val-selected and last test top-1 (mean ± std) of every method × IPC, one long table
     per (dataset, protocol, network), with the gap best − val-selected; no marks (the columns are
-    readings of the same runs, not competitors)."""
+    readings of the same runs, not competitors). The three tables share one grid, so their rows align."""
     tables = [accuracy_table(runs, metric, method_order) for metric in SELECTION_READINGS]
+    best, val = tables[0]["mean"], tables[1]["mean"]
+    texts = {metric: [MISSING if c is None else mean_std(c.mean, c.std, DECIMALS) + MIXED_MARK * bool(c.provenance)
+                      for c in cells(table)] for metric, table in zip(SELECTION_READINGS, tables)}
+    gaps = [MISSING if pd.isna(v) else f"{b - v:.{DECIMALS}f}" for b, v in zip(best, val)]
+    readings = tables[0].assign(**texts, gap=gaps)
+    selections = runs.reindex(columns=BLOCK_KEYS + ["selection"]).groupby(BLOCK_KEYS)["selection"]
+    conventions = selections.agg(lambda selection: "; ".join(
+        SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in sorted(set(selection.dropna()))))
     lines = [SELECTION_HEADER.format(runs=count_range(tables[0]["n"]), missing=MISSING), ""]
-    for blocks in zip(*(_blocks(table) for table in tables)):
-        block, methods, ipcs, _ = blocks[0]
-        lines += [f"### {block.dataset} · {block.protocol} · {block.network}", ""]
-        in_block = runs[(runs["dataset"] == block.dataset) & (runs["protocol"] == block.protocol)
-                        & (runs["network"] == block.network)]
-        conventions = sorted(set(in_block["selection"].dropna())) if "selection" in runs else []
-        if conventions:
-            described = "; ".join(SELECTION_CONVENTIONS.get(c, f"selection '{c}'") for c in conventions)
-            lines += [described[0].upper() + described[1:] + ".", ""]
-        rows = []
-        for method in methods:
-            for best, val, last, ipc in zip(*(cells[method] for *_, cells in blocks), ipcs):
-                if best is None:  # best_top1 is required, so no runs of this method at this IPC
-                    continue
-                entries = [MISSING if cell is None else _mean_std(cell) + MIXED_MARK * bool(cell.provenance)
-                           for cell in (best, val, last)]
-                gap = MISSING if val is None else f"{best.mean - val.mean:.{DECIMALS}f}"
-                rows.append([pipe_escape(method), str(ipc), *entries, gap])
+    for block, part in readings.groupby(BLOCK_KEYS, sort=False):
+        said = conventions[block]
+        lines += [f"### {' · '.join(block)}", ""] + ([said[:1].upper() + said[1:] + ".", ""] if said else [])
+        rows = [[pipe_escape(row.method), str(row.ipc), *(getattr(row, metric) for metric in SELECTION_READINGS),
+                 row.gap] for row in part.itertuples() if not pd.isna(row.mean)]   # null best: no runs at this IPC
         lines += markdown_table(["Method", "IPC", *SELECTION_READINGS.values(), "Best − val"],
                                 ["---"] + ["---:"] * (len(SELECTION_READINGS) + 2), rows) + [""]
     return "\n".join(lines + notes(list(footnotes) + provenance_footnotes(tables[0])))

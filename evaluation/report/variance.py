@@ -73,14 +73,10 @@ def variance_split(values: np.ndarray, seeds: np.ndarray) -> dict[str, float]:
 
 
 def _note(seeds: int, runs: int) -> str:
-    notes = []
-    if seeds == 1:
-        notes.append("one generation seed: the split's seed part is 0 by construction; anova_seed_var not estimable")
-    if runs == seeds:
-        notes.append("one repeat per seed: anova_repeat_var not estimable")
     if runs == 1:
-        notes = ["one run: no variance"]
-    return "; ".join(notes)
+        return "one run: no variance"
+    notes = ["one generation seed: the split's seed part is 0 by construction; anova_seed_var not estimable"]
+    return "; ".join(notes * (seeds == 1) + ["one repeat per seed: anova_repeat_var not estimable"] * (runs == seeds))
 
 
 def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
