@@ -60,6 +60,7 @@ CSV_COLUMNS = ["family", "group", "dataset", "protocol", "protocol_base", "netwo
                "reported_method", "reported_source", "reported_secondary", "also_reported",
                "reproduced_mean", "reproduced_std", "n", "rank", "difference", "two_sigma",
                "sigma_basis", "flag", "mixed_provenance"]
+VariantKeys = dict[str, tuple[str | None, str]]   # variant → (reference method or None, how it was found)
 
 
 # ---------------------------------------------------------------- vocabulary and reference
@@ -186,7 +187,7 @@ def parse_method_map(items: Iterable[str]) -> dict[str, str]:
 
 
 def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None = None,
-                    vocabulary: dict | None = None) -> dict[str, tuple[str | None, str]]:
+                    vocabulary: dict | None = None) -> VariantKeys:
     """Each variant's reference method and how it was found: ``--method-map``, its ``name`` (a
     known reference method), or none (None)."""
     vocabulary = vocabulary or load_vocabulary()
@@ -308,11 +309,8 @@ def two_sigma(reported_std: float, std: float, n: int) -> tuple[float, str]:
     """2·sqrt(std_reported² + std_reproduced²) and which stds it uses (``both``, ``reproduced
     only``, ``reported only``); NaN and ``none`` when neither is known (the reproduced std of
     ``n`` runs needs two)."""
-    parts = {}
-    if not pd.isna(reported_std):
-        parts["reported"] = float(reported_std)
-    if n > 1:
-        parts["reproduced"] = float(std)
+    known = {"reported": (reported_std, not pd.isna(reported_std)), "reproduced": (std, n > 1)}
+    parts = {name: float(value) for name, (value, has) in known.items() if has}
     if not parts:
         return math.nan, "none"
     basis = "both" if len(parts) == 2 else f"{next(iter(parts))} only"
@@ -349,7 +347,7 @@ def _reports_block(reference: pd.DataFrame, table: str, block: pd.Series) -> boo
     return bool(mask.fillna(False).any())
 
 
-def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, keys: dict[str, tuple[str | None, str]],
+def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, keys: VariantKeys,
                     order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
     """The rows of one accuracy family over the blocks of its datasets, or None if it has none."""
     ablation_only = ablation_only_methods(vocabulary)
@@ -383,7 +381,7 @@ def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, ke
 
 
 def quality_family(spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
-                   keys: dict[str, tuple[str | None, str]], order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
+                   keys: VariantKeys, order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
     """The rows of a metrics family (Table 9): per (dataset, IPC), every method × metric the
     vocabulary maps; the reproduced mean ± std is over generation seeds, in the tables' units."""
     names = [metric for metric in QUALITY_METRICS if metric in set(vocabulary["metrics"].values())]
@@ -401,33 +399,22 @@ def quality_family(spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
     return join_reported(rows, reference, spec.get("prefer", [])) if len(rows) else None
 
 
-def _variant_keys(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, method_map: dict[str, str] | None,
-                  vocabulary: dict) -> dict[str, tuple[str | None, str]]:
-    """:func:`variant_methods` of every variant of ``runs`` then ``metrics``, in order of appearance."""
-    frames = [frame for frame in (runs, metrics) if frame is not None and not frame.empty]
-    return variant_methods(dict.fromkeys(v for frame in frames for v in frame["method"]), method_map, vocabulary)
-
-
-def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = None,
-                   method_map: dict[str, str] | None = None, method_order: Sequence[str] | None = None,
-                   reference: pd.DataFrame | None = None, vocabulary: dict | None = None) -> dict[str, pd.DataFrame]:
-    """The rows of every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality) have rows for."""
-    vocabulary = vocabulary or load_vocabulary()
-    reference = load_reference(vocabulary=vocabulary) if reference is None else reference
-    keys = _variant_keys(runs, metrics, method_map, vocabulary)
+def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, keys: VariantKeys,
+                   method_order: Sequence[str] | None, reference: pd.DataFrame, vocabulary: dict) -> dict:
+    """The rows of every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality)
+    have rows for; ``keys``: every variant's reference method (:func:`variant_methods`)."""
+    has_runs, has_metrics = (frame is not None and not frame.empty for frame in (runs, metrics))
+    if has_runs:
+        cells = reproduced_cells(runs, "best_top1", filter(composite_members, reference["ref_network"].dropna()))
     families = {}
-    cells = None
     for name, spec in vocabulary["families"].items():
-        if spec.get("source") == "metrics":
-            rows = (quality_family(spec, metrics, reference, keys, method_order or list(keys), vocabulary)
-                    if metrics is not None and not metrics.empty else None)
-        else:
-            if runs is None or runs.empty:
-                continue
-            if cells is None:
-                composites = {key for key in reference["ref_network"].dropna() if composite_members(key)}
-                cells = reproduced_cells(runs, "best_top1", composites)
+        quality = spec.get("source") == "metrics"
+        if quality and has_metrics:
+            rows = quality_family(spec, metrics, reference, keys, method_order or list(keys), vocabulary)
+        elif not quality and has_runs:
             rows = accuracy_family(spec, cells, reference, keys, ordered_methods(runs, method_order), vocabulary)
+        else:
+            rows = None
         if rows is not None:
             families[name] = rows
     return families
@@ -541,7 +528,7 @@ def family_csv(name: str, rows: pd.DataFrame) -> str:
     )[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
 
 
-def index_markdown(families: dict[str, pd.DataFrame], keys: dict[str, tuple[str | None, str]],
+def index_markdown(families: dict[str, pd.DataFrame], keys: VariantKeys,
                    reference: pd.DataFrame) -> str:
     """``reported.md``: the families written, every variant's reference method, and how many
     reference rows the vocabulary cannot join, by reason."""
@@ -575,7 +562,9 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
     with the records' metric settings; both then with ``method_notes``."""
     vocabulary = load_vocabulary()
     reference = load_reference(reference_path, vocabulary)
-    families = build_families(runs, metrics, method_map, method_order, reference, vocabulary)
+    frames = [frame for frame in (runs, metrics) if frame is not None and not frame.empty]
+    keys = variant_methods(dict.fromkeys(v for frame in frames for v in frame["method"]), method_map, vocabulary)
+    families = build_families(runs, metrics, keys, method_order, reference, vocabulary)
     paths = []
     for name, rows in families.items():
         spec = vocabulary["families"][name]
@@ -588,5 +577,4 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
         paths += write_texts(out_dir, f"reported_{name}", {
             ".md": family_markdown(rows, spec, family_notes + list(method_notes), vocabulary),
             ".csv": family_csv(name, rows)})
-    keys = _variant_keys(runs, metrics, method_map, vocabulary)
     return paths + write_texts(out_dir, "reported", {".md": index_markdown(families, keys, reference)})
