@@ -340,13 +340,6 @@ def join_reported(rows: pd.DataFrame, reference: pd.DataFrame, prefer: Sequence[
     return rows
 
 
-def _reports_block(reference: pd.DataFrame, table: str, block: pd.Series) -> bool:
-    """Whether reference table ``table`` has a row for ``block``'s dataset, network and protocol."""
-    mask = ((reference["table"] == table) & (reference["dataset"] == block["dataset"])
-            & (reference["ref_network"] == block["network_key"]) & (reference["ref_protocol"] == block["protocol_base"]))
-    return bool(mask.fillna(False).any())
-
-
 def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, keys: VariantKeys,
                     order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
     """The rows of one accuracy family over the blocks of its datasets, or None if it has none."""
@@ -356,6 +349,9 @@ def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, ke
     composite = cells["network_key"].map(lambda key: bool(key and composite_members(key)))
     cells = cells[cells["dataset"].isin(spec["datasets"]) & (composite == bool(spec.get("composite_only")))]
     position = {variant: index for index, variant in enumerate(order)}
+    # (table, dataset, network, protocol) of every reference row: whether a group's table reports a block
+    reported = reference.dropna(subset=["ref_network", "ref_protocol"])
+    reported = set(zip(reported["table"], reported["dataset"], reported["ref_network"], reported["ref_protocol"]))
     cells = cells.assign(reference_method=[keys[variant][0] for variant in cells["method"]], metric="best_top1",
                          decimals=DECIMALS, _position=cells["method"].map(position))
     parts = []
@@ -367,8 +363,9 @@ def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, ke
                 # a group is shown where its table reports this block and the results have one of its
                 # ablation variants (not for the DiT and full-method rows alone)
                 shown = block[block["reference_method"].isin(targets)]
-                if not _reports_block(reference, table, block.iloc[0]) or not shown["reference_method"].isin(
-                        ablation_only).any():
+                first = block.iloc[0]
+                if ((table, first["dataset"], first["network_key"], first["protocol_base"]) not in reported
+                        or not shown["reference_method"].isin(ablation_only).any()):
                     continue
                 shown = shown.assign(_target=shown["reference_method"].map(targets.index))
             if len(shown):
@@ -467,7 +464,8 @@ def family_footnotes(rows: pd.DataFrame, spec: dict, notes: Sequence[str] = ()) 
     lines += [f"{_where(row)}: also reported as {'; '.join(row.disagreeing)} (compared with {row.reported_table})."
               for row in rows.itertuples() if pd.notna(row.reported_table) and row.disagreeing]
     secondary = rows["reported_secondary"].eq(True)
-    lines += [f"Source of the rows marked SECONDARY: {source}." for source in sorted(set(rows["reported_source"][secondary]))]
+    lines += [f"Source of the rows marked SECONDARY: {source}."
+              for source in sorted(set(rows["reported_source"][secondary]))]
     lines += [pooled(_where(row), row.provenance) for row in rows.itertuples() if row.provenance]
     unmapped = sorted(set(rows["method"][rows["reference_method"].isna()]))
     if unmapped:
@@ -520,7 +518,8 @@ def family_csv(name: str, rows: pd.DataFrame) -> str:
         family=name, reference_method=rows["reference_method"].fillna(""),
         reported_std=rows["reported_std"].where(has & rows["reported_std"].notna(), None),
         reported_table=text("reported_table"), reported_method=text("reported_method"),
-        reported_source=text("reported_source"), reported_secondary=rows["reported_secondary"].astype(object).where(has, None),
+        reported_source=text("reported_source"),
+        reported_secondary=rows["reported_secondary"].astype(object).where(has, None),
         also_reported=["; ".join(others) if h else "" for h, others in zip(has, rows["also_reported"])],
         reproduced_mean=rows["mean"], reproduced_std=rows["std"],
         two_sigma=rows["two_sigma"].where(has & rows["two_sigma"].notna(), None),
