@@ -131,21 +131,21 @@ def load_reference(path: str | Path = REFERENCE_FILE, vocabulary: dict | None = 
         raise InputError(f"{path}: lacks columns {missing}; use the shared reference's layout")
     rows = []
     for index, row in frame.iterrows():
+        where = f"{path}: row {index + 2}"
         source = next((entry for entry in vocabulary["sources"] if row["source"].startswith(entry["match"])), None)
         if source is None:
-            raise InputError(f"{path}: row {index + 2} has source {row['source']!r}, which no entry of "
+            raise InputError(f"{where} has source {row['source']!r}, which no entry of "
                              f"{VOCABULARY_FILE.name} 'sources' matches; add one")
         ablation = vocabulary["ablations"].get(row["table"])
-        method = (ablation["rows"] if ablation else vocabulary["methods"]).get(row["method"])
         networks = vocabulary["archs"].get(row["arch"])
         rows.append({
-            "ref_method": method,
+            "ref_method": (ablation["rows"] if ablation else vocabulary["methods"]).get(row["method"]),
             "ref_network": arch_key(networks) if networks else None,
             "ref_protocol": vocabulary["protocols"].get(row["protocol"]),
             "ref_reading": vocabulary["metrics"].get(row["metric"]),
             "ref_ipc": int(row["ipc"]) if row["ipc"].isdigit() else None,
-            "ref_value": _number(row["value"], f"{path}: row {index + 2}: value"),
-            "ref_std": _number(row["std"], f"{path}: row {index + 2}: std"),
+            "ref_value": _number(row["value"], f"{where}: value"),
+            "ref_std": _number(row["std"], f"{where}: std"),
             "ref_label": f"{source['label']} {table_short(row['table'])}",
             "ref_rank": int(source["rank"]),
             "ref_secondary": bool(source.get("secondary", False)),
@@ -157,18 +157,13 @@ def load_reference(path: str | Path = REFERENCE_FILE, vocabulary: dict | None = 
 
 def unjoined_reason(row: pd.Series) -> str | None:
     """Why a reference row can never be joined (the first missing key), None if it can."""
-    if pd.isna(row["ref_reading"]):
-        return f"metric '{row['metric']}' not in the suite"
-    if pd.isna(row["ref_ipc"]):
-        return f"IPC '{row['ipc']}' (the whole real training set)"
-    if pd.isna(row["ref_method"]):
-        return "method not in the suite (or an ablation row with no suite variant)"
-    if row["ref_reading"] in ACCURACY_READINGS:
-        if pd.isna(row["ref_network"]):
-            return "network not stated or not in the suite"
-        if pd.isna(row["ref_protocol"]):
-            return "protocol not in the suite"
-    return None
+    accuracy = row["ref_reading"] in ACCURACY_READINGS
+    missing = {f"metric '{row['metric']}' not in the suite": pd.isna(row["ref_reading"]),
+               f"IPC '{row['ipc']}' (the whole real training set)": pd.isna(row["ref_ipc"]),
+               "method not in the suite (or an ablation row with no suite variant)": pd.isna(row["ref_method"]),
+               "network not stated or not in the suite": accuracy and pd.isna(row["ref_network"]),
+               "protocol not in the suite": accuracy and pd.isna(row["ref_protocol"])}
+    return next((reason for reason, absent in missing.items() if absent), None)
 
 
 # ---------------------------------------------------------------- variants → reference methods
@@ -196,15 +191,8 @@ def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None =
     unknown = sorted({target for target in method_map.values() if target not in known})
     if unknown:
         raise InputError(f"--method-map: unknown reference method '{unknown[0]}'; valid: {', '.join(sorted(known))}")
-    resolved = {}
-    for variant in variants:
-        if variant in method_map:
-            resolved[variant] = (method_map[variant], "--method-map")
-        elif variant in known:
-            resolved[variant] = (variant, "name")
-        else:
-            resolved[variant] = (None, "none")
-    return resolved
+    return {variant: (method_map[variant], "--method-map") if variant in method_map
+            else (variant, "name") if variant in known else (None, "none") for variant in variants}
 
 
 # ---------------------------------------------------------------- reproduced cells
