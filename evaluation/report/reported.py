@@ -330,39 +330,32 @@ def join_reported(rows: pd.DataFrame, reference: pd.DataFrame, prefer: Sequence[
 
 def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, keys: VariantKeys,
                     order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
-    """The rows of one accuracy family over the blocks of its datasets, or None if it has none."""
+    """The rows of one accuracy family over the blocks of its datasets, or None if it has none: every
+    variant but the ablation rows, or, in a family of row groups, each group's variants (in its rows'
+    order) in the blocks that its table reports and where the results have one of its ablation
+    variants (not for the DiT and full-method rows alone); ranked per (block, group, IPC)."""
     ablation_only = ablation_only_methods(vocabulary)
-    groups = ([(table, list(vocabulary["ablations"][table]["rows"].values())) for table in spec.get("groups") or []]
-              or [("", None)])
     composite = cells["network_key"].map(lambda key: bool(key and composite_members(key)))
     cells = cells[cells["dataset"].isin(spec["datasets"]) & (composite == bool(spec.get("composite_only")))]
-    position = {variant: index for index, variant in enumerate(order)}
-    # (table, dataset, network, protocol) of every reference row: whether a group's table reports a block
-    reported = reference.dropna(subset=["ref_network", "ref_protocol"])
-    reported = set(zip(reported["table"], reported["dataset"], reported["ref_network"], reported["ref_protocol"]))
     cells = cells.assign(reference_method=[keys[variant][0] for variant in cells["method"]], metric="best_top1",
-                         decimals=DECIMALS, _position=cells["method"].map(position))
-    parts = []
-    for _, block in cells.groupby(BLOCK, sort=True):
-        for table, targets in groups:
-            if targets is None:
-                shown = block[~block["reference_method"].isin(ablation_only)].assign(_target=0)
-            else:
-                # a group is shown where its table reports this block and the results have one of its
-                # ablation variants (not for the DiT and full-method rows alone)
-                shown = block[block["reference_method"].isin(targets)]
-                first = block.iloc[0]
-                if ((table, first["dataset"], first["network_key"], first["protocol_base"]) not in reported
-                        or not shown["reference_method"].isin(ablation_only).any()):
-                    continue
-                shown = shown.assign(_target=shown["reference_method"].map(targets.index))
-            if len(shown):
-                ranks = shown.groupby("ipc")["mean"].transform(lambda means: pd.Series(dense_ranks(dict(means))))
-                parts.append(shown.assign(group=table, rank=ranks.astype(int))
-                             .sort_values(["_target", "_position", "ipc"], kind="stable"))
-    if not parts:
+                         decimals=DECIMALS, _position=cells["method"].map({v: i for i, v in enumerate(order)}))
+    if spec.get("groups"):
+        members = pd.DataFrame([(index, table, target, method) for index, table in enumerate(spec["groups"])
+                                for target, method in enumerate(vocabulary["ablations"][table]["rows"].values())],
+                               columns=["_group", "group", "_target", "reference_method"])
+        reported = reference.dropna(subset=["ref_network", "ref_protocol"])
+        reported = set(zip(reported["table"], reported["dataset"], reported["ref_network"], reported["ref_protocol"]))
+        shown = cells.merge(members.drop_duplicates(["group", "reference_method"]), on="reference_method")
+        shown = shown.groupby(BLOCK + ["group"]).filter(lambda part: part["reference_method"].isin(ablation_only).any()
+                                                        and tuple(part[["group", "dataset", "network_key",
+                                                                        "protocol_base"]].iloc[0]) in reported)
+    else:
+        shown = cells[~cells["reference_method"].isin(ablation_only)].assign(group="", _group=0, _target=0)
+    if shown.empty:
         return None
-    return join_reported(pd.concat(parts).drop(columns=["_target", "_position"]), reference, spec.get("prefer", []))
+    ranks = shown.groupby(BLOCK + ["group", "ipc"])["mean"].transform(lambda means: pd.Series(dense_ranks(dict(means))))
+    shown = shown.assign(rank=ranks.astype(int)).sort_values(BLOCK + ["_group", "_target", "_position", "ipc"])
+    return join_reported(shown.drop(columns=["_group", "_target", "_position"]), reference, spec.get("prefer", []))
 
 
 def quality_family(spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
