@@ -201,18 +201,6 @@ def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None =
 BLOCK = ["dataset", "protocol", "network"]
 
 
-def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with ``network_key`` and ``protocol_base`` (the protocol's name where no base is
-    recorded: a reference protocol's own name is its base)."""
-    runs = runs.copy()
-    absent = pd.Series(None, index=runs.index)
-    runs["network_key"] = [network_key(a, d) for a, d in zip(runs.get(NETWORK_ARCH, absent),
-                                                              runs.get(NETWORK_DEPTH, absent))]
-    runs["protocol_base"] = [p if b is None or pd.isna(b) else b
-                             for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))]
-    return runs
-
-
 def reproduced_cells(runs: pd.DataFrame, reading: str = "best_top1", composites: Iterable[str] = ()) -> pd.DataFrame:
     """Cells (dataset, protocol, protocol_base, network, network_key, method, ipc: mean, std, n,
     provenance) of every (dataset, protocol, network) of ``runs``, and of every composite network key
@@ -220,7 +208,11 @@ def reproduced_cells(runs: pd.DataFrame, reading: str = "best_top1", composites:
     arch + depth to exactly one of the profile's networks): per (variant, IPC, seed, repeat) the
     mean over the members, then the cell over those means. A cell with a null reading, or a
     composite cell missing a member for some (seed, repeat), is left out."""
-    runs = _with_keys(runs)
+    absent = pd.Series(None, index=runs.index)
+    runs = runs.assign(  # a protocol without a recorded base is its own base (a reference protocol)
+        network_key=[network_key(arch, depth)
+                     for arch, depth in zip(runs.get(NETWORK_ARCH, absent), runs.get(NETWORK_DEPTH, absent))],
+        protocol_base=[p if pd.isna(b) else b for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))])
     blocks = runs.drop_duplicates(BLOCK)[BLOCK + ["protocol_base", "network_key"]]   # a block's first run
     frames = [summarise(runs, BLOCK + ["method", "ipc"], reading, mixed_provenance).merge(blocks, on=BLOCK)]
     for composite in sorted(set(composites)):
