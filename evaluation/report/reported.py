@@ -60,6 +60,7 @@ CSV_COLUMNS = ["family", "group", "dataset", "protocol", "protocol_base", "netwo
                "reported_method", "reported_source", "reported_secondary", "also_reported",
                "reproduced_mean", "reproduced_std", "n", "rank", "difference", "two_sigma",
                "sigma_basis", "flag", "mixed_provenance"]
+VariantKeys = dict[str, tuple[str | None, str]]   # variant → (reference method or None, how it was found)
 
 
 # ---------------------------------------------------------------- vocabulary and reference
@@ -130,21 +131,21 @@ def load_reference(path: str | Path = REFERENCE_FILE, vocabulary: dict | None = 
         raise InputError(f"{path}: lacks columns {missing}; use the shared reference's layout")
     rows = []
     for index, row in frame.iterrows():
+        where = f"{path}: row {index + 2}"
         source = next((entry for entry in vocabulary["sources"] if row["source"].startswith(entry["match"])), None)
         if source is None:
-            raise InputError(f"{path}: row {index + 2} has source {row['source']!r}, which no entry of "
+            raise InputError(f"{where} has source {row['source']!r}, which no entry of "
                              f"{VOCABULARY_FILE.name} 'sources' matches; add one")
         ablation = vocabulary["ablations"].get(row["table"])
-        method = (ablation["rows"] if ablation else vocabulary["methods"]).get(row["method"])
         networks = vocabulary["archs"].get(row["arch"])
         rows.append({
-            "ref_method": method,
+            "ref_method": (ablation["rows"] if ablation else vocabulary["methods"]).get(row["method"]),
             "ref_network": arch_key(networks) if networks else None,
             "ref_protocol": vocabulary["protocols"].get(row["protocol"]),
             "ref_reading": vocabulary["metrics"].get(row["metric"]),
             "ref_ipc": int(row["ipc"]) if row["ipc"].isdigit() else None,
-            "ref_value": _number(row["value"], f"{path}: row {index + 2}: value"),
-            "ref_std": _number(row["std"], f"{path}: row {index + 2}: std"),
+            "ref_value": _number(row["value"], f"{where}: value"),
+            "ref_std": _number(row["std"], f"{where}: std"),
             "ref_label": f"{source['label']} {table_short(row['table'])}",
             "ref_rank": int(source["rank"]),
             "ref_secondary": bool(source.get("secondary", False)),
@@ -156,18 +157,13 @@ def load_reference(path: str | Path = REFERENCE_FILE, vocabulary: dict | None = 
 
 def unjoined_reason(row: pd.Series) -> str | None:
     """Why a reference row can never be joined (the first missing key), None if it can."""
-    if pd.isna(row["ref_reading"]):
-        return f"metric '{row['metric']}' not in the suite"
-    if pd.isna(row["ref_ipc"]):
-        return f"IPC '{row['ipc']}' (the whole real training set)"
-    if pd.isna(row["ref_method"]):
-        return "method not in the suite (or an ablation row with no suite variant)"
-    if row["ref_reading"] in ACCURACY_READINGS:
-        if pd.isna(row["ref_network"]):
-            return "network not stated or not in the suite"
-        if pd.isna(row["ref_protocol"]):
-            return "protocol not in the suite"
-    return None
+    accuracy = row["ref_reading"] in ACCURACY_READINGS
+    missing = {f"metric '{row['metric']}' not in the suite": pd.isna(row["ref_reading"]),
+               f"IPC '{row['ipc']}' (the whole real training set)": pd.isna(row["ref_ipc"]),
+               "method not in the suite (or an ablation row with no suite variant)": pd.isna(row["ref_method"]),
+               "network not stated or not in the suite": accuracy and pd.isna(row["ref_network"]),
+               "protocol not in the suite": accuracy and pd.isna(row["ref_protocol"])}
+    return next((reason for reason, absent in missing.items() if absent), None)
 
 
 # ---------------------------------------------------------------- variants → reference methods
@@ -186,7 +182,7 @@ def parse_method_map(items: Iterable[str]) -> dict[str, str]:
 
 
 def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None = None,
-                    vocabulary: dict | None = None) -> dict[str, tuple[str | None, str]]:
+                    vocabulary: dict | None = None) -> VariantKeys:
     """Each variant's reference method and how it was found: ``--method-map``, its ``name`` (a
     known reference method), or none (None)."""
     vocabulary = vocabulary or load_vocabulary()
@@ -195,33 +191,14 @@ def variant_methods(variants: Iterable[str], method_map: dict[str, str] | None =
     unknown = sorted({target for target in method_map.values() if target not in known})
     if unknown:
         raise InputError(f"--method-map: unknown reference method '{unknown[0]}'; valid: {', '.join(sorted(known))}")
-    resolved = {}
-    for variant in variants:
-        if variant in method_map:
-            resolved[variant] = (method_map[variant], "--method-map")
-        elif variant in known:
-            resolved[variant] = (variant, "name")
-        else:
-            resolved[variant] = (None, "none")
-    return resolved
+    return {variant: (method_map[variant], "--method-map") if variant in method_map
+            else (variant, "name") if variant in known else (None, "none") for variant in variants}
 
 
 # ---------------------------------------------------------------- reproduced cells
 
 
 BLOCK = ["dataset", "protocol", "network"]
-
-
-def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with ``network_key`` and ``protocol_base`` (the protocol's name where no base is
-    recorded: a reference protocol's own name is its base)."""
-    runs = runs.copy()
-    absent = pd.Series(None, index=runs.index)
-    runs["network_key"] = [network_key(a, d) for a, d in zip(runs.get(NETWORK_ARCH, absent),
-                                                              runs.get(NETWORK_DEPTH, absent))]
-    runs["protocol_base"] = [p if b is None or pd.isna(b) else b
-                             for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))]
-    return runs
 
 
 def reproduced_cells(runs: pd.DataFrame, reading: str = "best_top1", composites: Iterable[str] = ()) -> pd.DataFrame:
@@ -231,7 +208,11 @@ def reproduced_cells(runs: pd.DataFrame, reading: str = "best_top1", composites:
     arch + depth to exactly one of the profile's networks): per (variant, IPC, seed, repeat) the
     mean over the members, then the cell over those means. A cell with a null reading, or a
     composite cell missing a member for some (seed, repeat), is left out."""
-    runs = _with_keys(runs)
+    absent = pd.Series(None, index=runs.index)
+    runs = runs.assign(  # a protocol without a recorded base is its own base (a reference protocol)
+        network_key=[network_key(arch, depth)
+                     for arch, depth in zip(runs.get(NETWORK_ARCH, absent), runs.get(NETWORK_DEPTH, absent))],
+        protocol_base=[p if pd.isna(b) else b for p, b in zip(runs["protocol"], runs.get(PROTOCOL_BASE, absent))])
     blocks = runs.drop_duplicates(BLOCK)[BLOCK + ["protocol_base", "network_key"]]   # a block's first run
     frames = [summarise(runs, BLOCK + ["method", "ipc"], reading, mixed_provenance).merge(blocks, on=BLOCK)]
     for composite in sorted(set(composites)):
@@ -308,11 +289,8 @@ def two_sigma(reported_std: float, std: float, n: int) -> tuple[float, str]:
     """2·sqrt(std_reported² + std_reproduced²) and which stds it uses (``both``, ``reproduced
     only``, ``reported only``); NaN and ``none`` when neither is known (the reproduced std of
     ``n`` runs needs two)."""
-    parts = {}
-    if not pd.isna(reported_std):
-        parts["reported"] = float(reported_std)
-    if n > 1:
-        parts["reproduced"] = float(std)
+    known = {"reported": (reported_std, not pd.isna(reported_std)), "reproduced": (std, n > 1)}
+    parts = {name: float(value) for name, (value, has) in known.items() if has}
     if not parts:
         return math.nan, "none"
     basis = "both" if len(parts) == 2 else f"{next(iter(parts))} only"
@@ -342,48 +320,38 @@ def join_reported(rows: pd.DataFrame, reference: pd.DataFrame, prefer: Sequence[
     return rows
 
 
-def _reports_block(reference: pd.DataFrame, table: str, block: pd.Series) -> bool:
-    """Whether reference table ``table`` has a row for ``block``'s dataset, network and protocol."""
-    mask = ((reference["table"] == table) & (reference["dataset"] == block["dataset"])
-            & (reference["ref_network"] == block["network_key"]) & (reference["ref_protocol"] == block["protocol_base"]))
-    return bool(mask.fillna(False).any())
-
-
-def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, keys: dict[str, tuple[str | None, str]],
+def accuracy_family(spec: dict, cells: pd.DataFrame, reference: pd.DataFrame, keys: VariantKeys,
                     order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
-    """The rows of one accuracy family over the blocks of its datasets, or None if it has none."""
+    """The rows of one accuracy family over the blocks of its datasets, or None if it has none: every
+    variant but the ablation rows, or, in a family of row groups, each group's variants (in its rows'
+    order) in the blocks that its table reports and where the results have one of its ablation
+    variants (not for the DiT and full-method rows alone); ranked per (block, group, IPC)."""
     ablation_only = ablation_only_methods(vocabulary)
-    groups = ([(table, list(vocabulary["ablations"][table]["rows"].values())) for table in spec.get("groups") or []]
-              or [("", None)])
     composite = cells["network_key"].map(lambda key: bool(key and composite_members(key)))
     cells = cells[cells["dataset"].isin(spec["datasets"]) & (composite == bool(spec.get("composite_only")))]
-    position = {variant: index for index, variant in enumerate(order)}
     cells = cells.assign(reference_method=[keys[variant][0] for variant in cells["method"]], metric="best_top1",
-                         decimals=DECIMALS, _position=cells["method"].map(position))
-    parts = []
-    for _, block in cells.groupby(BLOCK, sort=True):
-        for table, targets in groups:
-            if targets is None:
-                shown = block[~block["reference_method"].isin(ablation_only)].assign(_target=0)
-            else:
-                # a group is shown where its table reports this block and the results have one of its
-                # ablation variants (not for the DiT and full-method rows alone)
-                shown = block[block["reference_method"].isin(targets)]
-                if not _reports_block(reference, table, block.iloc[0]) or not shown["reference_method"].isin(
-                        ablation_only).any():
-                    continue
-                shown = shown.assign(_target=shown["reference_method"].map(targets.index))
-            if len(shown):
-                ranks = shown.groupby("ipc")["mean"].transform(lambda means: pd.Series(dense_ranks(dict(means))))
-                parts.append(shown.assign(group=table, rank=ranks.astype(int))
-                             .sort_values(["_target", "_position", "ipc"], kind="stable"))
-    if not parts:
+                         decimals=DECIMALS, _position=cells["method"].map({v: i for i, v in enumerate(order)}))
+    if spec.get("groups"):
+        members = pd.DataFrame([(index, table, target, method) for index, table in enumerate(spec["groups"])
+                                for target, method in enumerate(vocabulary["ablations"][table]["rows"].values())],
+                               columns=["_group", "group", "_target", "reference_method"])
+        reported = reference.dropna(subset=["ref_network", "ref_protocol"])
+        reported = set(zip(reported["table"], reported["dataset"], reported["ref_network"], reported["ref_protocol"]))
+        shown = cells.merge(members.drop_duplicates(["group", "reference_method"]), on="reference_method")
+        shown = shown.groupby(BLOCK + ["group"]).filter(lambda part: part["reference_method"].isin(ablation_only).any()
+                                                        and tuple(part[["group", "dataset", "network_key",
+                                                                        "protocol_base"]].iloc[0]) in reported)
+    else:
+        shown = cells[~cells["reference_method"].isin(ablation_only)].assign(group="", _group=0, _target=0)
+    if shown.empty:
         return None
-    return join_reported(pd.concat(parts).drop(columns=["_target", "_position"]), reference, spec.get("prefer", []))
+    ranks = shown.groupby(BLOCK + ["group", "ipc"])["mean"].transform(lambda means: pd.Series(dense_ranks(dict(means))))
+    shown = shown.assign(rank=ranks.astype(int)).sort_values(BLOCK + ["_group", "_target", "_position", "ipc"])
+    return join_reported(shown.drop(columns=["_group", "_target", "_position"]), reference, spec.get("prefer", []))
 
 
 def quality_family(spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
-                   keys: dict[str, tuple[str | None, str]], order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
+                   keys: VariantKeys, order: Sequence[str], vocabulary: dict) -> pd.DataFrame | None:
     """The rows of a metrics family (Table 9): per (dataset, IPC), every method × metric the
     vocabulary maps; the reproduced mean ± std is over generation seeds, in the tables' units."""
     names = [metric for metric in QUALITY_METRICS if metric in set(vocabulary["metrics"].values())]
@@ -401,33 +369,22 @@ def quality_family(spec: dict, metrics: pd.DataFrame, reference: pd.DataFrame,
     return join_reported(rows, reference, spec.get("prefer", [])) if len(rows) else None
 
 
-def _variant_keys(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, method_map: dict[str, str] | None,
-                  vocabulary: dict) -> dict[str, tuple[str | None, str]]:
-    """:func:`variant_methods` of every variant of ``runs`` then ``metrics``, in order of appearance."""
-    frames = [frame for frame in (runs, metrics) if frame is not None and not frame.empty]
-    return variant_methods(dict.fromkeys(v for frame in frames for v in frame["method"]), method_map, vocabulary)
-
-
-def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None = None,
-                   method_map: dict[str, str] | None = None, method_order: Sequence[str] | None = None,
-                   reference: pd.DataFrame | None = None, vocabulary: dict | None = None) -> dict[str, pd.DataFrame]:
-    """The rows of every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality) have rows for."""
-    vocabulary = vocabulary or load_vocabulary()
-    reference = load_reference(vocabulary=vocabulary) if reference is None else reference
-    keys = _variant_keys(runs, metrics, method_map, vocabulary)
+def build_families(runs: pd.DataFrame | None, metrics: pd.DataFrame | None, keys: VariantKeys,
+                   method_order: Sequence[str] | None, reference: pd.DataFrame, vocabulary: dict) -> dict:
+    """The rows of every family of the vocabulary that ``runs`` (accuracy) or ``metrics`` (quality)
+    have rows for; ``keys``: every variant's reference method (:func:`variant_methods`)."""
+    has_runs, has_metrics = (frame is not None and not frame.empty for frame in (runs, metrics))
+    if has_runs:
+        cells = reproduced_cells(runs, "best_top1", filter(composite_members, reference["ref_network"].dropna()))
     families = {}
-    cells = None
     for name, spec in vocabulary["families"].items():
-        if spec.get("source") == "metrics":
-            rows = (quality_family(spec, metrics, reference, keys, method_order or list(keys), vocabulary)
-                    if metrics is not None and not metrics.empty else None)
-        else:
-            if runs is None or runs.empty:
-                continue
-            if cells is None:
-                composites = {key for key in reference["ref_network"].dropna() if composite_members(key)}
-                cells = reproduced_cells(runs, "best_top1", composites)
+        quality = spec.get("source") == "metrics"
+        if quality and has_metrics:
+            rows = quality_family(spec, metrics, reference, keys, method_order or list(keys), vocabulary)
+        elif not quality and has_runs:
             rows = accuracy_family(spec, cells, reference, keys, ordered_methods(runs, method_order), vocabulary)
+        else:
+            rows = None
         if rows is not None:
             families[name] = rows
     return families
@@ -480,7 +437,8 @@ def family_footnotes(rows: pd.DataFrame, spec: dict, notes: Sequence[str] = ()) 
     lines += [f"{_where(row)}: also reported as {'; '.join(row.disagreeing)} (compared with {row.reported_table})."
               for row in rows.itertuples() if pd.notna(row.reported_table) and row.disagreeing]
     secondary = rows["reported_secondary"].eq(True)
-    lines += [f"Source of the rows marked SECONDARY: {source}." for source in sorted(set(rows["reported_source"][secondary]))]
+    lines += [f"Source of the rows marked SECONDARY: {source}."
+              for source in sorted(set(rows["reported_source"][secondary]))]
     lines += [pooled(_where(row), row.provenance) for row in rows.itertuples() if row.provenance]
     unmapped = sorted(set(rows["method"][rows["reference_method"].isna()]))
     if unmapped:
@@ -533,7 +491,8 @@ def family_csv(name: str, rows: pd.DataFrame) -> str:
         family=name, reference_method=rows["reference_method"].fillna(""),
         reported_std=rows["reported_std"].where(has & rows["reported_std"].notna(), None),
         reported_table=text("reported_table"), reported_method=text("reported_method"),
-        reported_source=text("reported_source"), reported_secondary=rows["reported_secondary"].astype(object).where(has, None),
+        reported_source=text("reported_source"),
+        reported_secondary=rows["reported_secondary"].astype(object).where(has, None),
         also_reported=["; ".join(others) if h else "" for h, others in zip(has, rows["also_reported"])],
         reproduced_mean=rows["mean"], reproduced_std=rows["std"],
         two_sigma=rows["two_sigma"].where(has & rows["two_sigma"].notna(), None),
@@ -541,7 +500,7 @@ def family_csv(name: str, rows: pd.DataFrame) -> str:
     )[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
 
 
-def index_markdown(families: dict[str, pd.DataFrame], keys: dict[str, tuple[str | None, str]],
+def index_markdown(families: dict[str, pd.DataFrame], keys: VariantKeys,
                    reference: pd.DataFrame) -> str:
     """``reported.md``: the families written, every variant's reference method, and how many
     reference rows the vocabulary cannot join, by reason."""
@@ -575,7 +534,9 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
     with the records' metric settings; both then with ``method_notes``."""
     vocabulary = load_vocabulary()
     reference = load_reference(reference_path, vocabulary)
-    families = build_families(runs, metrics, method_map, method_order, reference, vocabulary)
+    frames = [frame for frame in (runs, metrics) if frame is not None and not frame.empty]
+    keys = variant_methods(dict.fromkeys(v for frame in frames for v in frame["method"]), method_map, vocabulary)
+    families = build_families(runs, metrics, keys, method_order, reference, vocabulary)
     paths = []
     for name, rows in families.items():
         spec = vocabulary["families"][name]
@@ -588,5 +549,4 @@ def write_reported_tables(runs: pd.DataFrame | None, out_dir: Path, metrics: pd.
         paths += write_texts(out_dir, f"reported_{name}", {
             ".md": family_markdown(rows, spec, family_notes + list(method_notes), vocabulary),
             ".csv": family_csv(name, rows)})
-    keys = _variant_keys(runs, metrics, method_map, vocabulary)
     return paths + write_texts(out_dir, "reported", {".md": index_markdown(families, keys, reference)})

@@ -89,7 +89,8 @@ class FigureSpec:
         return self.results / layout.FEATURES.format(dataset=dataset, extractor=self.extractor, split=self.real_split)
 
     def teacher_dir(self, dataset: str) -> Path:
-        return self.teacher_root / dataset if self.teacher_root else self.results / layout.TEACHER.format(dataset=dataset)
+        return (self.teacher_root / dataset if self.teacher_root
+                else self.results / layout.TEACHER.format(dataset=dataset))
 
     @property
     def runs(self) -> Path:
