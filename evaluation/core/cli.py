@@ -17,10 +17,10 @@ Every other exception is a bug and propagates with its traceback. Outputs are wr
 ``evaluation.core.artifacts.save_torch`` and ``os_errors_naming`` turn them into the ``OSError``.)
 
 The scripts' arguments are checked by argparse ``type=`` functions of this module
-(:func:`job_spec`, :func:`json_object`, :func:`positive_int`, :func:`non_negative_int`): a bad value ends
-in argparse's own one ``error:`` line and exit status 2 before the job reads anything. The arguments
-every script shares (``--out``, ``--device``, ``--threads``) are declared once, by
-:func:`add_job_arguments`, and applied by :func:`apply_job_arguments`.
+(:func:`job_spec`, :func:`positive_int`, :func:`non_negative_int`): a bad value ends in argparse's own
+one ``error:`` line and exit status 2 before the job reads anything. The arguments every script shares
+(``--out``, ``--device``, ``--threads``) are declared by :func:`add_job_arguments` and applied by
+:func:`apply_job_arguments`.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def os_error_message(err: OSError) -> str | None:
 
 
 def json_object(text: str) -> dict:
-    """argparse type of ``--spec``: the JSON object it holds (a config slice), else one error line."""
+    """The JSON object ``text`` holds (a job's config slice), else one argparse error line (:func:`job_spec`)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
