@@ -34,6 +34,8 @@ DIGITS_DATA = {"digits_image_size": 16, "digits_test_fraction": 0.2, "digits_val
 RANDOM = {"method": "random", "params": {"selection": "seeded"}, "dataset": "digits", "data": DIGITS_DATA}
 INT_FIX = r"; give an integer >= {}$"
 SPEC_FIX = r"; pass a JSON object"
+KEYS_FIX = (r", read by the job; the spec is the job's config slice written by its rule: run the job through "
+            r"snakemake, or pass the keys$")
 FULL_FIX = r": the file-size limit is reached; free space on that disk \(or raise the quota or file-size limit"
 BOMB = r"has more than 89,478,485 pixels \(MAX_IMAGE_PIXELS of evaluation/data/datasets\.py, the decompression-bomb " \
        r"guard\); downscale it or remove it$"
@@ -48,6 +50,11 @@ def argument_case(script: str, option: str, expected: str, *args: str, **kwargs)
     """A command refused by argparse: ``<script>.py: error: argument <option>: <expected>``."""
     return Case(script_command(script, *args), rf"^{re.escape(script)}\.py: error: argument {option}: " + expected,
                 **kwargs)
+
+
+def spec_lacking_case(script: str, missing: str, *args: str, **kwargs) -> Case:
+    """A ``--spec`` without keys its job reads (its ``job_spec``): one argparse line naming them."""
+    return argument_case(script, "--spec", rf"missing keys? {re.escape(missing)}" + KEYS_FIX, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +109,7 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
         # ------------------------------------------------------------------ arguments
         "spec_not_json": argument_case(
             "distill", "--spec", r"not valid JSON \(Expecting value: line 1 column 1 \(char 0\)\)" + SPEC_FIX,
-            *distill("spec_not_json", {}), "--spec", "not json", results=results("spec_not_json")),
+            *distill("spec_not_json", RANDOM), "--spec", "not json", results=results("spec_not_json")),
         "spec_truncated_json": argument_case(
             "real_features", "--spec", r"not valid JSON \(Expecting value: .*\)" + SPEC_FIX, "--spec",
             '{"weights": ', "--data", str(made["digits"]), "--split", "val", "--extractor", "inception",
@@ -123,6 +130,38 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             "train_backbone", "--spec", r"a JSON null \('null'\), not an object" + SPEC_FIX,
             "--spec", "null", "--data", str(made["digits"]), "--out", str(results("spec_json_null") / "b"),
             "--loss-log", str(results("spec_json_null") / "loss.csv"), results=results("spec_json_null")),
+        # every script whose job reads spec keys without a default (tests/test_workflow.py: the others)
+        "spec_empty_check_backbone": spec_lacking_case(
+            "check_backbone", "dataset, sampler, samples_per_class, seed, min_recognisability", "--spec", "{}",
+            "--backbone", str(made["backbone"]), "--teacher", "t",
+            "--out", str(results("spec_empty_check_backbone") / "c.json"),
+            results=results("spec_empty_check_backbone")),
+        "spec_empty_distill": spec_lacking_case(
+            "distill", "method, dataset", *distill("spec_empty_distill", {}), results=results("spec_empty_distill")),
+        "spec_empty_evaluate": spec_lacking_case(
+            "evaluate", "dataset, method, ipc, seed, protocol, repeat, network, network_name, protocol_params",
+            "--spec", "{}", "--synset", "s", "--data", str(made["digits"]),
+            "--out", str(results("spec_empty_evaluate") / "r.json"), results=results("spec_empty_evaluate")),
+        "spec_empty_measure": spec_lacking_case(
+            "measure", "dataset, method, ipc, seed, metrics", "--spec", "{}", "--synset", "s", "--fid-features", "f.pt",
+            "--features", "f.pt", "--out", str(results("spec_empty_measure") / "m.json"),
+            results=results("spec_empty_measure")),
+        "spec_empty_prepare_data": spec_lacking_case(
+            "prepare_data", "split_seed", "--dataset", "digits", "--spec", "{}",
+            "--out", str(results("spec_empty_prepare_data") / "d"), results=results("spec_empty_prepare_data")),
+        "spec_empty_train_backbone": spec_lacking_case(
+            "train_backbone", "train, numerics, num_classes", "--spec", "{}", "--data", str(made["digits"]),
+            "--out", str(results("spec_empty_train_backbone") / "b"),
+            "--loss-log", str(tmp / "spec_empty_train_backbone" / "loss.csv"),
+            results=results("spec_empty_train_backbone")),
+        "spec_empty_train_teacher": spec_lacking_case(
+            "train_teacher", "dataset, protocol_params, teacher.source, teacher.network", "--spec", "{}",
+            "--data", str(made["digits"]), "--out", str(results("spec_empty_train_teacher") / "t"),
+            results=results("spec_empty_train_teacher")),
+        "spec_lacking_a_nested_key": spec_lacking_case(
+            "train_teacher", "teacher.source", "--spec", json.dumps({**teacher_spec, "teacher": {"network": {}}}),
+            "--data", str(made["digits"]), "--out", str(results("spec_lacking_a_nested_key") / "t"),
+            results=results("spec_lacking_a_nested_key")),
         "ipc_negative": argument_case(
             "distill", "--ipc", r"-3 is less than 1" + INT_FIX.format(1),
             *distill("ipc_negative", RANDOM, ipc="-3"), results=results("ipc_negative")),
@@ -232,7 +271,10 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
 
 
 CASES = ["spec_not_json", "spec_truncated_json", "spec_json_array", "spec_json_string", "spec_json_number",
-         "spec_json_null", "ipc_negative", "ipc_zero", "ipc_not_an_integer", "seed_negative", "threads_zero",
+         "spec_json_null", "spec_empty_check_backbone", "spec_empty_distill", "spec_empty_evaluate",
+         "spec_empty_measure", "spec_empty_prepare_data", "spec_empty_train_backbone", "spec_empty_train_teacher",
+         "spec_lacking_a_nested_key",
+         "ipc_negative", "ipc_zero", "ipc_not_an_integer", "seed_negative", "threads_zero",
          "threads_negative", "image_size_zero", "classes_reversed", "classes_beyond_the_dataset",
          "classes_not_a_range", "ipc_beyond_memory", "ipc_beyond_memory_when_sampling", "bomb_in_external_set",
          "bomb_in_imagenet_train", "float_image_above_one", "disk_full_writing_prepared_digits",

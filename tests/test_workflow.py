@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.fake_imagenet import make_fake_imagenet, make_fake_imagenet_1k
-from tests.workflow_run import ROOT, snakemake
+from tests.workflow_run import ROOT, SCRIPTS, load_script, snakemake
 
 # test_profile_run (tests/conftest.py): the test profile end to end, once per session
 
@@ -81,6 +82,48 @@ def test_chunked_distillation_dag(tmp_path):
     assert proc.returncode == 0, out[-2000:]
     counts = job_stats(out, {"distill", "merge_chunks"})
     assert counts == {"distill": 14 * 3, "merge_chunks": 14}   # 10 classes in chunks 0-4, 4-8, 8-10
+
+
+# the scripts whose job reads every key of its spec with a default: a spec of {} is valid
+SPEC_WITHOUT_REQUIRED_KEYS = {"finetune_backbone", "real_features"}
+
+
+def job_specs(out: str) -> dict[str, list[dict]]:
+    """The ``--spec`` of every job in the shell commands a (dry) run prints, by script."""
+    specs = {}
+    for command in re.findall(r"^Shell command: (.*)$", out, re.M):
+        argv = shlex.split(command)
+        scripts = [m.group(1) for m in map(re.compile(r"\$DMGD_SCRIPTS/(\w+)\.py$").search, argv) if m]
+        if scripts and "--spec" in argv:
+            specs.setdefault(scripts[0], []).append(json.loads(argv[argv.index("--spec") + 1]))
+    return specs
+
+
+def key_paths(spec: dict, prefix: str = "") -> set[str]:
+    """Every key of ``spec`` and of the objects nested in it, dotted as ``job_spec`` declares them
+    (``teacher.source``)."""
+    paths = set()
+    for key, value in spec.items():
+        paths.add(prefix + key)
+        if isinstance(value, dict):
+            paths |= key_paths(value, f"{prefix}{key}.")
+    return paths
+
+
+def test_every_script_declares_only_keys_its_rule_writes_into_the_spec(tmp_path):
+    """A script's ``--spec`` type (``SPEC = job_spec(...)``, evaluation/core/cli.py) requires keys; each is
+    in the spec its rule writes for every job of the test profile, so the declaration cannot drift from
+    the rule. Every script that is given a ``--spec`` declares one."""
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "test.yaml"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    specs = job_specs(proc.stdout + proc.stderr)
+    declaring = {path.stem for path in SCRIPTS.glob("*.py") if hasattr(load_script(path.stem), "SPEC")}
+    assert set(specs) == declaring and len(declaring) == 9
+    declared = {script: load_script(script).SPEC.keys for script in specs}
+    assert {script for script, keys in declared.items() if not keys} == SPEC_WITHOUT_REQUIRED_KEYS
+    for script, written in specs.items():
+        for spec in written:
+            assert set(declared[script]) <= key_paths(spec), (script, set(declared[script]) - key_paths(spec))
 
 
 def test_second_run_does_nothing(test_profile_run):

@@ -17,8 +17,10 @@ Every other exception is a bug and propagates with its traceback. Outputs are wr
 ``evaluation.core.artifacts.save_torch`` and ``os_errors_naming`` turn them into the ``OSError``.)
 
 The scripts' arguments are checked by argparse ``type=`` functions of this module
-(:func:`json_object`, :func:`positive_int`, :func:`non_negative_int`): a bad value ends in argparse's
-own one ``error:`` line and exit status 2 before the job reads anything.
+(:func:`job_spec`, :func:`positive_int`, :func:`non_negative_int`): a bad value ends in argparse's own
+one ``error:`` line and exit status 2 before the job reads anything. The arguments every script shares
+(``--out``, ``--device``, ``--threads``) are declared by :func:`add_job_arguments` and applied by
+:func:`apply_job_arguments`.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def os_error_message(err: OSError) -> str | None:
 
 
 def json_object(text: str) -> dict:
-    """argparse type of ``--spec``: the JSON object it holds (a config slice), else one error line."""
+    """The JSON object ``text`` holds (a job's config slice), else one argparse error line (:func:`job_spec`)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -73,6 +75,33 @@ def json_object(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"a JSON {JSON_TYPES[type(value)]} ({text[:40]!r}), not an object; "
                                          f"pass a JSON object {{...}} (the job's config slice)")
     return value
+
+
+def _has_key(spec: dict, key: str) -> bool:
+    """Whether ``spec`` holds ``key``; ``a.b`` is key ``b`` of the object under key ``a``."""
+    value = spec
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def job_spec(*keys: str) -> Callable[[str], dict]:
+    """argparse type of a job's ``--spec``: the JSON object (:func:`json_object`) holding every one of
+    ``keys`` (``a.b``: key ``b`` of the object under ``a``), the keys the job reads without a default;
+    else one error line naming the missing ones. ``keys`` stays on the type (``.keys``), so that tests
+    hold it to the spec the rule writes."""
+    def spec(text: str) -> dict:
+        value = json_object(text)
+        missing = [key for key in keys if not _has_key(value, key)]
+        if missing:
+            raise argparse.ArgumentTypeError(
+                f"missing key{'s' * (len(missing) > 1)} {', '.join(missing)}, read by the job; the spec is the "
+                f"job's config slice written by its rule: run the job through snakemake, or pass the keys")
+        return value
+    spec.keys = keys
+    return spec
 
 
 def _integer_from(text: str, low: int) -> int:
@@ -94,6 +123,27 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse type of a seed (``--seed``; NumPy refuses negative ones) or a count that may be 0."""
     return _integer_from(text, 0)
+
+
+def add_job_arguments(parser: argparse.ArgumentParser, *, device: bool = True, out_required: bool = True,
+                      out_help: str | None = None) -> None:
+    """The arguments of every rule's script: ``--out`` (the job's output path), and, with ``device``, the
+    job's ``--device`` (default cpu; ``auto``: cuda when available) and its CPU ``--threads`` (default 1)."""
+    parser.add_argument("--out", required=out_required, type=Path, help=out_help)
+    if device:
+        parser.add_argument("--device", default="cpu")
+        parser.add_argument("--threads", type=positive_int, default=1)
+
+
+def apply_job_arguments(args: argparse.Namespace) -> str:
+    """Limit torch to ``args.threads`` CPU threads and return the device ``args.device`` resolves to."""
+    # imported here: gpu_slots, the GPU jobs' wrapper, imports this module and stays free of torch
+    import torch
+
+    from .artifacts import resolve_device
+
+    torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
 
 
 def _program(main: Callable) -> str:

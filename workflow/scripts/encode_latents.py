@@ -2,10 +2,7 @@
 import argparse
 from pathlib import Path
 
-import torch
-
-from evaluation.core.artifacts import resolve_device
-from evaluation.core.cli import entry_point, positive_int
+from evaluation.core.cli import add_job_arguments, apply_job_arguments, entry_point, positive_int
 from methods.diffusion.latents import encode_latents
 
 
@@ -14,13 +11,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--backbone", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--image-size", type=positive_int, default=None, help="ImageNet crop side (None: as stored)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
+    add_job_arguments(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    encode_latents(args.data, args.backbone, args.out, args.image_size, resolve_device(args.device))
+    encode_latents(args.data, args.backbone, args.out, args.image_size, apply_job_arguments(args))
 
 
 if __name__ == "__main__":

@@ -2,26 +2,23 @@
 import argparse
 from pathlib import Path
 
-import torch
-
-from evaluation.core.artifacts import resolve_device
-from evaluation.core.cli import entry_point, json_object, positive_int
+from evaluation.core.cli import add_job_arguments, apply_job_arguments, entry_point, job_spec
 from evaluation.protocols.train import evaluate_synset
+
+# the keys evaluate_synset reads without a default (tests/test_workflow.py holds them to the rule's)
+SPEC = job_spec("dataset", "method", "ipc", "seed", "protocol", "repeat", "network", "network_name", "protocol_params")
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=json_object, help="JSON config slice of the job")
+    parser.add_argument("--spec", required=True, type=SPEC, help="JSON config slice of the job")
     parser.add_argument("--synset", required=True, type=Path, help="synthetic set directory")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
     parser.add_argument("--teacher", type=Path, help="teacher directory (soft-label protocols)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
+    add_job_arguments(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    evaluate_synset(args.spec, args.synset, args.data, args.out, resolve_device(args.device), args.teacher)
+    evaluate_synset(args.spec, args.synset, args.data, args.out, apply_job_arguments(args), args.teacher)
 
 
 if __name__ == "__main__":

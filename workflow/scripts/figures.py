@@ -6,11 +6,9 @@ Reads only stored results under ``--results`` (``results/<profile>``); see
 import argparse
 from pathlib import Path
 
-import torch
 from threadpoolctl import threadpool_limits
 
-from evaluation.core.artifacts import resolve_device
-from evaluation.core.cli import entry_point, non_negative_int, positive_int
+from evaluation.core.cli import add_job_arguments, apply_job_arguments, entry_point, non_negative_int, positive_int
 from evaluation.report.figures.build import FigureSpec, build_figures
 
 
@@ -50,13 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-samples", type=positive_int, default=10, help="columns of a sample grid")
     parser.add_argument("--tile", type=positive_int, default=128, help="side of a sample-grid tile in pixels")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of every random choice (metrics.seed)")
-    parser.add_argument("--out", type=Path, help="output folder (default RESULTS/figures)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
+    add_job_arguments(parser, out_required=False, out_help="output folder (default RESULTS/figures)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    device = apply_job_arguments(args)
     options = {k: v for k, v in vars(args).items() if k != "threads"}
-    spec = FigureSpec(**{**options, "out": args.out or args.results / "figures", "device": resolve_device(args.device)})
+    spec = FigureSpec(**{**options, "out": args.out or args.results / "figures", "device": device})
     with threadpool_limits(args.threads):
         build_figures(spec, options)
 

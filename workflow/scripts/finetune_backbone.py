@@ -7,27 +7,25 @@ import argparse
 import importlib
 from pathlib import Path
 
-import torch
+from evaluation.core.cli import add_job_arguments, apply_job_arguments, entry_point, job_spec
 
-from evaluation.core.artifacts import resolve_device
-from evaluation.core.cli import entry_point, json_object, positive_int
+# none: the spec is the variant's params, each read with its default (methods.params)
+SPEC = job_spec()
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", required=True, help="the method's fine-tuning module (registry 'finetune')")
-    parser.add_argument("--spec", required=True, type=json_object, help="JSON: the variant's params")
+    parser.add_argument("--spec", required=True, type=SPEC, help="JSON: the variant's params")
     parser.add_argument("--backbone", required=True, type=Path)
     parser.add_argument("--latents", required=True, type=Path)
     parser.add_argument("--dataset", required=True, help="dataset name: its backbone class ids condition the DiT")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
+    add_job_arguments(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    device = apply_job_arguments(args)
     finetune_backbone = importlib.import_module(args.module).finetune_backbone
-    finetune_backbone(args.spec, args.backbone, args.latents, args.dataset, args.out, resolve_device(args.device))
+    finetune_backbone(args.spec, args.backbone, args.latents, args.dataset, args.out, device)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """Rule ``load_backbone``: check that a pretrained DiT and its VAE load, and record where they are."""
 import argparse
-from pathlib import Path
 
-from evaluation.core.cli import entry_point, positive_int
+from evaluation.core.cli import add_job_arguments, entry_point, positive_int
 from methods.diffusion.link import link_backbone
 from methods.diffusion.official_dit import NUMERICS
 
@@ -15,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--numerics", choices=NUMERICS, default="official")
     parser.add_argument("--num-heads", type=positive_int, default=None,
                         help="attention heads of a non-standard official checkpoint")
-    parser.add_argument("--out", required=True, type=Path)
+    add_job_arguments(parser, device=False)
     args = parser.parse_args(argv)
     link_backbone(args.source, args.vae, args.numerics, args.num_heads, args.out)
 

@@ -6,7 +6,7 @@ for what each table holds.
 import argparse
 from pathlib import Path
 
-from evaluation.core.cli import entry_point
+from evaluation.core.cli import add_job_arguments, entry_point
 from evaluation.report.build import build_tables
 from evaluation.report.reported import REFERENCE_FILE
 
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbone-checks", nargs="*", default=[], type=Path)
     parser.add_argument("--metrics", nargs="*", default=[], type=Path,
                         help="metrics records of the distilled sets (none: no metric tables)")
-    parser.add_argument("--out", required=True, type=Path)
+    add_job_arguments(parser, device=False)
     parser.add_argument("--method-order", default=None, help="comma-separated method variant names")
     parser.add_argument("--note", action="append", default=[], help="a footnote of every table (repeatable)")
     parser.add_argument("--benchmarks", type=Path, default=None,

@@ -2,24 +2,21 @@
 import argparse
 from pathlib import Path
 
-import torch
-
-from evaluation.core.artifacts import resolve_device
-from evaluation.core.cli import entry_point, json_object, positive_int
+from evaluation.core.cli import add_job_arguments, apply_job_arguments, entry_point, job_spec
 from evaluation.protocols.train import make_teacher
+
+# the keys make_teacher reads without a default (tests/test_workflow.py holds them to the rule's)
+SPEC = job_spec("dataset", "protocol_params", "teacher.source", "teacher.network")
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=json_object, help="JSON config slice of the job")
+    parser.add_argument("--spec", required=True, type=SPEC, help="JSON config slice of the job")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=1)
+    add_job_arguments(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    make_teacher(args.spec, args.data, args.out, resolve_device(args.device))
+    make_teacher(args.spec, args.data, args.out, apply_job_arguments(args))
 
 
 if __name__ == "__main__":
