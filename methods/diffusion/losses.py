@@ -70,6 +70,7 @@ class LossTerms:
     mse: torch.Tensor           # (B,) mean over dims of (ε − ε̂)²
     vb: torch.Tensor            # (B,) variational-bound term, bits/dim, ε̂ detached
     x0_pred: torch.Tensor       # x̂0 with gradient
+    x_t: torch.Tensor           # the noised input √ᾱ·x + √(1−ᾱ)·ε the network saw
 
     @property
     def per_sample(self) -> torch.Tensor:
@@ -111,6 +112,10 @@ class DiffusionLoss:
         """x̂0 = √(1/ᾱ)·x_t − √(1/ᾱ − 1)·ε̂ (DiT ``_predict_xstart_from_eps``)."""
         return self._at("sqrt_recip_ac", t, x_t) * x_t - self._at("sqrt_recipm1_ac", t, x_t) * eps
 
+    def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Mean of q(x_{t−1} | x0, x_t): coef_x0·x0 + coef_xt·x_t (DiT ``q_posterior_mean_variance``)."""
+        return self._at("coef_x0", t, x0) * x0 + self._at("coef_xt", t, x0) * x_t
+
     def terms(self, x0: torch.Tensor, labels: torch.Tensor, randomness: TrainingRandomness,
               label_dropout: float = 0.0) -> LossTerms:
         """Draw t, then the noise, then (``label_dropout`` > 0 only, as DiT's ``LabelEmbedder``) the
@@ -127,15 +132,15 @@ class DiffusionLoss:
         eps, var_values = out[:, :channels], out[:, channels:]
         mse = ((noise - eps) ** 2).mean(dim=tuple(range(1, x0.dim())))
         vb = self.vb_term(x0, x_t, t, eps.detach(), var_values)
-        return LossTerms(t, noise, labels, mse, vb, self.predict_x0(x_t, t, eps))
+        return LossTerms(t, noise, labels, mse, vb, self.predict_x0(x_t, t, eps), x_t)
 
     def vb_term(self, x0, x_t, t, eps, var_values) -> torch.Tensor:
         """L_vlb in bits/dim: KL to the true posterior for t > 0, decoder NLL at t = 0."""
         dims = tuple(range(1, x0.dim()))
-        true_mean = self._at("coef_x0", t, x0) * x0 + self._at("coef_xt", t, x0) * x_t
+        true_mean = self.posterior_mean(x0, x_t, t)
         true_logvar = self._at("log_post_var", t, x0)
         pred_x0 = self.predict_x0(x_t, t, eps)
-        model_mean = self._at("coef_x0", t, x0) * pred_x0 + self._at("coef_xt", t, x0) * x_t
+        model_mean = self.posterior_mean(pred_x0, x_t, t)
         frac = (var_values + 1.0) / 2.0
         model_logvar = frac * self._at("log_beta", t, x0) + (1.0 - frac) * true_logvar
         kl = normal_kl(true_mean, true_logvar, model_mean, model_logvar).mean(dim=dims) / math.log(2.0)
