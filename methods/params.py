@@ -17,7 +17,7 @@ import inspect
 import io
 import tokenize
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
 
@@ -80,7 +80,17 @@ def json_type(hint) -> dict:
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """The comment after each field of ``cls``'s source, comment lines continuing it joined."""
+    """The comment after each field in the source of ``cls`` and of its dataclass bases (a field declared
+    again takes the comment of its latest declaration), comment lines continuing it joined."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if is_dataclass(klass):
+            comments.update(_declared_comments(klass))
+    return comments
+
+
+def _declared_comments(cls: type) -> dict[str, str]:
+    """The comments of the fields that ``cls``'s own source declares."""
     comments: dict[str, list[str]] = {}
     current, line_start = None, True
     for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
