@@ -7,7 +7,8 @@ more term per step, built from the step's own draws (t, the noise, x_t = √ᾱ_
 
 * **x_prev** = the mean of q(x_{t−1} | x̂0, x_t) with the network's x̂0, gradient kept
   (:meth:`~methods.diffusion.losses.DiffusionLoss.posterior_mean` of ``LossTerms.x0_pred`` and ``LossTerms.x_t``);
-  the reference's ``x_prev`` field of ``training_losses``.
+  the reference's ``x_prev`` field of ``training_losses``. :func:`inversion_matching_term` puts the three
+  together for one step of the fine-tuning loop.
 * **x_inv** = **one** reverse-DDIM step (η = 0) applied to the **clean latent x0 as if it were x_t at the same
   timestep t**, with the network's ε̂(x0, t, y) under no_grad (:func:`invert_clean_latents`,
   :func:`reverse_ddim_step`): the reference's ``ddim_inversion_step`` → DiT's ``ddim_reverse_sample`` with
@@ -26,6 +27,8 @@ t−1 with the inversion at t+1 (the paper writes both as z_t), and clip x̂0 to
 from __future__ import annotations
 
 import torch
+
+from .diffusion.losses import DiffusionLoss, LossTerms, alphas_cumprod_dit
 
 ALL_PAIRS, PER_SAMPLE = "all_pairs", "per_sample"
 PAIRINGS = (ALL_PAIRS, PER_SAMPLE)
@@ -81,3 +84,15 @@ def inversion_matching_loss(x_prev: torch.Tensor, x_inv: torch.Tensor, weight: f
     a, b = _unit_rows(x_prev), _unit_rows(x_inv.detach())
     cosines = a @ b.T if pairing == ALL_PAIRS else (a * b).sum(dim=1)
     return weight * (1 - cosines.mean())
+
+
+def inversion_matching_term(loss_fn: DiffusionLoss, terms: LossTerms, x0: torch.Tensor,
+                            inversion_labels: torch.Tensor, weight: float, pairing: str = ALL_PAIRS) -> torch.Tensor:
+    """The IM term of one fine-tuning step: x_prev from the step's loss evaluation ``terms`` (its t, x_t and
+    x̂0) against the inversion of its clean latents ``x0`` by the same network (module docstring).
+    ``inversion_labels``: the class ids the inversion forward sees, after its own label dropout."""
+    x_prev = loss_fn.posterior_mean(terms.x0_pred, terms.x_t, terms.t)
+    backbone = loss_fn.backbone
+    x_inv = invert_clean_latents(backbone.transformer, x0, terms.t, inversion_labels,
+                                 alphas_cumprod_dit(backbone.scheduler))
+    return inversion_matching_loss(x_prev, x_inv, weight, pairing)

@@ -16,6 +16,7 @@ from methods.ims3_finetune import (
     PER_SAMPLE,
     invert_clean_latents,
     inversion_matching_loss,
+    inversion_matching_term,
     reverse_ddim_step,
 )
 
@@ -142,11 +143,17 @@ def test_the_term_trains_the_network_through_x_prev_and_not_through_the_inversio
     backbone = load_backbone(str(tiny_backbone_dir))
     dit = backbone.transformer.requires_grad_(True)
     x0, labels = randn(4, 4, 8, 8, seed=17), torch.tensor([0, 1, 2, 3])
-    terms = DiffusionLoss(backbone).terms(x0, labels, SeededTraining(torch.Generator().manual_seed(0)))
+    loss_fn = DiffusionLoss(backbone)
+    terms = loss_fn.terms(x0, labels, SeededTraining(torch.Generator().manual_seed(0)))
     x_inv = invert_clean_latents(dit, x0, terms.t, labels, alphas_cumprod)
     assert not x_inv.requires_grad
     eps = dit(x0, timestep=terms.t, class_labels=labels).sample[:, :4].detach()
     torch.testing.assert_close(x_inv, reverse_ddim_step(x0, eps, terms.t, alphas_cumprod))
-    x_prev = DiffusionLoss(backbone).posterior_mean(terms.x0_pred, terms.x_t, terms.t)
-    inversion_matching_loss(x_prev, x_inv, 0.002).backward()
+    x_prev = loss_fn.posterior_mean(terms.x0_pred, terms.x_t, terms.t)
+    term = inversion_matching_term(loss_fn, terms, x0, labels, 0.002)
+    torch.testing.assert_close(term, inversion_matching_loss(x_prev, x_inv, 0.002))
+    term.backward()
     assert dit.proj_out_2.bias.grad.abs().sum() > 0
+    dit.zero_grad()
+    x_prev.detach_()   # without x_prev's graph nothing reaches the network
+    assert not inversion_matching_loss(x_prev, x_inv, 0.002).requires_grad
