@@ -176,3 +176,13 @@ def test_select_subgroups_scores_features_and_is_deterministic():
     assert len(first.groups) == 5 and all(0 <= g < 4 for g in first.groups)
     with pytest.raises(ValueError, match="classes"):
         select_subgroups(candidate_features, real_features[:4])
+
+
+def test_one_subgroup_or_one_class_are_plain_choices():
+    """G = 1 leaves nothing to choose (plain sampling); one class (a chunk of one) has no separation term, so
+    it keeps the subgroup closest to its real centroid."""
+    candidates, real = random_problem(5, classes=3, groups=1)
+    selection = coordinate_ascent(candidates, real)
+    assert (selection.groups, selection.sweeps) == ((0, 0, 0), 1)
+    candidates, real = random_problem(6, classes=1, groups=6)
+    assert coordinate_ascent(candidates, real, start=[5]).groups == tuple(warm_start(candidates, real))
