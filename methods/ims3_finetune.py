@@ -7,8 +7,7 @@ more term per step, built from the step's own draws (t, the noise, x_t = √ᾱ_
 
 * **x_prev** = the mean of q(x_{t−1} | x̂0, x_t) with the network's x̂0, gradient kept
   (:meth:`~methods.diffusion.losses.DiffusionLoss.posterior_mean` of ``LossTerms.x0_pred`` and ``LossTerms.x_t``);
-  the reference's ``x_prev`` field of ``training_losses``. :func:`inversion_matching_term` puts the three
-  together for one step of the fine-tuning loop.
+  the reference's ``x_prev`` field of ``training_losses``.
 * **x_inv** = **one** reverse-DDIM step (η = 0) applied to the **clean latent x0 as if it were x_t at the same
   timestep t**, with the network's ε̂(x0, t, y) under no_grad (:func:`invert_clean_latents`,
   :func:`reverse_ddim_step`): the reference's ``ddim_inversion_step`` → DiT's ``ddim_reverse_sample`` with
@@ -18,7 +17,7 @@ more term per step, built from the step's own draws (t, the noise, x_t = √ᾱ_
   the mean over the **B×B matrix of all pairs** (x_prev_i, x_inv_j) (``ALL_PAIRS``, the default); the paper's
   Eq. (5) L_IM = 1 − cos(z_t^inv, z_t) pairs each sample with its own inversion (``PER_SAMPLE``, the labelled
   variant). The official value is 1 − λ·mean cos, which differs from λ·(1 − mean cos) by the constant 1 − λ:
-  same gradient, different logged value.
+  same gradient, different logged value. :func:`inversion_matching_term` is the whole term of one step.
 
 Reference differences kept here, as the reference port note (§1.7) decides: both pairings use the code's
 one-step inversion (the paper's multi-step Euler inversion, Eq. (3), is not in the code), compare x_prev at
