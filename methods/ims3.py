@@ -8,14 +8,49 @@ shared/reference/ims3_lgm_sfm.md §1.2–1.7), one dataclass per row of the pape
 
 The paper's per-sample form of the IM term (Eq. (5)–(7): no Minimax terms) is a variant of the fine-tuning's
 params: ``{pairing: per_sample, lambda_pos: 0, lambda_neg: 0}``.
+
+**IM fine-tuning** (:func:`finetune_backbone`, the registry's ``finetune`` entry of ``ims3`` and ``ims3-imonly``)
+is Minimax's fine-tuning job (methods/minimax_finetune.py: same trainable parameters, γ, memories, terms,
+optimiser, EMA, checkpoints, latents artifact) with :func:`inversion_term` added to every step's loss:
+total = L_DiT + pos + neg + λ_match·IM, as the official ``run.sh --condense``. The inversion forward draws its own
+label-dropout uniforms from the step's training stream, after the loss's draws (official: the model is in train
+mode there too).
+
+**S³** (:func:`select`): for every class, G·IPC images through the shared sampler (``Generation``), sample i of
+class c seeded by (seed, c, i) as every generating method, subgroup g = samples g·IPC … (g+1)·IPC − 1 (so
+subgroup 0 is the ``dit`` set of the same backbone); membership is fixed at generation. φ (methods/ims3_features.py)
+of every candidate; real centroids from at most ``real_per_class`` training images per class, a permutation
+seeded by (seed, c, IMS3_REAL); :func:`~methods.ims3_selection.select_subgroups` (the official objective and
+search). The selected subgroup of each class is the record ``s3_subgroup``.
+
+**Class chunks** (methods/chunks.py). The selection is joint over the dataset's classes (the separation term
+pairs every two classes), so a chunk job generates and scores the candidates of **all** the dataset's classes
+and keeps its own classes' selection: chunks merge into exactly the unchunked set (the contract test), at the
+cost of repeating the generation in every chunk job; do not chunk S³ methods (``distill_chunk_classes: null``).
+The official code's ``--phase`` chunks select each chunk on its own; this port does not.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import functools
+from dataclasses import dataclass, fields
+from pathlib import Path
 
-from .ims3_finetune import PAIRINGS
+import torch
+
+from evaluation.core.seeding import MethodStream, generator
+from evaluation.data.datasets import load_split, resize_uint8, split_labels
+
+from .diffusion.generation import Generation
+from .diffusion.losses import DiffusionLoss, LossTerms
+from .diffusion.randomness import TrainingRandomness
+from .ims3_features import FeatureFn, batched, resnet18_features, teacher_features
+from .ims3_finetune import PAIRINGS, inversion_matching_term
+from .ims3_selection import select_subgroups
 from .minimax import MinimaxParams
+from .minimax_finetune import ExtraTerm, run_finetune_job
 from .params import param
+from .registry import DistillContext, SyntheticSet, register_method
 
 
 @dataclass(frozen=True)
@@ -50,8 +85,112 @@ class SubgroupSelectionParams:
     features: str = param("resnet18", enum=["resnet18", "teacher"])  # Frozen feature extractor: resnet18 =
     # torchvision's supervised ImageNet-1K ResNet-18 (official default), 512-d penultimate features;
     # teacher = the suite's teacher network's penultimate features (stand-in where no ImageNet weights exist).
+    weights: str = param("")                         # features resnet18: the ImageNet ResNet-18 state dict (any
+    # name, any folder); empty = torchvision's cache file $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth.
+    # Never downloaded.
 
 
 @dataclass(frozen=True)
 class Ims3Params(SubgroupSelectionParams, InversionMatchingParams):
     """IMS3: IM fine-tuning, then S³ on the fine-tuned backbone (official run.sh: train_dit.py, centroid.py)."""
+
+
+# ----------------------------------------------------------------------------- IM fine-tuning
+
+def inversion_term(params: InversionMatchingParams) -> ExtraTerm:
+    """The step's IM term (methods/ims3_finetune.py :func:`inversion_matching_term`): the inversion forward
+    sees the class ids after its own label dropout (uniforms drawn when ``label_dropout`` > 0, as the loss's)."""
+    def term(loss_fn: DiffusionLoss, terms: LossTerms, x: torch.Tensor, ids: torch.Tensor,
+             randomness: TrainingRandomness) -> torch.Tensor:
+        labels = ids
+        if params.label_dropout > 0:
+            drop = randomness.dropout_uniform(len(ids)).to(ids.device) < params.label_dropout
+            labels = torch.where(drop, loss_fn.backbone.null_label, ids)
+        return inversion_matching_term(loss_fn, terms, x, labels, params.lambda_match, params.pairing)
+    return term
+
+
+def finetune_backbone(spec: dict, backbone_dir: Path, latents_path: Path, dataset: str, out: Path,
+                      device: str) -> None:
+    """The ``finetune_backbone`` rule's job for ``ims3`` and ``ims3-imonly``: Minimax's job plus the IM term.
+    Only the fine-tuning's fields of the variant's params are read (S³'s are the distill job's)."""
+    names = {f.name for f in fields(InversionMatchingParams)}
+    params = InversionMatchingParams(**{k: v for k, v in spec.items() if k in names})
+    run_finetune_job("ims3_finetune", spec, params, backbone_dir, latents_path, dataset, out, device,
+                     inversion_term(params))
+
+
+# ----------------------------------------------------------------------------- S³
+
+@functools.lru_cache(maxsize=4)
+def real_features(data_dir: Path, num_classes: int, per_class: int, seed: int, side: int, image_size: int | None,
+                  extractor: tuple) -> tuple[torch.Tensor, ...]:
+    """φ of at most ``per_class`` training images of every class (a permutation seeded by (seed, c,
+    IMS3_REAL)), resized bilinearly to the generated ``side``. Cached per process: the same real features
+    serve every chunk and every S³ variant of a run (``extractor`` = :func:`extractor_key`)."""
+    labels = split_labels(data_dir, "train")
+    chosen = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        order = torch.randperm(len(members), generator=generator(seed, c, MethodStream.IMS3_REAL))
+        chosen.append(members[order[:per_class]])
+    images, picked = load_split(data_dir, "train", image_size=image_size, indices=torch.cat(chosen).tolist())
+    features = batched(make_features(*extractor), resize_uint8(images, side))
+    return tuple(features[picked == c] for c in range(num_classes))
+
+
+def extractor_key(params: SubgroupSelectionParams, ctx: DistillContext) -> tuple:
+    """What identifies φ: (features, weights, teacher folder, device)."""
+    return params.features, params.weights, ctx.teacher_dir, ctx.device
+
+
+def make_features(features: str, weights: str, teacher_dir: Path | None, device: str) -> FeatureFn:
+    return FEATURES[features](weights, teacher_dir, device)
+
+
+FEATURES = {
+    "resnet18": lambda weights, teacher_dir, device: resnet18_features(weights, device),
+    "teacher": lambda weights, teacher_dir, device: teacher_features(teacher_dir, device),
+}
+
+
+def select(ctx: DistillContext, params: SubgroupSelectionParams) -> SyntheticSet:
+    """S³ on the context's backbone (module docstring): candidates of all the dataset's classes, the joint
+    selection, the images of ``ctx.classes``' selected subgroups."""
+    every = range(ctx.dataset.num_classes)
+    generation = dataclasses.replace(Generation.from_context(ctx), ipc=params.groups * ctx.ipc, classes=every)
+    images, _ = generation.generate()
+    candidates = images.view(len(every), params.groups, ctx.ipc, *images.shape[1:])
+    phi = make_features(*extractor_key(params, ctx))
+    candidate_features = batched(phi, images).view(len(every), params.groups, ctx.ipc, -1)
+    size = None if ctx.dataset.source == "digits" else ctx.data.get("imagenet_image_size")
+    real = real_features(ctx.data_dir, len(every), params.real_per_class, ctx.seed, images.shape[-1], size,
+                         extractor_key(params, ctx))
+    chosen = select_subgroups(candidate_features, real, params.alpha, params.beta, params.eps,
+                              params.max_sweeps).groups
+    kept = [chosen[c] for c in ctx.classes]
+    synset = torch.cat([candidates[c, g] for c, g in zip(ctx.classes, kept)])
+    return SyntheticSet(synset, torch.tensor(ctx.classes).repeat_interleave(ctx.ipc), {"s3_subgroup": kept})
+
+
+def uses_teacher(params: SubgroupSelectionParams) -> bool:
+    """Whether a variant's distill job reads the dataset's teacher (S³ with ``features: teacher``)."""
+    return params.features == "teacher"
+
+
+@register_method("ims3", needs_backbone=True, finetune="methods.ims3", params=Ims3Params, needs_teacher=uses_teacher)
+def distill(ctx: DistillContext) -> SyntheticSet:
+    """IM-fine-tuned backbone, then S³."""
+    return select(ctx, ctx.params)
+
+
+@register_method("ims3-imonly", needs_backbone=True, finetune="methods.ims3", params=InversionMatchingParams)
+def distill_imonly(ctx: DistillContext) -> SyntheticSet:
+    """IM-fine-tuned backbone, plain sampling (the ablation's "+IM" row)."""
+    return SyntheticSet(*Generation.from_context(ctx).generate())
+
+
+@register_method("ims3-s3only", needs_backbone=True, params=SubgroupSelectionParams, needs_teacher=uses_teacher)
+def distill_s3only(ctx: DistillContext) -> SyntheticSet:
+    """Pretrained backbone, then S³ (the ablation's "+S³" row)."""
+    return select(ctx, ctx.params)

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -75,11 +75,17 @@ from evaluation.data.datasets import dataset_info
 
 from .diffusion.backbone import Backbone, disable_label_dropout, open_backbone
 from .diffusion.latents import load_latents
-from .diffusion.losses import DiffusionLoss
-from .diffusion.randomness import SeededTraining
+from .diffusion.losses import DiffusionLoss, LossTerms
+from .diffusion.randomness import SeededTraining, TrainingRandomness
 from .minimax import MinimaxParams
 
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm)
+
+# A loss term added to every step by a method that extends the fine-tuning (IMS3's inversion matching,
+# methods/ims3.py): (the step's loss function, its loss evaluation, the clean latents x, the class ids
+# the network is conditioned on before label dropout, the step's randomness, drawn after the loss's own
+# draws) -> a scalar with gradient. Minimax has none.
+ExtraTerm = Callable[[DiffusionLoss, LossTerms, torch.Tensor, torch.Tensor, TrainingRandomness], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- γ
@@ -251,10 +257,11 @@ def _check(backbone: Backbone, labels: torch.Tensor, backbone_labels: torch.Tens
 
 
 def finetune(backbone: Backbone, latents: dict, params: MinimaxParams, device: str, checkpoint: Checkpoint | None = None,
-             *, backbone_labels: Sequence[int]) -> Backbone:
+             *, backbone_labels: Sequence[int], extra_term: ExtraTerm | None = None) -> Backbone:
     """Fine-tune in place on the latents artifact (dataset labels) conditioning the network on
     ``backbone_labels[label]``; returns the backbone holding the folded EMA. With ``checkpoint`` the steps
-    resume from its saved state and save their own when due."""
+    resume from its saved state and save their own when due. ``extra_term``: one more loss term per step
+    (:data:`ExtraTerm`), added to the diffusion loss and the Minimax terms."""
     mean, std, labels = latents["mean"].to(device), latents["std"].to(device), latents["labels"].to(device)
     ids = torch.as_tensor(list(backbone_labels), dtype=torch.long, device=device)
     _check(backbone, labels, ids, params.batch_size)
@@ -292,8 +299,11 @@ def finetune(backbone: Backbone, latents: dict, params: MinimaxParams, device: s
         ry = labels[idx]
         terms = loss_fn.terms(x, ids[ry], randomness, params.label_dropout)
         pos, neg = minimax_terms(terms.x0_pred, ry, memories, params.lambda_pos, params.lambda_neg)
+        loss = terms.loss + pos + neg
+        if extra_term is not None:
+            loss = loss + extra_term(loss_fn, terms, x, ids[ry], randomness)
         optimizer.zero_grad(set_to_none=True)
-        (terms.loss + pos + neg).backward()
+        loss.backward()
         optimizer.step()
         memories.push(ry, x, terms.x0_pred)
         with torch.no_grad():
@@ -316,14 +326,20 @@ def finetune_backbone(spec: dict, backbone_dir: Path, latents_path: Path, datase
                       device: str) -> None:
     """The ``finetune_backbone`` rule's job for minimax: fine-tune the backbone on the real latents of
     ``dataset`` and write it under ``out``, checkpointing as it goes."""
+    run_finetune_job("minimax_finetune", spec, MinimaxParams(**spec), backbone_dir, latents_path, dataset, out, device)
+
+
+def run_finetune_job(job: str, spec: dict, params: MinimaxParams, backbone_dir: Path, latents_path: Path, dataset: str,
+                     out: Path, device: str, extra_term: ExtraTerm | None = None) -> None:
+    """A ``finetune_backbone`` job named ``job`` (its checkpoint identity): :func:`finetune` with ``params``
+    (parsed from the variant's ``spec``) and ``extra_term``, the EMA backbone written under ``out``."""
     started = time.time()
     backbone_labels = list(dataset_info(dataset).backbone_labels)
-    params = MinimaxParams(**spec)
     torch.manual_seed(params.seed)
-    checkpoint = Checkpoint.beside(out, job_identity("minimax_finetune", spec, [backbone_dir, latents_path],
+    checkpoint = Checkpoint.beside(out, job_identity(job, spec, [backbone_dir, latents_path],
                                                      device=device, backbone_labels=backbone_labels))
     backbone = finetune(open_backbone(backbone_dir, device), load_latents(latents_path), params, device, checkpoint,
-                        backbone_labels=backbone_labels)
+                        backbone_labels=backbone_labels, extra_term=extra_term)
     with atomic_path(out) as tmp:
         backbone.save(tmp)
         write_manifest(tmp, manifest(spec, seed=params.seed, device=device, started=started,

@@ -42,6 +42,7 @@ class DistillContext:
     data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
     backbone_dir: Path | None = None
     latents_path: Path | None = None             # real training latents (methods/diffusion/latents.py)
+    teacher_dir: Path | None = None              # the dataset's teacher, for methods whose needs_teacher says so
     device: str = "cpu"
     classes: range | None = None                 # dataset labels to distil (a chunk); None = all
 
@@ -79,6 +80,12 @@ class MethodSpec:
     check_params: Callable[[object, DatasetInfo, dict], object] | None  # cheap check of a variant's params
                                 # against a dataset and its effective sampler settings, before any job; raises
                                 # InputError
+    needs_teacher: Callable[[object], bool] | None = None  # whether a variant (its params) reads the dataset's
+                                # teacher (the workflow then passes it to the distill job: ctx.teacher_dir)
+
+    def teacher_for(self, params: object) -> bool:
+        """Whether the distill job of a variant with these params needs the dataset's teacher."""
+        return self.needs_teacher is not None and self.needs_teacher(params)
 
     @property
     def keyed_by_content(self) -> tuple[str, ...]:
@@ -105,12 +112,13 @@ METHODS: dict[str, MethodSpec] = {}
 def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
                     table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
                     ipc_limited_by_class: bool = False, params: type = NoParams,
-                    check_params: Callable[[object, DatasetInfo, dict], object] | None = None):
+                    check_params: Callable[[object, DatasetInfo, dict], object] | None = None,
+                    needs_teacher: Callable[[object], bool] | None = None):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
         METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed,
-                                   ipc_limited_by_class, params, check_params)
+                                   ipc_limited_by_class, params, check_params, needs_teacher)
         return fn
     return decorator
 
@@ -126,7 +134,7 @@ def list_methods() -> list[str]:
 
 
 # The modules of this package that register a method, in the order of the schema's method names.
-BUILTIN_MODULES = ("random_real", "dit", "dmgd", "mgd3", "d4m", "minimax", "external")
+BUILTIN_MODULES = ("random_real", "dit", "dmgd", "mgd3", "d4m", "minimax", "ims3", "external")
 # Set by the workflow to the config's method_modules (absolute paths, JSON), so that every job
 # process that imports this registry registers the same methods as the DAG.
 METHOD_MODULES_ENV = "DISTILL_METHOD_MODULES"

@@ -21,6 +21,7 @@ from methods.distill import distill
 from methods.merge_chunks import merge_chunks
 from methods.registry import get_method, list_methods
 from tests.conftest import TOY_METHOD_FILE, method_params, plugin_registry
+from tests.standin_weights import write_resnet_standin
 
 with plugin_registry(TOY_METHOD_FILE):
     CONTRACT_METHODS = list_methods()   # the built-ins and the toy plugin, parametrising the tests below
@@ -36,6 +37,21 @@ def toy_plugin():
     """Every test here runs with the toy plugin registered (and only the tests here)."""
     with plugin_registry(TOY_METHOD_FILE):
         yield
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory):
+    """A torchvision cache holding a stand-in of the ImageNet ResNet-18 (tests/standin_weights.py)."""
+    home = tmp_path_factory.mktemp("torch_home")
+    write_resnet_standin(home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    return home
+
+
+@pytest.fixture(autouse=True)
+def imagenet_weights(torch_home, monkeypatch):
+    """Methods that read torchvision's ImageNet weights (S³'s default extractor) find them where a user puts
+    them offline (TORCH_HOME), as for any other method."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +95,8 @@ def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latent
 
 def test_unknown_method_lists_the_registry():
     with pytest.raises(ValueError,
-                       match="unknown method 'nope'; valid: d4m, dit, dmgd, external, mgd3, minimax, random, toy"):
+                       match="unknown method 'nope'; valid: d4m, dit, dmgd, external, ims3, ims3-imonly, ims3-s3only, mgd3, "
+                             "minimax, random, toy"):
         get_method("nope")
 
 
@@ -104,7 +121,8 @@ def test_field_metadata_declares_the_step_windows_and_content_keys():
     assert get_method("toy").step_windows == ("mark_step",)
     assert get_method("external").keyed_by_content == ("path",)
     assert all(get_method(name).keyed_by_content == () for name in list_methods() if name != "external")
-    assert all(get_method(name).step_windows == () for name in ("random", "dit", "d4m", "minimax", "external"))
+    assert all(get_method(name).step_windows == () for name in ("random", "dit", "d4m", "minimax", "external", "ims3",
+                                                                 "ims3-imonly", "ims3-s3only"))
 
 
 def test_random_first_k_takes_the_first_files_of_each_class(tmp_path, digits_dir):

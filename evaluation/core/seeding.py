@@ -43,6 +43,7 @@ class MethodStream(IntEnum):
     MINIMAX_BATCH = 5    # methods/minimax_finetune.py: latent samples and training draws
     MINIMAX_EPOCH = 6    # methods/minimax_finetune.py: derive_seed(seed, stream, epoch) permutations
     SEMANTIC = 7         # methods/diffusion/randomness.py: a sample's semantic-matching stream
+    IMS3_REAL = 8        # methods/ims3.py: derive_seed(seed, class, stream): the real images of a class's centroid
 
 
 class BackboneTrainingStream(IntEnum):

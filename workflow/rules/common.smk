@@ -171,6 +171,8 @@ def distill_inputs(wildcards):
         inputs["backbone"] = BACKBONE
     if method.needs_latents:
         inputs["latents"] = at(LATENTS, wildcards)
+    if method.teacher_for(method.parse_params(config["methods"][wildcards.method]["params"])):
+        inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
 

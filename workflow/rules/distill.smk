@@ -15,6 +15,7 @@ rule distill:
         classes=lambda w: f"--classes {w.chunk.replace('-', ':')}" if "chunk" in w.keys() else "",
         backbone=lambda w, input: f"--backbone {input.backbone}" if "backbone" in input.keys() else "",
         latents=lambda w, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
+        teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
     threads: 2
     conda:
         ENV
@@ -28,7 +29,7 @@ rule distill:
         runtime=120,
     shell:
         "{params.wrap}python $DMGD_SCRIPTS/distill.py --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
-        " --seed {wildcards.seed} --out {output} {params.classes} {params.backbone} {params.latents}"
+        " --seed {wildcards.seed} --out {output} {params.classes} {params.backbone} {params.latents} {params.teacher}"
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
 

@@ -23,12 +23,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="distil only these dataset labels (half-open), a chunk for rule merge_chunks")
     parser.add_argument("--backbone", type=Path, default=None)
     parser.add_argument("--latents", type=Path, default=None)
+    parser.add_argument("--teacher", type=Path, default=None, help="the dataset's teacher (methods that read it)")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
     spec = args.spec
     classes = parse_classes(args.classes, dataset_info(spec["dataset"]).num_classes)
     distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, apply_job_arguments(args),
-            classes)
+            classes, args.teacher)
 
 
 if __name__ == "__main__":
