@@ -23,6 +23,7 @@ from evaluation.protocols.augment import (
     dsa_translate,
     lighting,
     normalize,
+    rand_augment,
     random_horizontal_flip,
     random_resized_crop,
     sample_crop_boxes,
@@ -500,3 +501,41 @@ def test_new_augmentations_leave_input_untouched(augment):
     assert torch.equal(x, original)
     out.add_(1.0)   # the result never aliases the input, even for identity settings
     assert torch.equal(x, original)
+
+
+# ------------------------------------------------------------------------------------------------
+# RandAugment (IMS3's evaluation)
+# ------------------------------------------------------------------------------------------------
+
+def test_rand_augment_is_seeded_by_the_generator_alone_and_leaves_the_global_rng():
+    x = torch.rand(6, 3, 16, 16, generator=gen(0))
+    state = torch.get_rng_state()
+    first = rand_augment(x, 1, 6, generator=gen(3))
+    assert torch.equal(torch.get_rng_state(), state)          # the global stream is untouched
+    torch.manual_seed(123)                                    # and does not matter
+    assert torch.equal(rand_augment(x, 1, 6, generator=gen(3)), first)
+    assert not torch.equal(rand_augment(x, 1, 6, generator=gen(4)), first)
+    assert first.shape == x.shape and 0 <= first.min() and first.max() <= 1
+
+
+def test_rand_augment_picks_an_op_per_image_and_zero_ops_is_identity():
+    x = torch.rand(1, 3, 16, 16, generator=gen(1)).expand(32, -1, -1, -1)
+    out = rand_augment(x, 2, 9, generator=gen(5))
+    assert len({tuple(image.flatten()[:40].tolist()) for image in out}) > 4   # the same image, different ops
+    assert torch.equal(rand_augment(x, 0, 9, generator=gen(5)), x)
+    with pytest.raises(ValueError, match=r"rand_augment \(1, 31\) is invalid"):
+        rand_augment(x, 1, 31, generator=gen(5))
+
+
+def test_protocol_randaugment_runs_after_flip_and_before_colour():
+    """hard_label with randaugment [1, 6] draws one more value from the batch's stream than without."""
+    from evaluation.protocols.protocols import reference_protocols
+    from evaluation.protocols.training import augment_batch
+
+    base = {**reference_protocols()["hard_label"], "cutmix_prob": 0.0}
+    x, labels = torch.rand(4, 3, 16, 16, generator=gen(2)), torch.arange(4)
+    plain, _, _, _ = augment_batch(x, labels, base, generator=gen(7))
+    again, _, _, _ = augment_batch(x, labels, {**base, "randaugment": None}, generator=gen(7))
+    augmented, _, _, _ = augment_batch(x, labels, {**base, "randaugment": [1, 6]}, generator=gen(7))
+    assert torch.equal(plain, again) and not torch.equal(plain, augmented)
+    assert reference_protocols()["hard_label"]["randaugment"] is None

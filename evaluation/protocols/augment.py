@@ -4,7 +4,7 @@ Images are float NCHW tensors. Random numbers are drawn on ``generator.device`` 
 images' device, so results depend only on the generator state, not on where the images live. No
 function modifies its input, and augmented images never alias it (identity settings return a copy).
 
-Geometry (RandomResizedCrop, flip, CutMix) comes first, then colour (IDC's ColorJitter and PCA
+Geometry (RandomResizedCrop, flip, CutMix) comes first, then IMS3's RandAugment, colour (IDC's ColorJitter and PCA
 lighting), RDED's ShufflePatches, and DC/GLaD's Differentiable Siamese Augmentation (DSA).
 """
 from __future__ import annotations
@@ -152,6 +152,31 @@ def _check_rgb(function: str, images: torch.Tensor) -> None:
 def _per_sample(values: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """(N,) draws as an (N, 1, 1, 1) tensor on the images' device and dtype."""
     return values.to(device=images.device, dtype=images.dtype)[:, None, None, None]
+
+
+# ------------------------------------------------------------------------------------------------
+# RandAugment (IMS3's evaluation: IDC's transform_imagenet with --randaug, after RRC + flip)
+# ------------------------------------------------------------------------------------------------
+
+def rand_augment(images: torch.Tensor, num_ops: int, magnitude: int, *, generator: torch.Generator) -> torch.Tensor:
+    """torchvision's ``RandAugment(num_ops, magnitude)`` (v2) applied to each image on its own, as a per-image
+    dataset transform (IMS3 official ``data.py``: RandAugment(1, 6) after RandomResizedCrop and flip, before
+    colour jitter and lighting), on RGB images in [0, 1].
+
+    RandAugment draws from torch's global CPU generator; here that generator is seeded by one draw of
+    ``generator`` inside ``torch.random.fork_rng`` (the global state is restored), so the result depends only
+    on ``generator``'s state. ``num_ops`` 0 returns a copy after that one draw.
+    """
+    from torchvision.transforms import v2
+
+    _check_rgb("rand_augment", images)
+    if num_ops < 0 or not 0 <= magnitude < 31:
+        raise ValueError(f"rand_augment ({num_ops}, {magnitude}) is invalid; valid: num_ops >= 0, 0 <= magnitude <= 30")
+    seed = torch.randint(0, 2 ** 63 - 1, (1,), generator=generator, device=generator.device).item()
+    transform = v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([transform(image.clamp(0.0, 1.0)) for image in images])
 
 
 # ------------------------------------------------------------------------------------------------

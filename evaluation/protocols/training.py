@@ -33,6 +33,7 @@ from evaluation.protocols.augment import (
     dsa,
     lighting,
     normalize,
+    rand_augment,
     random_horizontal_flip,
     random_resized_crop,
     shuffle_patches,
@@ -120,6 +121,8 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
                                      generator=generator)
     if protocol["flip"]:
         images = random_horizontal_flip(images, generator=generator)
+    if protocol["randaugment"] is not None:
+        images = rand_augment(images, *protocol["randaugment"], generator=generator)
     if protocol["color_jitter"] > 0:
         strength = protocol["color_jitter"]
         images = color_jitter(images, strength, strength, strength, generator=generator, reference="idc")
