@@ -168,10 +168,11 @@ def test_paper_profile_dag_over_a_fake_imagenet(tmp_path):
     assert proc.returncode == 0, out[-2000:]
     counts = job_stats(out, {"distill", "evaluate", "load_backbone", "encode_latents", "finetune_backbone", "measure",
                              "real_features"})
-    # 7 methods x 4 IPCs; x 2 protocols (SGD and DMGD's AdamW) x 3 networks x 5 repeats; one metrics
-    # job per set against real features of two extractors; Minimax fine-tunes once per dataset
-    assert counts == {"load_backbone": 1, "encode_latents": 1, "finetune_backbone": 1, "distill": 28,
-                      "evaluate": 840, "measure": 28, "real_features": 2}
+    # 10 methods x 4 IPCs; x 2 protocols (SGD and DMGD's AdamW) x 3 networks x 5 repeats; one metrics
+    # job per set against real features of two extractors; Minimax, ims3 and ims3-imonly fine-tune once per
+    # dataset (hard_label_ims3 is defined but not listed in evaluation.protocols)
+    assert counts == {"load_backbone": 1, "encode_latents": 1, "finetune_backbone": 3, "distill": 40,
+                      "evaluate": 1200, "measure": 40, "real_features": 2}
 
 
 PAPER_PROFILES = sorted(p.name for p in (ROOT / "config" / "paper").glob("*.yaml"))
