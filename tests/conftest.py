@@ -84,6 +84,17 @@ def digits_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def resnet18_torch_home(tmp_path_factory):
+    """A TORCH_HOME whose torchvision cache holds a stand-in of the ImageNet ResNet-18 (tests/standin_weights.py),
+    for tests that run methods reading it (S³'s default extractor) with monkeypatch.setenv("TORCH_HOME", ...)."""
+    from tests.standin_weights import write_resnet_standin
+
+    home = tmp_path_factory.mktemp("torch_home")
+    write_resnet_standin(home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    return home
+
+
+@pytest.fixture(scope="session")
 def latents_path(tmp_path_factory, digits_dir, tiny_backbone_dir):
     """The real-latents artifact of the digits under the tiny backbone."""
     path = tmp_path_factory.mktemp("latents") / "tiny.pt"

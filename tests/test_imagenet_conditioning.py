@@ -94,7 +94,8 @@ def test_minimax_fine_tuning_moves_exactly_the_subsets_label_rows(woof, label_dr
     assert changed_rows(before, label_table(tuned)) == expected
 
 
-def test_every_diffusion_method_conditions_on_backbone_ids(woof, tmp_path):
+def test_every_diffusion_method_conditions_on_backbone_ids(woof, tmp_path, resnet18_torch_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(resnet18_torch_home))   # S³'s ImageNet ResNet-18
     data_dir, backbone_dir, latents = woof
     info = dataset_info(WOOF)
     ids = set(info.backbone_labels)

@@ -22,7 +22,6 @@ from methods.ims3 import finetune_backbone, inversion_term, uses_teacher
 from methods.minimax_finetune import finetune, trainable_named_parameters
 from methods.registry import DistillContext, get_method
 from tests.conftest import SAMPLER, method_params, typed_params
-from tests.standin_weights import write_resnet_standin
 
 DIGITS = range(10)
 SMALL_SAMPLER = {**SAMPLER, "steps": 4}
@@ -61,9 +60,8 @@ def test_entry_point_reads_the_finetuning_fields_of_an_ims3_spec(tmp_path, tiny_
 
 
 @pytest.fixture
-def torch_home(tmp_path, monkeypatch):
-    write_resnet_standin(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+def torch_home(resnet18_torch_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(resnet18_torch_home))
 
 
 def s3(digits_dir, backbone, classes=None, ipc=2, **params):
@@ -109,3 +107,22 @@ def test_teacher_features_need_the_teacher(tmp_path, digits_dir, tiny_backbone_d
             "dataset": "digits", "sampler": SMALL_SAMPLER, "data": {}}
     with pytest.raises(InputError, match="pass --teacher DIR"):
         distill(spec, digits_dir, 1, 0, tmp_path / "out", tiny_backbone_dir)
+
+
+def test_teacher_features_select_with_the_teacher_folder(tmp_path, digits_dir, tiny_backbone_dir):
+    """``features: teacher`` reads the folder passed as --teacher (train_teacher's format) and needs no
+    ImageNet weights; the selection is recorded per class."""
+    from evaluation.protocols.networks import create_network
+
+    torch.manual_seed(0)
+    network = {"arch": "convnet", "depth": 2, "width": 16}
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    torch.save({"state_dict": create_network("convnet", 10, 16, depth=2, width=16).state_dict(), "network": network,
+                "num_classes": 10, "image_size": 16, "mean": [0.5] * 3, "std": [0.25] * 3}, teacher / "model.pt")
+    spec = {"method": "ims3-s3only", "params": method_params("ims3-s3only", features="teacher", groups=3,
+                                                             real_per_class=4),
+            "dataset": "digits", "sampler": SMALL_SAMPLER, "data": {}}
+    distill(spec, digits_dir, 1, 0, tmp_path / "out", tiny_backbone_dir, teacher_dir=teacher)
+    record = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert len(record["records"]["s3_subgroup"]) == 10 and set(record["records"]["s3_subgroup"]) <= {0, 1, 2}

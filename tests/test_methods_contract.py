@@ -21,7 +21,6 @@ from methods.distill import distill
 from methods.merge_chunks import merge_chunks
 from methods.registry import get_method, list_methods
 from tests.conftest import TOY_METHOD_FILE, method_params, plugin_registry
-from tests.standin_weights import write_resnet_standin
 
 with plugin_registry(TOY_METHOD_FILE):
     CONTRACT_METHODS = list_methods()   # the built-ins and the toy plugin, parametrising the tests below
@@ -39,19 +38,11 @@ def toy_plugin():
         yield
 
 
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory):
-    """A torchvision cache holding a stand-in of the ImageNet ResNet-18 (tests/standin_weights.py)."""
-    home = tmp_path_factory.mktemp("torch_home")
-    write_resnet_standin(home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
-    return home
-
-
 @pytest.fixture(autouse=True)
-def imagenet_weights(torch_home, monkeypatch):
+def imagenet_weights(resnet18_torch_home, monkeypatch):
     """Methods that read torchvision's ImageNet weights (S³'s default extractor) find them where a user puts
     them offline (TORCH_HOME), as for any other method."""
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv("TORCH_HOME", str(resnet18_torch_home))
 
 
 @pytest.fixture(scope="module")
