@@ -71,7 +71,8 @@ def check_memory(ipc: int, classes: range, size: int, generates: bool, device: s
 
 def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
             backbone_dir: Path | None = None, latents_path: Path | None = None, device: str = "cpu",
-            classes: range | None = None, teacher_dir: Path | None = None) -> None:
+            classes: range | None = None,
+            teacher_features: torch.nn.Module | None = None) -> None:
     started = time.time()
     method = get_method(spec["method"])
     if method.needs_backbone and backbone_dir is None:
@@ -79,12 +80,13 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
     if method.needs_latents and latents_path is None:
         raise InputError(f"method '{method.name}' needs the real latents; pass --latents FILE")
     params = method.parse_params(spec.get("params", {}))
-    if method.teacher_for(params) and teacher_dir is None:
+    if method.teacher_for(params) and teacher_features is None:
         raise InputError(f"method '{method.name}' with these params reads the dataset's teacher; pass --teacher DIR")
     info = dataset_info(spec["dataset"])
     ctx = DistillContext(dataset=info, data_dir=Path(data_dir), ipc=ipc, seed=seed, params=params,
                          sampler=spec.get("sampler", {}), data=spec.get("data", {}), backbone_dir=backbone_dir,
-                         latents_path=latents_path, device=device, classes=classes, teacher_dir=teacher_dir)
+                         latents_path=latents_path, device=device, classes=classes,
+                         teacher_features=teacher_features)
     size = ctx.data.get(IMAGE_SIZE_KEYS[info.source])
     if size is not None:   # the workflow always passes the config's data block; direct calls may omit it
         check_memory(ipc, ctx.classes, size, method.needs_backbone, device)

@@ -47,7 +47,7 @@ from .diffusion.randomness import TrainingRandomness
 from .ims3_features import FeatureFn, batched, resnet18_features, teacher_features
 from .ims3_finetune import PAIRINGS, inversion_matching_term
 from .ims3_selection import select_subgroups
-from .minimax import MinimaxParams
+from .minimax_params import MinimaxParams
 from .minimax_finetune import ExtraTerm, run_finetune_job
 from .params import param
 from .registry import DistillContext, SyntheticSet, register_method
@@ -140,17 +140,17 @@ def real_features(data_dir: Path, num_classes: int, per_class: int, seed: int, s
 
 
 def extractor_key(params: SubgroupSelectionParams, ctx: DistillContext) -> tuple:
-    """What identifies φ: (features, weights, teacher folder, device)."""
-    return params.features, params.weights, ctx.teacher_dir, ctx.device
+    """What identifies φ: (features, weights, the job's teacher model, device)."""
+    return params.features, params.weights, ctx.teacher_features, ctx.device
 
 
-def make_features(features: str, weights: str, teacher_dir: Path | None, device: str) -> FeatureFn:
-    return FEATURES[features](weights, teacher_dir, device)
+def make_features(features: str, weights: str, teacher, device: str) -> FeatureFn:
+    return FEATURES[features](weights, teacher, device)
 
 
 FEATURES = {
-    "resnet18": lambda weights, teacher_dir, device: resnet18_features(weights, device),
-    "teacher": lambda weights, teacher_dir, device: teacher_features(teacher_dir, device),
+    "resnet18": lambda weights, teacher, device: resnet18_features(weights, device),
+    "teacher": lambda weights, teacher, device: teacher_features(teacher),
 }
 
 

@@ -5,9 +5,11 @@
               (the official default). The weights are read from the params' ``weights`` file or, when that is
               empty, torchvision's cache file ($TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth); never
               downloaded: a missing file is one ``MissingWeightsError`` line naming it.
-``teacher``   the suite's teacher network (``evaluation.protocols.train.load_teacher``), its ``features()``
-              (penultimate layer) at its own image size and normalisation: the stand-in where no ImageNet
-              extractor exists (digits).
+``teacher``   the suite's teacher network's ``features()`` (penultimate layer) at its own image size and
+              normalisation: the stand-in where no ImageNet extractor exists (digits). The distill job builds it
+              from --teacher DIR (the metrics' ``teacher`` extractor model, workflow/scripts/distill.py) and
+              passes it in ``DistillContext.teacher_features``: methods import no evaluation package beyond
+              core and data (tests/test_import_contract.py).
 
 Each extractor maps uint8 images N×3×S×S to float features N×D; the normalisation of Eq. (8)–(9) is
 :func:`methods.ims3_selection.unit_centroid`'s. Real images are first resized bilinearly to the side of the
@@ -22,11 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.core.errors import InputError, MissingWeightsError, load_matching_weights
-from evaluation.protocols.augment import normalize
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]   # uint8 N×3×S×S -> float N×D
 RESNET_SIZE = 224
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
 
 
 def resnet18_weights_file(configured: str) -> Path:
@@ -60,19 +61,17 @@ def resnet18_features(weights: str, device: str) -> FeatureFn:
     def features(images: torch.Tensor) -> torch.Tensor:
         x = images.to(device).float() / 255.0
         x = F.interpolate(x, size=(RESNET_SIZE, RESNET_SIZE), mode="bicubic", align_corners=False)   # square: the
-        return network(normalize(x, IMAGENET_MEAN, IMAGENET_STD)).float().cpu()          # centre crop is the identity
+        x = (x - IMAGENET_MEAN.to(x)[:, None, None]) / IMAGENET_STD.to(x)[:, None, None]   # the centre crop
+        return network(x).float().cpu()                                                  # is the identity
     return features
 
 
-def teacher_features(teacher_dir: Path | None, device: str) -> FeatureFn:
-    """The teacher's penultimate features (module docstring)."""
-    if teacher_dir is None:
+def teacher_features(model: torch.nn.Module | None) -> FeatureFn:
+    """The teacher's penultimate features (module docstring); ``model`` maps float images in [0, 255] to
+    features (the metrics' teacher extractor model), None when the job was given no teacher."""
+    if model is None:
         raise InputError("S³ features 'teacher' needs the dataset's teacher; pass --teacher DIR")
-    from evaluation.metrics.feature_models import TeacherFeatures
-    from evaluation.protocols.train import load_teacher
-
-    network, record = load_teacher(Path(teacher_dir), device)
-    model = TeacherFeatures(network, record["image_size"], record["mean"], record["std"]).eval()
+    device = next(model.parameters()).device
 
     @torch.no_grad()
     def features(images: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,7 @@ from .diffusion.backbone import Backbone, disable_label_dropout, open_backbone
 from .diffusion.latents import load_latents
 from .diffusion.losses import DiffusionLoss, LossTerms
 from .diffusion.randomness import SeededTraining, TrainingRandomness
-from .minimax import MinimaxParams
+from .minimax_params import MinimaxParams
 
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm)
 

@@ -42,7 +42,9 @@ class DistillContext:
     data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
     backbone_dir: Path | None = None
     latents_path: Path | None = None             # real training latents (methods/diffusion/latents.py)
-    teacher_dir: Path | None = None              # the dataset's teacher, for methods whose needs_teacher says so
+    # the dataset's teacher as a feature model (float images in [0, 255] -> N x D), for methods whose
+    # needs_teacher says so (built by workflow/scripts/distill.py from --teacher DIR)
+    teacher_features: torch.nn.Module | None = None
     device: str = "cpu"
     classes: range | None = None                 # dataset labels to distil (a chunk); None = all
 

@@ -110,8 +110,9 @@ def test_teacher_features_need_the_teacher(tmp_path, digits_dir, tiny_backbone_d
 
 
 def test_teacher_features_select_with_the_teacher_folder(tmp_path, digits_dir, tiny_backbone_dir):
-    """``features: teacher`` reads the folder passed as --teacher (train_teacher's format) and needs no
+    """``features: teacher`` reads the teacher model built from --teacher DIR (train_teacher's format) and needs no
     ImageNet weights; the selection is recorded per class."""
+    from evaluation.metrics.extractors import create_extractor
     from evaluation.protocols.networks import create_network
 
     torch.manual_seed(0)
@@ -123,6 +124,17 @@ def test_teacher_features_select_with_the_teacher_folder(tmp_path, digits_dir, t
     spec = {"method": "ims3-s3only", "params": method_params("ims3-s3only", features="teacher", groups=3,
                                                              real_per_class=4),
             "dataset": "digits", "sampler": SMALL_SAMPLER, "data": {}}
-    distill(spec, digits_dir, 1, 0, tmp_path / "out", tiny_backbone_dir, teacher_dir=teacher)
+    model = create_extractor("teacher", "cpu", teacher).model   # what workflow/scripts/distill.py passes
+    distill(spec, digits_dir, 1, 0, tmp_path / "out", tiny_backbone_dir, teacher_features=model)
     record = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert len(record["records"]["s3_subgroup"]) == 10 and set(record["records"]["s3_subgroup"]) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("module", ["methods.minimax_finetune", "methods.ims3", "methods.minimax"])
+def test_fine_tuning_entry_modules_import_first(module):
+    """The finetune_backbone job imports its module before anything else (no circular import via the registry)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

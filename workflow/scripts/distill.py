@@ -5,6 +5,7 @@ from pathlib import Path
 from evaluation.core.cli import (add_job_arguments, apply_job_arguments, entry_point, job_spec, non_negative_int,
                                  positive_int)
 from evaluation.data.datasets import dataset_info
+from evaluation.metrics.extractors import create_extractor
 from methods.chunks import parse_classes
 from methods.distill import distill
 
@@ -28,8 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     spec = args.spec
     classes = parse_classes(args.classes, dataset_info(spec["dataset"]).num_classes)
-    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, apply_job_arguments(args),
-            classes, args.teacher)
+    device = apply_job_arguments(args)
+    teacher = None if args.teacher is None else create_extractor("teacher", device, args.teacher).model
+    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, device, classes, teacher)
 
 
 if __name__ == "__main__":
