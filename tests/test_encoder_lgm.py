@@ -118,7 +118,7 @@ def test_second_order_gradient_passes_finite_differences():
 def test_gradient_reaches_the_pyramid_levels_and_not_the_frozen_encoder():
     encoder, fc = tiny_encoder(torch.float32), random_linear_head(FEATURES, CLASSES, torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(6)
-    levels = extend_pyramid(init_pyramid(CLASSES, 4, gen), gen)
+    levels = extend_pyramid(init_pyramid(CLASSES, 4, 8, gen), 8, gen)
     real = torch.rand(2 * CLASSES, 3, 8, 8, generator=gen)
     g_real = real_head_gradient(encoder, fc, real, torch.arange(2 * CLASSES) % CLASSES)
     images, labels = repeat_for_augmentations(render(levels, 8), torch.arange(CLASSES), augs_per_batch=2)

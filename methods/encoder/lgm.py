@@ -10,8 +10,10 @@ Each iteration draws a **fresh random linear classifier** on the encoder's featu
 
 The meta-loss is 1 − cos(g_real, g_syn) over the flattened (W, b) gradients; backpropagating it differentiates
 through the first gradient (second order) and the encoder into the image parameters. The official code multiplies
-it by 1024 (manual AMP scaling) before backward; that is the caller's ``loss_scale``, not part of this loss. The
-cross-entropy is the batch mean, as ``nn.CrossEntropyLoss``; the cosine does not depend on that 1/B factor.
+it by 1024 before backward and divides the parameters' gradients by 1024 before Adam's step (manual AMP scaling,
+since ``GradScaler`` does not cover second-order gradients): a guard against float16 underflow under autocast with no
+effect on the step, so it is the caller's business, not part of this loss. The cross-entropy is the batch mean, as
+``F.cross_entropy``; the cosine does not depend on that 1/B factor.
 """
 from __future__ import annotations
 

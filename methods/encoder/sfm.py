@@ -16,7 +16,7 @@ of the other classes:
   with ``official=False`` gives C − 1; both agree at ipc 1).
 
 **Loss** (``--method sfm``): 1 − cos(vec(flow_real), vec(flow_syn)), one cosine over the whole flattened C × D
-matrix; the official ×1024 is the caller's ``loss_scale``. Variant ``sfm_decouple``:
+matrix (the official ×1024 / ÷1024 around backward is AMP's business, as in LGM). Variant ``sfm_decouple``:
 α·MSE(μ_real, t_syn) + (1 − α)·MSE(n_real, n_syn), α = 1 by default. No linear head and no real images in the loop.
 """
 from __future__ import annotations
