@@ -93,3 +93,9 @@ def normalize(images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
     mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(shape)
     std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(shape)
     return (images - mean_t) / std_t
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size``×``size`` window (SFM's statistics: kornia CenterCrop(224) of 256-px images, §3.2)."""
+    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
+    return images[..., top:top + size, left:left + size]
