@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from methods.encoder.distill import math_attention
 from methods.encoder.images import extend_pyramid, init_pyramid, render
 from methods.encoder.lgm import (
     LinearHead,
@@ -129,7 +130,8 @@ def test_gradient_reaches_the_pyramid_levels_and_not_the_frozen_encoder():
 
 
 def test_loss_differentiates_through_a_tiny_timm_vit():
-    """Attention and LayerNorm support the double backward (on CPU; see the integration notes for GPU SDPA)."""
+    """Attention and LayerNorm support the double backward (the math SDPA backend, as distill.math_attention
+    forces on GPU)."""
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=8, depth=1,
@@ -139,5 +141,5 @@ def test_loss_differentiates_through_a_tiny_timm_vit():
     real_labels, synthetic_labels = torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1])
     g_real = real_head_gradient(vit, fc, torch.rand(4, 3, 16, 16, generator=gen), real_labels)
     images = torch.rand(2, 3, 16, 16, generator=gen).requires_grad_(True)
-    lgm_loss(vit, fc, images, synthetic_labels, g_real).backward()
+    lgm_loss(math_attention(vit), fc, images, synthetic_labels, g_real).backward()
     assert images.grad.abs().sum() > 0 and torch.isfinite(images.grad).all()

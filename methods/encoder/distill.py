@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .augment import center_crop, normalize, standard_augmentation
 from .images import (
@@ -111,12 +112,22 @@ def mixed_precision(encoder: Encoder, enabled: bool) -> Encoder:
     return forward
 
 
+def math_attention(encoder: Encoder) -> Encoder:
+    """The encoder with ``scaled_dot_product_attention`` restricted to its math backend: LGM differentiates the
+    head's gradient, hence the encoder's backward, and the fused CUDA kernels (flash, memory-efficient) have no
+    double backward; the math backend is made of ordinary differentiable ops."""
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        with sdpa_kernel(SDPBackend.MATH):
+            return encoder(images)
+    return forward
+
+
 def lgm_step_loss(encoder: Encoder, real_batches: Iterator[tuple[torch.Tensor, torch.Tensor]], feature_dim: int,
                   num_classes: int, augs_per_batch: int, crop_resolution: int, generator: torch.Generator,
                   head_std: float = 0.01, amp: bool = False) -> StepLoss:
     """LGM's step (§2.2): a fresh head, g_real on the next real batch (images in [0, 1], ipc·A·C of them, each
     augmented once), g_syn on A augmented copies of the synthetic images, 1 − cos."""
-    features_of = mixed_precision(encoder, amp)
+    features_of = mixed_precision(math_attention(encoder), amp)
 
     def step_loss(images: torch.Tensor, labels: torch.Tensor, step: int) -> torch.Tensor:
         head = random_linear_head(feature_dim, num_classes, generator, head_std, device=images.device)
