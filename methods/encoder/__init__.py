@@ -1,5 +1,7 @@
 """Methods that optimise images through a frozen pretrained encoder (LGM, SFM): no diffusion backbone.
 
-``images``: the image parametrisation (pyramid, colour decorrelation, sigmoid); ``lgm``: linear
-gradient matching; ``sfm``: statistical flow matching and its class-statistics.
+``images``: the image parametrisation (pyramid, colour decorrelation, sigmoid); ``augment``: the differentiable
+augmentations and normalisation; ``lgm``: linear gradient matching; ``sfm``: statistical flow matching and its
+class-statistics; ``distill``: the shared optimisation loop, the per-step losses and the statistics artifact;
+``params``: the typed parameters of ``lgm`` and ``sfm``.
 """
