@@ -3,6 +3,8 @@ and the test profile run end to end."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # hub lookups fail at once instead of retrying for ~45 s
@@ -15,10 +17,27 @@ from evaluation.data.datasets import prepare_digits
 from methods.diffusion.backbone import Backbone, dit_scheduler, open_backbone
 from methods.diffusion.latents import encode_split
 from methods.diffusion.train_tiny import build_dit, build_vae
+from methods.registry import LOADED_MODULES, METHODS, load_method_modules
 from tests.workflow_run import TEST_PROFILE, snakemake
 
 # A method file outside methods/, loaded only through the plugin loader (config method_modules)
 TOY_METHOD_FILE = Path(__file__).resolve().with_name("toy_method.py")
+
+
+@contextmanager
+def plugin_registry(*paths: Path) -> Iterator[None]:
+    """The method registry with the plugin files ``paths`` loaded (``method_modules``), put back as it
+    was on exit, in place: outside the tests that ask for a plugin, the session's registry holds the
+    built-in methods only, whatever the order the tests run in."""
+    methods, loaded = dict(METHODS), dict(LOADED_MODULES)
+    try:
+        load_method_modules([str(path) for path in paths])
+        yield
+    finally:
+        METHODS.clear()
+        METHODS.update(methods)
+        LOADED_MODULES.clear()
+        LOADED_MODULES.update(loaded)
 
 DEFAULT_SMOKE_TESTS = {"test_smoke_woof", "test_every_paper_profile_has_its_smoke_test"}
 

@@ -3,7 +3,8 @@ or loaded from a plugin file (the toy of tests/toy_method.py joins the registry 
 config's ``method_modules`` loader), must produce IPC images per class in class order, at the
 dataset's image size, deterministically under its seed, write a valid synthetic-set artifact with a
 provenance manifest, distil class chunks that merge into the unchunked set, and declare its step
-windows and content-keyed parameters on fields of its parameter dataclass."""
+windows and content-keyed parameters on fields of its parameter dataclass. The toy is registered for
+this module's tests only (``plugin_registry``), so the rest of the session sees the built-ins alone."""
 from __future__ import annotations
 
 import json
@@ -18,15 +19,23 @@ from evaluation.data.datasets import load_split
 from evaluation.data.synsets import read_synset
 from methods.distill import distill
 from methods.merge_chunks import merge_chunks
-from methods.registry import get_method, list_methods, load_method_modules
-from tests.conftest import TOY_METHOD_FILE, method_params
+from methods.registry import get_method, list_methods
+from tests.conftest import TOY_METHOD_FILE, method_params, plugin_registry
 
-load_method_modules([str(TOY_METHOD_FILE)])   # at collection, so that the parametrisations below include it
+with plugin_registry(TOY_METHOD_FILE):
+    CONTRACT_METHODS = list_methods()   # the built-ins and the toy plugin, parametrising the tests below
 
 IPC = 2
 SAMPLER = {"steps": 4, "cfg_scale": 4.0, "cfg_channels": None, "batch_size": 7}
 DATA = {"digits_image_size": 16, "imagenet_image_size": 256}
 MANIFEST_KEYS = {"config", "seed", "code_version", "packages", "device", "wall_time_s"}
+
+
+@pytest.fixture(autouse=True)
+def toy_plugin():
+    """Every test here runs with the toy plugin registered (and only the tests here)."""
+    with plugin_registry(TOY_METHOD_FILE):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +60,7 @@ def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path, required
     return read_synset(out, 10, classes)
 
 
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", CONTRACT_METHODS)
 def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latents_path, external_set):
     required = {"external": {"path": str(external_set)}}  # parameters without defaults
     args = (digits_dir, tiny_backbone_dir, latents_path, required)
@@ -74,7 +83,7 @@ def test_unknown_method_lists_the_registry():
         get_method("nope")
 
 
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", CONTRACT_METHODS)
 def test_workflow_roles_are_fields_of_the_params(method):
     """Step windows (rescaled with the sampler's steps) are int or [lo, hi] fields, content-keyed
     parameters (a folder digested into the job's spec) str fields, of the method's own dataclass."""
@@ -122,7 +131,7 @@ def chunk_tolerance(method: str, batch_size: int) -> int:
 
 
 @pytest.mark.parametrize("batch_size", [5, 3])
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", CONTRACT_METHODS)
 def test_chunks_merge_into_the_unchunked_set(method, batch_size, tmp_path, digits_dir, tiny_backbone_dir,
                                              latents_path, external_set):
     args = (digits_dir, tiny_backbone_dir, latents_path, {"external": {"path": str(external_set)}},

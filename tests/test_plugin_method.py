@@ -11,19 +11,15 @@ import yaml
 
 import methods.registry as registry
 from evaluation.config.validate import ConfigError, prepare_config, validate_config
-from tests.conftest import TOY_METHOD_FILE
+from tests.conftest import TOY_METHOD_FILE, plugin_registry
 from tests.workflow_run import snakemake
 
 
 @pytest.fixture
-def toy_module(monkeypatch):
-    """The toy method's file (tests/toy_method.py), with the registry as it is without it (the contract
-    tests load it at collection); the registry is restored after the test."""
-    methods = {name: spec for name, spec in registry.METHODS.items() if name != "toy"}
-    loaded = {path: module for path, module in registry.LOADED_MODULES.items() if path != TOY_METHOD_FILE}
-    monkeypatch.setattr(registry, "METHODS", methods)
-    monkeypatch.setattr(registry, "LOADED_MODULES", loaded)
-    return TOY_METHOD_FILE
+def toy_module():
+    """The toy method's file (tests/toy_method.py), not yet loaded; the registry is put back after the test."""
+    with plugin_registry():
+        yield TOY_METHOD_FILE
 
 
 def toy_config(path, **params) -> dict:
