@@ -102,12 +102,21 @@ def load_encoder(name: str, *, weights: str | Path | None = None, teacher: str |
 
 def weights_path(name: str, weights: str | Path | None) -> Path:
     """The encoder's weight file, or one line naming the encoder, the file expected and the key to set."""
-    spec = ENCODERS[name]
     if weights is None or not Path(weights).is_file():
-        given = "is not set" if weights is None else f"is {weights}, which is not a file"
-        raise MissingWeightsError(f"encoder '{name}' weights missing: {CONFIG_KEY}.{name} {given}; set it to a local "
-                                  f"copy of {spec.source} (.safetensors or .pth); offline runs never download")
+        missing_weights(name, "is not set" if weights is None else f"is {weights}, which is not a file")
     return Path(weights).absolute()
+
+
+def check_configured(name: str, configured: dict) -> None:
+    """Config-time check that the config's ``encoders`` names a file for encoder ``name`` (the stand-in needs none);
+    whether the file exists is the job's check, so that a profile's DAG can be dry-run without the weights."""
+    if name != TEACHER and configured.get(name) is None:
+        missing_weights(name, "is not set")
+
+
+def missing_weights(name: str, given: str) -> None:
+    raise MissingWeightsError(f"encoder '{name}' weights missing: {CONFIG_KEY}.{name} {given}; set it to a local "
+                              f"copy of {ENCODERS[name].source} (.safetensors or .pth); offline runs never download")
 
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
