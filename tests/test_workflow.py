@@ -18,7 +18,7 @@ from tests.workflow_run import ROOT, SCRIPTS, load_script, snakemake
 def test_tables_hold_every_method_and_ipc(test_profile_run):
     results, _ = test_profile_run
     runs = pd.read_csv(results / "tables" / "runs.csv")
-    methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd"}
+    methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd", "lgm", "sfm"}
     assert set(runs.method) == methods and set(runs.ipc) == {1, 2}
     assert set(runs.protocol) == {"hard_label", "soft_label"}
     assert len(runs) == len(methods) * 2 * 2 and runs.best_top1.ge(runs.last_top1).all()
