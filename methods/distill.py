@@ -4,7 +4,7 @@ Usage: ``python workflow/scripts/distill.py --spec JSON --data DIR --ipc K --see
 [--classes START:STOP] [--backbone DIR] [--latents FILE] [--teacher DIR] [--statistics FILE] [--device cpu]``,
 where the spec holds the variant ({method, params}), the dataset name, the config's ``sampler`` and ``data`` blocks
 and, for a method with a frozen encoder, ``encoder_weights`` (the config's ``encoders`` file of that encoder;
-``--teacher`` gives the stand-in 'teacher', ``--statistics`` the class statistics).
+``--teacher`` gives the stand-in 'teacher', loaded by the script, ``--statistics`` the class statistics).
 ``--classes`` (half-open, dataset labels; default all) distils one chunk of the classes into the
 same layout (class folders named by global label, ``labels.csv`` with global labels) with the
 range in ``manifest.json`` (``classes: [START, STOP]``); ``python workflow/scripts/merge_chunks.py`` joins
@@ -74,8 +74,7 @@ def check_memory(ipc: int, classes: range, size: int, generates: bool, device: s
 
 def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
             backbone_dir: Path | None = None, latents_path: Path | None = None, device: str = "cpu",
-            classes: range | None = None, teacher_dir: Path | None = None,
-            statistics_path: Path | None = None) -> None:
+            classes: range | None = None, teacher=None, statistics_path: Path | None = None) -> None:
     started = time.time()
     method = get_method(spec["method"])
     if method.needs_backbone and backbone_dir is None:
@@ -92,7 +91,7 @@ def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
     ctx = DistillContext(dataset=info, data_dir=Path(data_dir), ipc=ipc, seed=seed,
                          params=method.parse_params(spec.get("params", {})), sampler=spec.get("sampler", {}),
                          data=spec.get("data", {}), backbone_dir=backbone_dir,
-                         latents_path=latents_path, device=device, classes=classes, teacher_dir=teacher_dir,
+                         latents_path=latents_path, device=device, classes=classes, teacher=teacher,
                          encoder_weights=spec.get("encoder_weights"), statistics_path=statistics_path)
     size = ctx.data.get(IMAGE_SIZE_KEYS[info.source])
     if size is not None:   # the workflow always passes the config's data block; direct calls may omit it

@@ -42,7 +42,8 @@ class DistillContext:
     data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
     backbone_dir: Path | None = None
     latents_path: Path | None = None             # real training latents (methods/diffusion/latents.py)
-    teacher_dir: Path | None = None              # the dataset's teacher (train_teacher), for encoder 'teacher'
+    teacher: object | None = None                # the dataset's teacher, loaded (methods/encoder/encoders.py
+                                                 # TeacherNetwork), for encoder 'teacher'
     encoder_weights: Path | None = None          # the frozen encoder's weight file (config 'encoders')
     statistics_path: Path | None = None          # class statistics of the encoder (methods/encoder/statistics.py)
     device: str = "cpu"

@@ -105,6 +105,14 @@ def digits_teacher_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def digits_teacher(digits_teacher_dir):
+    """That teacher loaded, as a job's script passes it to the encoder methods."""
+    from evaluation.protocols.train import teacher_network
+
+    return teacher_network(digits_teacher_dir)
+
+
 def method_params(method: str, **overrides) -> dict:
     """A method's parameters with the schema's defaults filled in, as the DAG passes them."""
     config = {"profile": "t", "datasets": ["digits"], "ipcs": [1],

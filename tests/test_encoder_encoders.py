@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from evaluation.core.errors import InputError
 from evaluation.protocols.networks import create_network
+from evaluation.protocols.train import teacher_network
 from methods.encoder import encoders
 from methods.encoder.augment import IMAGENET_MEAN, IMAGENET_STD
 from methods.encoder.encoders import TimmEncoder, load_encoder
@@ -87,14 +88,14 @@ def test_the_teacher_stand_in_gives_the_teachers_penultimate_activations(tmp_pat
     mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]     # not ImageNet's: the stand-in re-normalises
     torch.save({"state_dict": model.state_dict(), "network": network, "num_classes": 10, "image_size": 16,
                 "mean": mean, "std": std}, tmp_path / "model.pt")
-    encoder = load_encoder("teacher", teacher=tmp_path)
+    encoder = load_encoder("teacher", teacher=teacher_network(tmp_path))
     pixels = torch.rand(3, 3, 16, 16)
     imagenet = (pixels - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     expected = model.body((pixels - 0.5) / 0.25).flatten(1)      # the input of the classifier
     assert (encoder.feature_dim, encoder.input_size) == (8 * 4 * 4, 16)
     torch.testing.assert_close(encoder(imagenet), expected, rtol=1e-5, atol=1e-5)
     assert not any(p.requires_grad for p in encoder.parameters())
-    with pytest.raises(InputError, match="encoder 'teacher' needs the dataset's teacher folder"):
+    with pytest.raises(InputError, match="encoder 'teacher' needs the dataset's teacher; pass --teacher DIR"):
         load_encoder("teacher")
 
 

@@ -31,9 +31,10 @@ def statistics(tmp_path_factory, digits_dir, digits_teacher_dir):
     return path
 
 
-def test_class_statistics_are_the_class_means_of_the_teacher_features(statistics, digits_dir, digits_teacher_dir):
+def test_class_statistics_are_the_class_means_of_the_teacher_features(statistics, digits_dir, digits_teacher,
+                                                                     digits_teacher_dir):
     images, labels = train_images(digits_dir, 16)
-    features = load_encoder("teacher", teacher=digits_teacher_dir)(normalize(center_crop(images, 16)))
+    features = load_encoder("teacher", teacher=digits_teacher)(normalize(center_crop(images, 16)))
     expected = torch.stack([features[labels == c].double().mean(0) for c in range(10)])
     torch.testing.assert_close(load_class_statistics(statistics, "teacher", 16, 16), expected, rtol=1e-5, atol=1e-6)
     record = torch.load(statistics)
@@ -47,35 +48,35 @@ def test_statistics_of_other_settings_are_refused(statistics):
         load_class_statistics(statistics, "teacher", 16, 8)
 
 
-def context(method, digits_dir, teacher_dir, statistics=None, **params):
+def context(method, digits_dir, teacher, statistics=None, **params):
     return DistillContext(dataset_info("digits"), digits_dir, 1, 0, typed_params(method, **{**DIGITS, **params}),
-                          teacher_dir=teacher_dir, statistics_path=statistics)
+                          teacher=teacher, statistics_path=statistics)
 
 
 @pytest.mark.parametrize("method", ["lgm", "sfm"])
-def test_sizes_must_fit_the_dataset_and_the_encoder(method, digits_dir, digits_teacher_dir, statistics):
+def test_sizes_must_fit_the_dataset_and_the_encoder(method, digits_dir, digits_teacher, statistics):
     run = get_method(method).distill
     with pytest.raises(InputError, match="synthetic_resolution 32 but dataset digits stores 16 px images; set the "
                                          "method's params.synthetic_resolution to 16"):
-        run(context(method, digits_dir, digits_teacher_dir, statistics, synthetic_resolution=32, crop_resolution=16))
+        run(context(method, digits_dir, digits_teacher, statistics, synthetic_resolution=32, crop_resolution=16))
     with pytest.raises(InputError, match="crop_resolution 8 but encoder 'teacher' takes 16 px images"):
-        run(context(method, digits_dir, digits_teacher_dir, statistics, crop_resolution=8))
+        run(context(method, digits_dir, digits_teacher, statistics, crop_resolution=8))
 
 
-def test_sfm_with_the_decoupled_loss_and_lgm_in_pixel_mode_run(digits_dir, digits_teacher_dir, statistics):
-    sfm = get_method("sfm").distill(context("sfm", digits_dir, digits_teacher_dir, statistics, loss="sfm_decouple"))
-    lgm = get_method("lgm").distill(context("lgm", digits_dir, digits_teacher_dir, image_mode="pixel"))
+def test_sfm_with_the_decoupled_loss_and_lgm_in_pixel_mode_run(digits_dir, digits_teacher, statistics):
+    sfm = get_method("sfm").distill(context("sfm", digits_dir, digits_teacher, statistics, loss="sfm_decouple"))
+    lgm = get_method("lgm").distill(context("lgm", digits_dir, digits_teacher, image_mode="pixel"))
     for synset in (sfm, lgm):
         assert synset.images.shape == (10, 3, 16, 16) and synset.labels.tolist() == list(range(10))
 
 
-def test_a_chunk_is_refused_for_a_method_that_optimises_all_classes(tmp_path, digits_dir, digits_teacher_dir):
+def test_a_chunk_is_refused_for_a_method_that_optimises_all_classes(tmp_path, digits_dir, digits_teacher):
     spec = {"method": "lgm", "params": method_params("lgm", **DIGITS), "dataset": "digits", "data": {}}
     with pytest.raises(InputError, match="method 'lgm' optimises all classes jointly and cannot distil the chunk 2:4"):
-        distill(spec, digits_dir, 1, 0, tmp_path / "s", classes=range(2, 4), teacher_dir=digits_teacher_dir)
+        distill(spec, digits_dir, 1, 0, tmp_path / "s", classes=range(2, 4), teacher=digits_teacher)
     with pytest.raises(InputError, match="method 'sfm' needs the class statistics of its encoder"):
         distill({**spec, "method": "sfm", "params": method_params("sfm", **DIGITS)}, digits_dir, 1, 0, tmp_path / "t",
-                teacher_dir=digits_teacher_dir)
+                teacher=digits_teacher)
 
 
 def test_real_batches_are_seeded_epochs_without_repeats():

@@ -73,18 +73,18 @@ def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path, required
     if spec_method.needs_class_statistics:
         statistics = out.with_name(f"{out.name}-statistics.pt")
         write_class_statistics("digits", digits_dir, spec_method.encoder(params), params["synthetic_resolution"],
-                               params["crop_resolution"], statistics, "cpu", teacher_dir=required["teacher"])
+                               params["crop_resolution"], statistics, "cpu", teacher=required["teacher"])
     distill(spec, digits_dir, IPC, seed, out, tiny_backbone_dir if spec_method.needs_backbone else None,
             latents_path if spec_method.needs_latents else None, classes=classes,
-            teacher_dir=required["teacher"] if spec_method.encoder(params) == TEACHER else None,
+            teacher=required["teacher"] if spec_method.encoder(params) == TEACHER else None,
             statistics_path=statistics)
     return read_synset(out, 10, classes)
 
 
 @pytest.mark.parametrize("method", CONTRACT_METHODS)
 def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latents_path, external_set,
-                         digits_teacher_dir):
-    required = {"external": {"path": str(external_set)}, "teacher": digits_teacher_dir}  # params without defaults
+                         digits_teacher):
+    required = {"external": {"path": str(external_set)}, "teacher": digits_teacher}  # params without defaults
     args = (digits_dir, tiny_backbone_dir, latents_path, required)
     images, labels = run(method, 0, tmp_path / "a", *args)
     assert images.dtype == torch.uint8 and images.shape == (10 * IPC, 3, 16, 16)
@@ -156,9 +156,9 @@ def chunk_tolerance(method: str, batch_size: int) -> int:
 @pytest.mark.parametrize("batch_size", [5, 3])
 @pytest.mark.parametrize("method", CONTRACT_METHODS)
 def test_chunks_merge_into_the_unchunked_set(method, batch_size, tmp_path, digits_dir, tiny_backbone_dir,
-                                             latents_path, external_set, digits_teacher_dir):
+                                             latents_path, external_set, digits_teacher):
     args = (digits_dir, tiny_backbone_dir, latents_path,
-            {"external": {"path": str(external_set)}, "teacher": digits_teacher_dir}, {**SAMPLER, "batch_size": batch_size})
+            {"external": {"path": str(external_set)}, "teacher": digits_teacher}, {**SAMPLER, "batch_size": batch_size})
     if get_method(method).joint_classes:   # all classes in one job: a chunk is refused (the workflow makes one)
         with pytest.raises(InputError, match=f"method '{method}' optimises all classes jointly and cannot distil the "
                                              "chunk 0:5"):

@@ -12,7 +12,9 @@ token (768-d, as the hub model's output), and for CLIP the CLS token after ``ln_
 (interpretation: the official wrappers were not seen).
 
 ``teacher`` is the suite's stand-in for the digits profile: the dataset's teacher network (``train_teacher``
-artifact) without its classifier, i.e. its penultimate ``features()``. It is supervised, so methods using it drop
+artifact) without its classifier, i.e. its penultimate ``features()``. The caller loads the teacher
+(:class:`TeacherNetwork`, ``evaluation.protocols.train.teacher_network``): methods do not import
+``evaluation.protocols`` (tests/test_import_contract.py). It is supervised, so methods using it drop
 LGM's and SFM's self-supervised premise (§4.4a); the methods label it in their tables.
 """
 from __future__ import annotations
@@ -86,15 +88,25 @@ def encoder_names() -> list[str]:
     return sorted(ENCODERS) + [TEACHER]
 
 
-def load_encoder(name: str, *, weights: str | Path | None = None, teacher: str | Path | None = None,
+@dataclass(frozen=True)
+class TeacherNetwork:
+    """The dataset's teacher, loaded from its ``train_teacher`` folder by the caller."""
+    network: nn.Module          # has ``features()``, the classifier's input
+    image_size: int
+    mean: tuple[float, ...]     # the normalisation of its training
+    std: tuple[float, ...]
+    source: str                 # the file read, for the manifests
+
+
+def load_encoder(name: str, *, weights: str | Path | None = None, teacher: TeacherNetwork | None = None,
                  device: str = "cpu") -> FrozenEncoder:
     """The frozen encoder ``name`` on ``device``: a registered timm encoder reads ``weights`` (the config's
-    ``encoders.<name>``), the ``teacher`` stand-in reads the ``train_teacher`` folder ``teacher``."""
+    ``encoders.<name>``), the ``teacher`` stand-in wraps the loaded ``teacher``."""
     if name == TEACHER:
         if teacher is None:
-            raise InputError("encoder 'teacher' needs the dataset's teacher folder; run it in the workflow, which "
-                             "passes the train_teacher artifact")
-        return teacher_encoder(Path(teacher), device)
+            raise InputError("encoder 'teacher' needs the dataset's teacher; pass --teacher DIR (the workflow "
+                             "passes the train_teacher artifact)")
+        return teacher_encoder(teacher, device)
     if name not in ENCODERS:
         raise InputError(f"unknown encoder '{name}'; valid: {', '.join(encoder_names())}")
     return timm_encoder(name, ENCODERS[name], weights_path(name, weights), device)
@@ -168,13 +180,10 @@ class TeacherFeatures(nn.Module):
         return self.network.features((pixels - self.mean) / self.std)
 
 
-def teacher_encoder(teacher_dir: Path, device: str) -> FrozenEncoder:
-    from evaluation.protocols.train import load_teacher
-
-    network, record = load_teacher(teacher_dir, device)
-    size = record["image_size"]
-    features = TeacherFeatures(network, record["mean"], record["std"]).to(device)
+def teacher_encoder(teacher: TeacherNetwork, device: str) -> FrozenEncoder:
+    size = teacher.image_size
+    features = TeacherFeatures(teacher.network, teacher.mean, teacher.std).to(device)
     with torch.no_grad():
         dim = features(torch.zeros(1, 3, size, size, device=device)).shape[1]
-    return FrozenEncoder(TEACHER, features, dim, size, str((teacher_dir / "model.pt").absolute()))
+    return FrozenEncoder(TEACHER, features, dim, size, teacher.source)
 

@@ -42,7 +42,7 @@ def job_encoder(ctx: DistillContext) -> FrozenEncoder:
     if params.synthetic_resolution != size:
         raise InputError(f"synthetic_resolution {params.synthetic_resolution} but dataset {ctx.dataset.name} stores "
                          f"{size} px images; set the method's params.synthetic_resolution to {size}")
-    encoder = load_encoder(params.encoder, weights=ctx.encoder_weights, teacher=ctx.teacher_dir, device=ctx.device)
+    encoder = load_encoder(params.encoder, weights=ctx.encoder_weights, teacher=ctx.teacher, device=ctx.device)
     check_crop(params.crop_resolution, encoder.input_size, params.encoder)
     return encoder
 

@@ -29,10 +29,10 @@ def check_crop(crop_resolution: int, encoder_input: int, encoder: str) -> None:
 
 
 def write_class_statistics(dataset: str, data_dir: Path, encoder: str, resolution: int, crop: int, out: Path,
-                           device: str, weights: Path | None = None, teacher_dir: Path | None = None) -> None:
+                           device: str, weights: Path | None = None, teacher=None) -> None:
     """Write ``out``: ``means`` (C, D) float64 class-mean features, ``counts`` (C,), and the manifest."""
     started = time.time()
-    frozen = load_encoder(encoder, weights=weights, teacher=teacher_dir, device=device)
+    frozen = load_encoder(encoder, weights=weights, teacher=teacher, device=device)
     check_crop(crop, frozen.input_size, encoder)
     means, counts = class_statistics(frozen, ordered_batches(data_dir, resolution, BATCH),
                                      dataset_info(dataset).num_classes, crop, device)

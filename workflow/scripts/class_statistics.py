@@ -3,6 +3,7 @@ import argparse
 from pathlib import Path
 
 from evaluation.core.cli import add_job_arguments, apply_job_arguments, entry_point, positive_int
+from evaluation.protocols.train import teacher_network
 from methods.encoder.statistics import write_class_statistics
 
 
@@ -18,8 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", required=True, type=positive_int, help="centre crop the encoder sees")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
-    write_class_statistics(args.dataset, args.data, args.encoder, args.resolution, args.crop, args.out,
-                           apply_job_arguments(args), args.weights, args.teacher)
+    device = apply_job_arguments(args)
+    teacher = teacher_network(args.teacher, device) if args.teacher else None
+    write_class_statistics(args.dataset, args.data, args.encoder, args.resolution, args.crop, args.out, device,
+                           args.weights, teacher)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from pathlib import Path
 from evaluation.core.cli import (add_job_arguments, apply_job_arguments, entry_point, job_spec, non_negative_int,
                                  positive_int)
 from evaluation.data.datasets import dataset_info
+from evaluation.protocols.train import teacher_network
 from methods.chunks import parse_classes
 from methods.distill import distill
 
@@ -28,9 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     add_job_arguments(parser)
     args = parser.parse_args(argv)
     spec = args.spec
+    device = apply_job_arguments(args)
+    teacher = teacher_network(args.teacher, device) if args.teacher else None
     classes = parse_classes(args.classes, dataset_info(spec["dataset"]).num_classes)
-    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, apply_job_arguments(args),
-            classes, args.teacher, args.statistics)
+    distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, device, classes, teacher,
+            args.statistics)
 
 
 if __name__ == "__main__":
