@@ -83,7 +83,8 @@ def test_chunked_distillation_dag(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     counts = job_stats(out, {"distill", "merge_chunks"})
-    assert counts == {"distill": 14 * 3, "merge_chunks": 14}   # 10 classes in chunks 0-4, 4-8, 8-10
+    # 10 classes in chunks 0-4, 4-8, 8-10; lgm and sfm (joint_classes, 2 IPCs each) in one chunk of all 10
+    assert counts == {"distill": 14 * 3 + 4, "merge_chunks": 18}
 
 
 # the scripts whose job reads every key of its spec with a default: a spec of {} is valid
