@@ -18,8 +18,8 @@ mode there too).
 
 **S³** (:func:`select`): for every class, G·IPC images through the shared sampler (``Generation``), sample i of
 class c seeded by (seed, c, i) as every generating method, subgroup g = samples g·IPC … (g+1)·IPC − 1 (so
-subgroup 0 is the ``dit`` set of the same backbone); membership is fixed at generation. φ (methods/ims3_features.py)
-of every candidate; real centroids from at most ``real_per_class`` training images per class, a permutation
+subgroup 0 is the ``dit`` set of the same backbone); membership is fixed at generation. φ (:func:`features_of`
+through the frozen encoder ``features`` names, methods/encoder/encoders.py) of every candidate; real centroids from at most ``real_per_class`` training images per class, a permutation
 seeded by (seed, c, IMS3_REAL); :func:`~methods.ims3_selection.select_subgroups` (the official objective and
 search). The selected subgroup of each class is the record ``s3_subgroup``.
 
@@ -32,19 +32,20 @@ The official code's ``--phase`` chunks select each chunk on its own; this port d
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from evaluation.core.seeding import MethodStream, generator
 from evaluation.data.datasets import load_split, resize_uint8, split_labels
 
 from .diffusion.generation import Generation
+from .encoder.augment import normalize
+from .encoder.encoders import FrozenEncoder, encoder_names, load_encoder
 from .diffusion.losses import DiffusionLoss, LossTerms
 from .diffusion.randomness import TrainingRandomness
-from .ims3_features import FeatureFn, batched, resnet18_features, teacher_features
 from .ims3_finetune import PAIRINGS, inversion_matching_term
 from .ims3_selection import select_subgroups
 from .minimax_params import MinimaxParams
@@ -82,12 +83,10 @@ class SubgroupSelectionParams:
     # --sel-max-iters 5); the search stops earlier after a sweep that changes nothing.
     real_per_class: int = param(200, minimum=1)      # Most real training images per class in its real
     # centroid, a seeded choice when the class has more (official --real-max-per-class 200).
-    features: str = param("resnet18", enum=["resnet18", "teacher"])  # Frozen feature extractor: resnet18 =
-    # torchvision's supervised ImageNet-1K ResNet-18 (official default), 512-d penultimate features;
-    # teacher = the suite's teacher network's penultimate features (stand-in where no ImageNet weights exist).
-    weights: str = param("")                         # features resnet18: the ImageNet ResNet-18 state dict (any
-    # name, any folder); empty = torchvision's cache file $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth.
-    # Never downloaded.
+    features: str = param("resnet18", enum=encoder_names())  # Frozen feature extractor φ (methods/encoder/
+    # encoders.py): resnet18 = torchvision's supervised ImageNet-1K ResNet-18, 512-d pooled features (official
+    # default; its file: the config's encoders.resnet18, else torchvision's cache), or teacher, the suite's teacher
+    # network's penultimate features (the digits stand-in: no ImageNet weights offline).
 
 
 @dataclass(frozen=True)
@@ -122,36 +121,34 @@ def finetune_backbone(spec: dict, backbone_dir: Path, latents_path: Path, datase
 
 # ----------------------------------------------------------------------------- S³
 
-@functools.lru_cache(maxsize=4)
-def real_features(data_dir: Path, num_classes: int, per_class: int, seed: int, side: int, image_size: int | None,
-                  extractor: tuple) -> tuple[torch.Tensor, ...]:
+def features_of(encoder: FrozenEncoder, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """φ of uint8 images N×3×S×S (official ``centroid.py``): [0, 1] → Resize(input_size, bicubic) → CenterCrop
+    (the identity on the square result) → ImageNet mean/std → the encoder's pooled features, float N×D, in batches."""
+    device = next(encoder.buffers(), next(encoder.parameters())).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device).float() / 255.0
+            if x.shape[-1] != encoder.input_size:
+                x = F.interpolate(x, size=(encoder.input_size, encoder.input_size), mode="bicubic",
+                                  align_corners=False)
+            out.append(encoder(normalize(x)).cpu())
+    return torch.cat(out)
+
+
+def real_features(ctx: DistillContext, encoder: FrozenEncoder, per_class: int, side: int) -> tuple[torch.Tensor, ...]:
     """φ of at most ``per_class`` training images of every class (a permutation seeded by (seed, c,
-    IMS3_REAL)), resized bilinearly to the generated ``side``. Cached per process: the same real features
-    serve every chunk and every S³ variant of a run (``extractor`` = :func:`extractor_key`)."""
-    labels = split_labels(data_dir, "train")
+    IMS3_REAL)), resized bilinearly to the generated ``side`` (the official code resizes them to 256 px)."""
+    labels = split_labels(ctx.data_dir, "train")
     chosen = []
-    for c in range(num_classes):
+    for c in range(ctx.dataset.num_classes):
         members = torch.nonzero(labels == c).flatten()
-        order = torch.randperm(len(members), generator=generator(seed, c, MethodStream.IMS3_REAL))
+        order = torch.randperm(len(members), generator=generator(ctx.seed, c, MethodStream.IMS3_REAL))
         chosen.append(members[order[:per_class]])
-    images, picked = load_split(data_dir, "train", image_size=image_size, indices=torch.cat(chosen).tolist())
-    features = batched(make_features(*extractor), resize_uint8(images, side))
-    return tuple(features[picked == c] for c in range(num_classes))
-
-
-def extractor_key(params: SubgroupSelectionParams, ctx: DistillContext) -> tuple:
-    """What identifies φ: (features, weights, the job's teacher model, device)."""
-    return params.features, params.weights, ctx.teacher_features, ctx.device
-
-
-def make_features(features: str, weights: str, teacher, device: str) -> FeatureFn:
-    return FEATURES[features](weights, teacher, device)
-
-
-FEATURES = {
-    "resnet18": lambda weights, teacher, device: resnet18_features(weights, device),
-    "teacher": lambda weights, teacher, device: teacher_features(teacher),
-}
+    size = None if ctx.dataset.source == "digits" else ctx.data.get("imagenet_image_size")
+    images, picked = load_split(ctx.data_dir, "train", image_size=size, indices=torch.cat(chosen).tolist())
+    features = features_of(encoder, resize_uint8(images, side))
+    return tuple(features[picked == c] for c in range(ctx.dataset.num_classes))
 
 
 def select(ctx: DistillContext, params: SubgroupSelectionParams) -> SyntheticSet:
@@ -161,11 +158,9 @@ def select(ctx: DistillContext, params: SubgroupSelectionParams) -> SyntheticSet
     generation = dataclasses.replace(Generation.from_context(ctx), ipc=params.groups * ctx.ipc, classes=every)
     images, _ = generation.generate()
     candidates = images.view(len(every), params.groups, ctx.ipc, *images.shape[1:])
-    phi = make_features(*extractor_key(params, ctx))
-    candidate_features = batched(phi, images).view(len(every), params.groups, ctx.ipc, -1)
-    size = None if ctx.dataset.source == "digits" else ctx.data.get("imagenet_image_size")
-    real = real_features(ctx.data_dir, len(every), params.real_per_class, ctx.seed, images.shape[-1], size,
-                         extractor_key(params, ctx))
+    encoder = load_encoder(params.features, weights=ctx.encoder_weights, teacher=ctx.teacher, device=ctx.device)
+    candidate_features = features_of(encoder, images).view(len(every), params.groups, ctx.ipc, -1)
+    real = real_features(ctx, encoder, params.real_per_class, images.shape[-1])
     chosen = select_subgroups(candidate_features, real, params.alpha, params.beta, params.eps,
                               params.max_sweeps).groups
     kept = [chosen[c] for c in ctx.classes]
@@ -173,12 +168,7 @@ def select(ctx: DistillContext, params: SubgroupSelectionParams) -> SyntheticSet
     return SyntheticSet(synset, torch.tensor(ctx.classes).repeat_interleave(ctx.ipc), {"s3_subgroup": kept})
 
 
-def uses_teacher(params: SubgroupSelectionParams) -> bool:
-    """Whether a variant's distill job reads the dataset's teacher (S³ with ``features: teacher``)."""
-    return params.features == "teacher"
-
-
-@register_method("ims3", needs_backbone=True, finetune="methods.ims3", params=Ims3Params, needs_teacher=uses_teacher)
+@register_method("ims3", needs_backbone=True, finetune="methods.ims3", params=Ims3Params, encoder_param="features")
 def distill(ctx: DistillContext) -> SyntheticSet:
     """IM-fine-tuned backbone, then S³."""
     return select(ctx, ctx.params)
@@ -190,7 +180,7 @@ def distill_imonly(ctx: DistillContext) -> SyntheticSet:
     return SyntheticSet(*Generation.from_context(ctx).generate())
 
 
-@register_method("ims3-s3only", needs_backbone=True, params=SubgroupSelectionParams, needs_teacher=uses_teacher)
+@register_method("ims3-s3only", needs_backbone=True, params=SubgroupSelectionParams, encoder_param="features")
 def distill_s3only(ctx: DistillContext) -> SyntheticSet:
     """Pretrained backbone, then S³ (the ablation's "+S³" row)."""
     return select(ctx, ctx.params)

@@ -42,9 +42,10 @@ class DistillContext:
     data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
     backbone_dir: Path | None = None
     latents_path: Path | None = None             # real training latents (methods/diffusion/latents.py)
-    # the dataset's teacher as a feature model (float images in [0, 255] -> N x D), for methods whose
-    # needs_teacher says so (built by workflow/scripts/distill.py from --teacher DIR)
-    teacher_features: torch.nn.Module | None = None
+    teacher: object | None = None                # the dataset's teacher, loaded (methods/encoder/encoders.py
+                                                 # TeacherNetwork), for encoder 'teacher'
+    encoder_weights: Path | None = None          # the frozen encoder's weight file (config 'encoders')
+    statistics_path: Path | None = None          # class statistics of the encoder (methods/encoder/statistics.py)
     device: str = "cpu"
     classes: range | None = None                 # dataset labels to distil (a chunk); None = all
 
@@ -82,12 +83,12 @@ class MethodSpec:
     check_params: Callable[[object, DatasetInfo, dict], object] | None  # cheap check of a variant's params
                                 # against a dataset and its effective sampler settings, before any job; raises
                                 # InputError
-    needs_teacher: Callable[[object], bool] | None = None  # whether a variant (its params) reads the dataset's
-                                # teacher (the workflow then passes it to the distill job: ctx.teacher_dir)
-
-    def teacher_for(self, params: object) -> bool:
-        """Whether the distill job of a variant with these params needs the dataset's teacher."""
-        return self.needs_teacher is not None and self.needs_teacher(params)
+    encoder_param: str | None   # the param naming a frozen encoder (methods/encoder/encoders.py): the workflow
+                                # gives the job that encoder's weight file (config 'encoders') or the teacher
+    needs_class_statistics: bool  # reads the real class-mean features of its params' encoder, synthetic_resolution
+                                # and crop_resolution (rule class_statistics, methods/encoder/statistics.py)
+    joint_classes: bool         # optimises all classes together, so a set is never split into class chunks:
+                                # the workflow gives it one chunk of every class, a --classes subset is refused
 
     @property
     def keyed_by_content(self) -> tuple[str, ...]:
@@ -103,6 +104,10 @@ class MethodSpec:
         declared ``param(..., step_window=True)``."""
         return flagged_fields(self.params, STEP_WINDOW)
 
+    def encoder(self, params: dict) -> str | None:
+        """The frozen encoder a variant's (validated) ``params`` name, or None for a method without one."""
+        return params[self.encoder_param] if self.encoder_param else None
+
     def parse_params(self, values: dict) -> object:
         """A variant's validated ``params`` block as the method's parameter dataclass."""
         return self.params(**values)
@@ -115,12 +120,14 @@ def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = Fa
                     table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
                     ipc_limited_by_class: bool = False, params: type = NoParams,
                     check_params: Callable[[object, DatasetInfo, dict], object] | None = None,
-                    needs_teacher: Callable[[object], bool] | None = None):
+                    encoder_param: str | None = None, needs_class_statistics: bool = False,
+                    joint_classes: bool = False):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
         METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed,
-                                   ipc_limited_by_class, params, check_params, needs_teacher)
+                                   ipc_limited_by_class, params, check_params, encoder_param, needs_class_statistics,
+                                   joint_classes)
         return fn
     return decorator
 
@@ -136,7 +143,7 @@ def list_methods() -> list[str]:
 
 
 # The modules of this package that register a method, in the order of the schema's method names.
-BUILTIN_MODULES = ("random_real", "dit", "dmgd", "mgd3", "d4m", "minimax", "ims3", "external")
+BUILTIN_MODULES = ("random_real", "dit", "dmgd", "mgd3", "d4m", "minimax", "ims3", "external", "lgm", "sfm")
 # Set by the workflow to the config's method_modules (absolute paths, JSON), so that every job
 # process that imports this registry registers the same methods as the DAG.
 METHOD_MODULES_ENV = "DISTILL_METHOD_MODULES"

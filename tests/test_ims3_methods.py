@@ -18,7 +18,7 @@ from evaluation.core.errors import InputError, MissingWeightsError
 from evaluation.data.datasets import dataset_info
 from methods.diffusion.backbone import open_backbone
 from methods.distill import distill
-from methods.ims3 import finetune_backbone, inversion_term, uses_teacher
+from methods.ims3 import finetune_backbone, inversion_term
 from methods.minimax_finetune import finetune, trainable_named_parameters
 from methods.registry import DistillContext, get_method
 from tests.conftest import SAMPLER, method_params, typed_params
@@ -64,9 +64,9 @@ def torch_home(resnet18_torch_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(resnet18_torch_home))
 
 
-def s3(digits_dir, backbone, classes=None, ipc=2, **params):
+def s3(digits_dir, backbone, classes=None, ipc=2, weights=None, **params):
     ctx = DistillContext(dataset_info("digits"), digits_dir, ipc, 0, typed_params("ims3-s3only", **params),
-                         SMALL_SAMPLER, {}, backbone, classes=classes)
+                         SMALL_SAMPLER, {}, backbone, classes=classes, encoder_weights=weights)
     return get_method("ims3-s3only").distill(ctx)
 
 
@@ -95,14 +95,14 @@ def test_missing_resnet18_weights_fail_fast_naming_the_file(tmp_path, monkeypatc
     with pytest.raises(MissingWeightsError, match=r"resnet18-f37072fd\.pth.*offline") as err:
         s3(digits_dir, tiny_backbone_dir, groups=2, real_per_class=2)
     assert "\n" not in str(err.value)
-    with pytest.raises(MissingWeightsError, match="params weights is /nowhere.pth, which is not a file"):
+    with pytest.raises(MissingWeightsError, match="encoders.resnet18 is /nowhere.pth, which is not a file"):
         s3(digits_dir, tiny_backbone_dir, groups=2, real_per_class=2, weights="/nowhere.pth")
 
 
 def test_teacher_features_need_the_teacher(tmp_path, digits_dir, tiny_backbone_dir):
-    assert uses_teacher(typed_params("ims3", features="teacher"))
-    assert not get_method("ims3").teacher_for(typed_params("ims3"))
-    assert not get_method("ims3-imonly").teacher_for(typed_params("ims3-imonly"))
+    assert get_method("ims3").encoder(method_params("ims3", features="teacher")) == "teacher"
+    assert get_method("ims3").encoder(method_params("ims3")) == "resnet18"
+    assert get_method("ims3-imonly").encoder(method_params("ims3-imonly")) is None
     spec = {"method": "ims3-s3only", "params": method_params("ims3-s3only", features="teacher"),
             "dataset": "digits", "sampler": SMALL_SAMPLER, "data": {}}
     with pytest.raises(InputError, match="pass --teacher DIR"):
@@ -110,10 +110,10 @@ def test_teacher_features_need_the_teacher(tmp_path, digits_dir, tiny_backbone_d
 
 
 def test_teacher_features_select_with_the_teacher_folder(tmp_path, digits_dir, tiny_backbone_dir):
-    """``features: teacher`` reads the teacher model built from --teacher DIR (train_teacher's format) and needs no
+    """``features: teacher`` reads the teacher loaded from --teacher DIR (train_teacher's format) and needs no
     ImageNet weights; the selection is recorded per class."""
-    from evaluation.metrics.extractors import create_extractor
     from evaluation.protocols.networks import create_network
+    from evaluation.protocols.train import teacher_network
 
     torch.manual_seed(0)
     network = {"arch": "convnet", "depth": 2, "width": 16}
@@ -124,8 +124,8 @@ def test_teacher_features_select_with_the_teacher_folder(tmp_path, digits_dir, t
     spec = {"method": "ims3-s3only", "params": method_params("ims3-s3only", features="teacher", groups=3,
                                                              real_per_class=4),
             "dataset": "digits", "sampler": SMALL_SAMPLER, "data": {}}
-    model = create_extractor("teacher", "cpu", teacher).model   # what workflow/scripts/distill.py passes
-    distill(spec, digits_dir, 1, 0, tmp_path / "out", tiny_backbone_dir, teacher_features=model)
+    distill(spec, digits_dir, 1, 0, tmp_path / "out", tiny_backbone_dir,
+            teacher=teacher_network(teacher))   # what workflow/scripts/distill.py passes
     record = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert len(record["records"]["s3_subgroup"]) == 10 and set(record["records"]["s3_subgroup"]) <= {0, 1, 2}
 

@@ -15,7 +15,6 @@ import csv
 import json
 import os
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ import yaml
 from PIL import Image
 
 from evaluation.data.datasets import dataset_info
-from methods.registry import get_method
 from tests.smoke_kit import build_smoke_kit
 from tests.standin_weights import write_inception_standin, write_resnet_standin, write_vgg16_standin
 from tests.workflow_run import snakemake
@@ -72,11 +70,7 @@ def run_profile(profile: str, kit, weights, tmp_path: Path) -> tuple[Path, dict]
     settings = overlay(profile, kit, weights)
     if raw.get("teacher", {}).get("source") != "torchvision":
         del settings["teacher"]
-    # methods reading the ImageNet ResNet-18 (S³'s extractor) get the stand-in through their params' weights
-    reads_resnet18 = [name for name, variant in raw["methods"].items()
-                      if "weights" in {f.name for f in fields(get_method(variant["method"]).params)}]
-    if reads_resnet18:
-        settings["methods"] = {name: {"params": {"weights": str(weights["resnet18"])}} for name in reads_resnet18}
+    settings["encoders"] = {"resnet18": str(weights["resnet18"])}   # S³'s extractor, where a user points it
     extra.write_text(yaml.safe_dump(settings))
     started = time.time()
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(PAPER / f"{profile}.yaml"), str(extra))

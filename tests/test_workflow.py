@@ -18,7 +18,7 @@ from tests.workflow_run import ROOT, SCRIPTS, load_script, snakemake
 def test_tables_hold_every_method_and_ipc(test_profile_run):
     results, _ = test_profile_run
     runs = pd.read_csv(results / "tables" / "runs.csv")
-    methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd"}
+    methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd", "lgm", "sfm"}
     assert set(runs.method) == methods and set(runs.ipc) == {1, 2}
     assert set(runs.protocol) == {"hard_label", "soft_label"}
     assert len(runs) == len(methods) * 2 * 2 and runs.best_top1.ge(runs.last_top1).all()
@@ -30,6 +30,7 @@ def test_tables_hold_every_method_and_ipc(test_profile_run):
         assert "| dmgd" in (results / "tables" / table).read_text(), table
     assert "teacher extractor" in (results / "tables" / "generation.md").read_text()
     assert "d4m is a port of D4M to the shared DiT backbone" in accuracy  # the registry's table note
+    assert "with encoder 'teacher' (the digits profile) that is the suite's supervised teacher" in accuracy
     for suffix in ("csv", "tex"):
         assert (results / "tables" / f"accuracy.{suffix}").exists()
     assert "Backbone recognisability" in (results / "tables" / "backbone.md").read_text()
@@ -38,7 +39,7 @@ def test_tables_hold_every_method_and_ipc(test_profile_run):
 def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
     results, workdir = test_profile_run
     synsets = sorted((results / "synsets" / "digits").glob("*/ipc*/seed*"))
-    assert len(synsets) == 14
+    assert len(synsets) == 18
     assert (results / "backbones" / "tiny-finetuned" / "minimax" / "digits" / "transformer").is_dir()
     ot = json.loads((results / "synsets" / "digits" / "dmgd" / "ipc2" / "seed0" / "manifest.json").read_text())
     assert len(ot["records"]["final_ot_loss"]) == 10 and len(ot["records"]["final_ot_loss"][0]) == 2
@@ -47,6 +48,7 @@ def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
         assert {"config", "seed", "code_version", "packages", "device", "wall_time_s"} <= set(record)
     assert (results / "backbones" / "tiny" / "transformer").is_dir()
     assert (results / "teachers" / "digits" / "model.pt").exists()
+    assert (results / "class_statistics" / "digits" / "teacher-r16-c16.pt").exists()   # sfm's, once
     logged = " ".join(str(p.relative_to(workdir / "logs" / "test")) for p in (workdir / "logs" / "test").rglob("*.log"))
     metrics = json.loads((results / "metrics" / "digits" / "dmgd" / "ipc2" / "seed0.json").read_text())
     run = json.loads((results / "eval" / "digits" / "dmgd" / "ipc2" / "seed0" / "hard_label-convnet-2-rep0.json").read_text())
@@ -56,7 +58,7 @@ def test_every_artifact_has_a_manifest_and_every_rule_a_log(test_profile_run):
     assert metrics["extractors"]["fid"]["name"] == "teacher" and metrics["count"] == 20
     assert (results / "features" / "digits" / "teacher-train.pt").exists()
     for rule in ("prepare_data", "train_backbone", "train_teacher", "check_backbone", "distill", "evaluate",
-                 "real_features", "measure", "tables"):
+                 "real_features", "measure", "tables", "class_statistics"):
         assert rule in logged
     assert (workdir / "logs" / "test" / "train_backbone_loss.csv").read_text().startswith("phase,step,loss")
 
@@ -81,7 +83,8 @@ def test_chunked_distillation_dag(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     counts = job_stats(out, {"distill", "merge_chunks"})
-    assert counts == {"distill": 14 * 3, "merge_chunks": 14}   # 10 classes in chunks 0-4, 4-8, 8-10
+    # 10 classes in chunks 0-4, 4-8, 8-10; lgm and sfm (joint_classes, 2 IPCs each) in one chunk of all 10
+    assert counts == {"distill": 14 * 3 + 4, "merge_chunks": 18}
 
 
 # the scripts whose job reads every key of its spec with a default: a spec of {} is valid

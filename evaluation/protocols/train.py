@@ -184,6 +184,15 @@ def load_teacher(teacher_dir: Path, device: str = "cpu") -> tuple[torch.nn.Modul
     return model.to(device).eval(), record
 
 
+def teacher_network(teacher_dir: Path, device: str = "cpu"):
+    """The saved teacher as the encoder methods' stand-in takes it (methods/encoder/encoders.py)."""
+    from methods.encoder.encoders import TeacherNetwork
+
+    model, record = load_teacher(teacher_dir, device)
+    return TeacherNetwork(model, record["image_size"], tuple(record["mean"]), tuple(record["std"]),
+                          str((Path(teacher_dir) / "model.pt").absolute()))
+
+
 def make_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:
     """The dataset's teacher from the spec's ``teacher.source`` (trained, or torchvision's)."""
     return TEACHER_SOURCES[spec["teacher"]["source"]](spec, data_dir, out_dir, device)
