@@ -173,6 +173,11 @@ def check_config(config: dict) -> None:
             if arch not in list_networks():
                 raise ConfigError(f"protocols.{name}.lr_by_arch: unknown arch '{arch}'; "
                                   f"valid: {', '.join(list_networks())}")
+    for name, network in config["evaluation"]["networks"].items():
+        outside = [p for p in network.get("protocols", []) if p not in config["evaluation"]["protocols"]]
+        if outside:
+            raise ConfigError(f"evaluation.networks.{name}.protocols: '{outside[0]}' is not in evaluation.protocols; "
+                              f"valid: {', '.join(config['evaluation']['protocols'])}")
     limited = [name for name, variant in config["methods"].items()
                if get_method(variant["method"]).ipc_limited_by_class]
     for name in config["datasets"]:

@@ -23,6 +23,7 @@ from evaluation.core.errors import InputError, MissingWeightsError, load_matchin
 from evaluation.core.seeding import derive_seed
 from evaluation.data.datasets import dataset_info, has_split, load_split, resize_uint8
 from evaluation.data.synsets import read_synset, synset_provenance
+from .linear_probe import TEACHER_ENCODER
 from .networks import create_network
 from .protocols import protocol_epochs
 from .training import train_and_evaluate
@@ -61,6 +62,16 @@ def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
     return logits
 
 
+def network_settings(spec: dict, teacher_dir: Path | None) -> dict:
+    """The spec's network, plus the teacher folder for a linear probe on the ``teacher`` encoder."""
+    network = dict(spec["network"])
+    if network.get("encoder") == TEACHER_ENCODER:
+        if teacher_dir is None:
+            raise InputError(f"network {spec['network_name']} probes the teacher encoder and needs --teacher DIR")
+        network["teacher"] = str(teacher_dir)
+    return network
+
+
 def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, device: str,
                     teacher_dir: Path | None = None) -> dict:
     """Train ``spec['network']`` on the synthetic set; seed derived from (generation seed, repeat)."""
@@ -78,7 +89,7 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, dev
     seed = derive_seed(spec["seed"], spec["repeat"])
     checkpoint = Checkpoint.beside(out, job_identity("evaluate", spec, [synset_dir, data_dir, teacher_dir],
                                                      device=device))
-    result, _ = _fit(images, labels, data_dir, protocol=protocol, network=spec["network"],
+    result, _ = _fit(images, labels, data_dir, protocol=protocol, network=network_settings(spec, teacher_dir),
                      num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
                      seed=seed, device=device, checkpoint=checkpoint, teacher=teacher)
     record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol", "repeat")}

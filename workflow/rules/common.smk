@@ -12,6 +12,7 @@ from evaluation.core.artifacts import SMOKE_ENV, tree_digest, verify_artifact, w
 from evaluation.config.validate import check_unique_keys, prepare_config
 from evaluation.data.datasets import dataset_info
 from evaluation.core.errors import InputError
+from evaluation.protocols.linear_probe import TEACHER_ENCODER
 from methods.chunks import class_chunks
 from methods.registry import METHOD_MODULES_ENV, get_method
 
@@ -198,30 +199,49 @@ def finetune_module(wildcards):
 
 
 def eval_inputs(wildcards):
-    """Synthetic set and real data; the teacher too when the protocol learns from soft labels."""
+    """Synthetic set and real data; the teacher too when the protocol learns from soft labels or the
+    network is a linear probe on the teacher encoder."""
     inputs = {"synset": at(SYNSET, wildcards), "data": at(DATA, wildcards)}
-    if config["protocols"][wildcards.protocol]["loss"] == "soft":
+    if (config["protocols"][wildcards.protocol]["loss"] == "soft"
+            or config["evaluation"]["networks"][wildcards.network].get("encoder") == TEACHER_ENCODER):
         inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
+
+
+def network_spec(name):
+    """The network's builder settings: its entry without ``protocols``, with the weight file of its
+    encoder (config ``encoders``) when one is configured."""
+    entry = {key: value for key, value in config["evaluation"]["networks"][name].items() if key != "protocols"}
+    if entry.get("encoder") in config["encoders"]:
+        entry["weights"] = config["encoders"][entry["encoder"]]
+    return entry
 
 
 def eval_spec(wildcards):
     return as_json({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": int(wildcards.ipc),
                     "seed": int(wildcards.seed), "protocol": wildcards.protocol,
                     "repeat": int(wildcards.repeat), "network_name": wildcards.network,
-                    "network": config["evaluation"]["networks"][wildcards.network],
+                    "network": network_spec(wildcards.network),
                     "protocol_params": {**config["protocols"][wildcards.protocol], **performance_options()}})
+
+
+def eval_pairs():
+    """(protocol, network) pairs to evaluate: every protocol with every network, except that a
+    network with a ``protocols`` list runs only under those."""
+    ev = config["evaluation"]
+    return [(protocol, network) for protocol in ev["protocols"] for network, entry in ev["networks"].items()
+            if protocol in entry.get("protocols", ev["protocols"])]
 
 
 def eval_targets():
     ev = config["evaluation"]
     if not ev["enabled"]:
         return []
-    return expand(
+    return [path for protocol, network in eval_pairs() for path in expand(
         EVAL,
         dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
-        seed=config["seeds"], protocol=ev["protocols"], network=list(ev["networks"]),
-        repeat=range(ev["repeats"]))
+        seed=config["seeds"], protocol=protocol, network=network,
+        repeat=range(ev["repeats"]))]
 
 
 def feature_path(dataset, extractor):
