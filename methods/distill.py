@@ -1,8 +1,10 @@
 """Entry point of the ``distill`` rule: run one method variant and write its synthetic set.
 
 Usage: ``python workflow/scripts/distill.py --spec JSON --data DIR --ipc K --seed S --out DIR
-[--classes START:STOP] [--backbone DIR] [--latents FILE] [--device cpu]``, where the spec holds
-the variant ({method, params}), the dataset name and the config's ``sampler`` and ``data`` blocks.
+[--classes START:STOP] [--backbone DIR] [--latents FILE] [--teacher DIR] [--statistics FILE] [--device cpu]``,
+where the spec holds the variant ({method, params}), the dataset name, the config's ``sampler`` and ``data`` blocks
+and, for a method with a frozen encoder, ``encoder_weights`` (the config's ``encoders`` file of that encoder;
+``--teacher`` gives the stand-in 'teacher', ``--statistics`` the class statistics).
 ``--classes`` (half-open, dataset labels; default all) distils one chunk of the classes into the
 same layout (class folders named by global label, ``labels.csv`` with global labels) with the
 range in ``manifest.json`` (``classes: [START, STOP]``); ``python workflow/scripts/merge_chunks.py`` joins
@@ -21,6 +23,7 @@ from evaluation.core.errors import InputError
 from evaluation.data.datasets import dataset_info
 from evaluation.data.synsets import write_synset
 
+from .chunks import format_classes
 from .registry import DistillContext, SyntheticSet, get_method
 
 
@@ -71,18 +74,26 @@ def check_memory(ipc: int, classes: range, size: int, generates: bool, device: s
 
 def distill(spec: dict, data_dir: Path, ipc: int, seed: int, out_dir: Path,
             backbone_dir: Path | None = None, latents_path: Path | None = None, device: str = "cpu",
-            classes: range | None = None) -> None:
+            classes: range | None = None, teacher_dir: Path | None = None,
+            statistics_path: Path | None = None) -> None:
     started = time.time()
     method = get_method(spec["method"])
     if method.needs_backbone and backbone_dir is None:
         raise InputError(f"method '{method.name}' needs a backbone; pass --backbone DIR")
     if method.needs_latents and latents_path is None:
         raise InputError(f"method '{method.name}' needs the real latents; pass --latents FILE")
+    if method.needs_class_statistics and statistics_path is None:
+        raise InputError(f"method '{method.name}' needs the class statistics of its encoder; pass --statistics FILE")
     info = dataset_info(spec["dataset"])
+    if method.joint_classes and classes is not None and len(classes) != info.num_classes:
+        raise InputError(f"method '{method.name}' optimises all classes jointly and cannot distil the chunk "
+                         f"{format_classes(classes)}; distil every class in one job (the workflow does so whatever "
+                         f"distill_chunk_classes says)")
     ctx = DistillContext(dataset=info, data_dir=Path(data_dir), ipc=ipc, seed=seed,
                          params=method.parse_params(spec.get("params", {})), sampler=spec.get("sampler", {}),
                          data=spec.get("data", {}), backbone_dir=backbone_dir,
-                         latents_path=latents_path, device=device, classes=classes)
+                         latents_path=latents_path, device=device, classes=classes, teacher_dir=teacher_dir,
+                         encoder_weights=spec.get("encoder_weights"), statistics_path=statistics_path)
     size = ctx.data.get(IMAGE_SIZE_KEYS[info.source])
     if size is not None:   # the workflow always passes the config's data block; direct calls may omit it
         check_memory(ipc, ctx.classes, size, method.needs_backbone, device)

@@ -42,6 +42,9 @@ class DistillContext:
     data: dict = field(default_factory=dict)     # config 'data' (image sizes, ImageNet root)
     backbone_dir: Path | None = None
     latents_path: Path | None = None             # real training latents (methods/diffusion/latents.py)
+    teacher_dir: Path | None = None              # the dataset's teacher (train_teacher), for encoder 'teacher'
+    encoder_weights: Path | None = None          # the frozen encoder's weight file (config 'encoders')
+    statistics_path: Path | None = None          # class statistics of the encoder (methods/encoder/statistics.py)
     device: str = "cpu"
     classes: range | None = None                 # dataset labels to distil (a chunk); None = all
 
@@ -79,6 +82,12 @@ class MethodSpec:
     check_params: Callable[[object, DatasetInfo, dict], object] | None  # cheap check of a variant's params
                                 # against a dataset and its effective sampler settings, before any job; raises
                                 # InputError
+    encoder_param: str | None   # the param naming a frozen encoder (methods/encoder/encoders.py): the workflow
+                                # gives the job that encoder's weight file (config 'encoders') or the teacher
+    needs_class_statistics: bool  # reads the real class-mean features of its params' encoder, synthetic_resolution
+                                # and crop_resolution (rule class_statistics, methods/encoder/statistics.py)
+    joint_classes: bool         # optimises all classes together, so a set is never split into class chunks:
+                                # the workflow gives it one chunk of every class, a --classes subset is refused
 
     @property
     def keyed_by_content(self) -> tuple[str, ...]:
@@ -94,6 +103,10 @@ class MethodSpec:
         declared ``param(..., step_window=True)``."""
         return flagged_fields(self.params, STEP_WINDOW)
 
+    def encoder(self, params: dict) -> str | None:
+        """The frozen encoder a variant's (validated) ``params`` name, or None for a method without one."""
+        return params[self.encoder_param] if self.encoder_param else None
+
     def parse_params(self, values: dict) -> object:
         """A variant's validated ``params`` block as the method's parameter dataclass."""
         return self.params(**values)
@@ -105,12 +118,15 @@ METHODS: dict[str, MethodSpec] = {}
 def register_method(name: str, *, needs_backbone: bool, needs_latents: bool = False,
                     table_note: str | None = None, finetune: str | None = None, uses_seed: bool = True,
                     ipc_limited_by_class: bool = False, params: type = NoParams,
-                    check_params: Callable[[object, DatasetInfo, dict], object] | None = None):
+                    check_params: Callable[[object, DatasetInfo, dict], object] | None = None,
+                    encoder_param: str | None = None, needs_class_statistics: bool = False,
+                    joint_classes: bool = False):
     def decorator(fn: Callable[[DistillContext], SyntheticSet]):
         if name in METHODS:
             raise ValueError(f"method '{name}' is registered twice")
         METHODS[name] = MethodSpec(name, fn, needs_backbone, needs_latents, table_note, finetune, uses_seed,
-                                   ipc_limited_by_class, params, check_params)
+                                   ipc_limited_by_class, params, check_params, encoder_param, needs_class_statistics,
+                                   joint_classes)
         return fn
     return decorator
 
@@ -126,7 +142,7 @@ def list_methods() -> list[str]:
 
 
 # The modules of this package that register a method, in the order of the schema's method names.
-BUILTIN_MODULES = ("random_real", "dit", "dmgd", "mgd3", "d4m", "minimax", "external")
+BUILTIN_MODULES = ("random_real", "dit", "dmgd", "mgd3", "d4m", "minimax", "external", "lgm", "sfm")
 # Set by the workflow to the config's method_modules (absolute paths, JSON), so that every job
 # process that imports this registry registers the same methods as the DAG.
 METHOD_MODULES_ENV = "DISTILL_METHOD_MODULES"

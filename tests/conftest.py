@@ -91,6 +91,20 @@ def latents_path(tmp_path_factory, digits_dir, tiny_backbone_dir):
     return path
 
 
+@pytest.fixture(scope="session")
+def digits_teacher_dir(tmp_path_factory):
+    """An untrained 16 px ConvNet-2 saved in ``train_teacher``'s format (the encoder methods' stand-in)."""
+    from evaluation.protocols.networks import create_network
+
+    torch.manual_seed(0)
+    network = {"arch": "convnet", "depth": 2, "width": 8}
+    model = create_network("convnet", 10, 16, depth=2, width=8)
+    path = tmp_path_factory.mktemp("teacher")
+    torch.save({"state_dict": model.state_dict(), "network": network, "num_classes": 10, "image_size": 16,
+                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, path / "model.pt")
+    return path
+
+
 def method_params(method: str, **overrides) -> dict:
     """A method's parameters with the schema's defaults filled in, as the DAG passes them."""
     config = {"profile": "t", "datasets": ["digits"], "ipcs": [1],

@@ -15,9 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
+from evaluation.core.errors import InputError
 from evaluation.data.datasets import load_split
 from evaluation.data.synsets import read_synset
 from methods.distill import distill
+from methods.encoder.encoders import TEACHER
+from methods.encoder.statistics import write_class_statistics
 from methods.merge_chunks import merge_chunks
 from methods.registry import get_method, list_methods
 from tests.conftest import TOY_METHOD_FILE, method_params, plugin_registry
@@ -50,19 +53,38 @@ def external_set(tmp_path_factory, digits_dir):
     return root
 
 
+# A method with a frozen encoder runs on the digits through the teacher stand-in at the digits' size, briefly.
+DIGITS_ENCODER_PARAMS = {"encoder": "teacher", "synthetic_resolution": 16, "crop_resolution": 16, "iterations": 4,
+                         "pyramid_extent_iterations": 1, "augs_per_batch": 2}
+
+
+def digits_params(method: str, required: dict) -> dict:
+    """The params the digits contract gives ``method``: its required ones, and the stand-in encoder's sizes."""
+    return {**(DIGITS_ENCODER_PARAMS if get_method(method).encoder_param else {}), **required.get(method, {})}
+
+
 def run(method, seed, out, digits_dir, tiny_backbone_dir, latents_path, required, sampler=SAMPLER, classes=None):
-    """Distil with the method's schema defaults (as the DAG would after validation)."""
-    spec = {"method": method, "params": method_params(method, **required.get(method, {})), "dataset": "digits",
-            "sampler": sampler, "data": DATA}
+    """Distil with the method's schema defaults (as the DAG would after validation), given the artifacts it
+    declares: backbone, latents, the teacher (encoder 'teacher'), the class statistics of its encoder."""
+    params = method_params(method, **digits_params(method, required))
+    spec = {"method": method, "params": params, "dataset": "digits", "sampler": sampler, "data": DATA}
     spec_method = get_method(method)
+    statistics = None
+    if spec_method.needs_class_statistics:
+        statistics = out.with_name(f"{out.name}-statistics.pt")
+        write_class_statistics("digits", digits_dir, spec_method.encoder(params), params["synthetic_resolution"],
+                               params["crop_resolution"], statistics, "cpu", teacher_dir=required["teacher"])
     distill(spec, digits_dir, IPC, seed, out, tiny_backbone_dir if spec_method.needs_backbone else None,
-            latents_path if spec_method.needs_latents else None, classes=classes)
+            latents_path if spec_method.needs_latents else None, classes=classes,
+            teacher_dir=required["teacher"] if spec_method.encoder(params) == TEACHER else None,
+            statistics_path=statistics)
     return read_synset(out, 10, classes)
 
 
 @pytest.mark.parametrize("method", CONTRACT_METHODS)
-def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latents_path, external_set):
-    required = {"external": {"path": str(external_set)}}  # parameters without defaults
+def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latents_path, external_set,
+                         digits_teacher_dir):
+    required = {"external": {"path": str(external_set)}, "teacher": digits_teacher_dir}  # params without defaults
     args = (digits_dir, tiny_backbone_dir, latents_path, required)
     images, labels = run(method, 0, tmp_path / "a", *args)
     assert images.dtype == torch.uint8 and images.shape == (10 * IPC, 3, 16, 16)
@@ -79,7 +101,7 @@ def test_method_contract(method, tmp_path, digits_dir, tiny_backbone_dir, latent
 
 def test_unknown_method_lists_the_registry():
     with pytest.raises(ValueError,
-                       match="unknown method 'nope'; valid: d4m, dit, dmgd, external, mgd3, minimax, random, toy"):
+                       match="unknown method 'nope'; valid: d4m, dit, dmgd, external, lgm, mgd3, minimax, random, sfm, toy"):
         get_method("nope")
 
 
@@ -104,7 +126,8 @@ def test_field_metadata_declares_the_step_windows_and_content_keys():
     assert get_method("toy").step_windows == ("mark_step",)
     assert get_method("external").keyed_by_content == ("path",)
     assert all(get_method(name).keyed_by_content == () for name in list_methods() if name != "external")
-    assert all(get_method(name).step_windows == () for name in ("random", "dit", "d4m", "minimax", "external"))
+    assert all(get_method(name).step_windows == () for name in ("random", "dit", "d4m", "minimax", "external", "lgm",
+                                                                 "sfm"))
 
 
 def test_random_first_k_takes_the_first_files_of_each_class(tmp_path, digits_dir):
@@ -133,9 +156,14 @@ def chunk_tolerance(method: str, batch_size: int) -> int:
 @pytest.mark.parametrize("batch_size", [5, 3])
 @pytest.mark.parametrize("method", CONTRACT_METHODS)
 def test_chunks_merge_into_the_unchunked_set(method, batch_size, tmp_path, digits_dir, tiny_backbone_dir,
-                                             latents_path, external_set):
-    args = (digits_dir, tiny_backbone_dir, latents_path, {"external": {"path": str(external_set)}},
-            {**SAMPLER, "batch_size": batch_size})
+                                             latents_path, external_set, digits_teacher_dir):
+    args = (digits_dir, tiny_backbone_dir, latents_path,
+            {"external": {"path": str(external_set)}, "teacher": digits_teacher_dir}, {**SAMPLER, "batch_size": batch_size})
+    if get_method(method).joint_classes:   # all classes in one job: a chunk is refused (the workflow makes one)
+        with pytest.raises(InputError, match=f"method '{method}' optimises all classes jointly and cannot distil the "
+                                             "chunk 0:5"):
+            run(method, 0, tmp_path / "chunk0", *args, classes=range(0, 5))
+        return
     images, labels = run(method, 0, tmp_path / "full", *args)
     for a, b in CHUNKS:
         _, chunk_labels = run(method, 0, tmp_path / f"chunk{a}", *args, classes=range(a, b))

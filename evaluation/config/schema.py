@@ -19,6 +19,7 @@ from evaluation.data.datasets import DATASETS
 from evaluation.metrics.extractors import EXTRACTORS
 from evaluation.protocols.networks import list_networks
 from evaluation.protocols.protocols import reference_protocols
+from methods.encoder.encoders import ENCODERS
 from methods.params import params_schema
 from methods.registry import get_method, method_names
 
@@ -31,6 +32,7 @@ REGISTRIES: dict[str, Callable[[], list[str]]] = {
     "protocols": lambda: list(reference_protocols()),
     "datasets": lambda: list(DATASETS),
     "extractors": lambda: list(EXTRACTORS),
+    "encoders": lambda: sorted(ENCODERS),
 }
 
 

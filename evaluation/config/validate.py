@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from methods.encoder.encoders import check_configured
 from methods.registry import get_method, load_method_modules
 
 from evaluation.core.errors import InputError
@@ -166,6 +167,8 @@ def check_config(config: dict) -> None:
             sampler = {**config["sampler"], **variant.get("sampler", {})}
             for dataset in config["datasets"] if method.check_params else ():
                 method.check_params(method.parse_params(variant["params"]), dataset_info(dataset), sampler)
+            if method.encoder_param:
+                check_configured(method.encoder(variant["params"]), config["encoders"])
         except ValueError as err:
             raise ConfigError(f"methods.{name}: {err}") from None
     for name, protocol in config["protocols"].items():

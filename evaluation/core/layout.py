@@ -20,6 +20,7 @@ BACKBONE = "backbones/{backbone}"
 FINETUNED = "backbones/{backbone}-finetuned/{method}/{dataset}"
 BACKBONE_CHECK = "backbone_checks/{dataset}.json"
 LATENTS = "latents/{dataset}/{backbone}.pt"
+CLASS_STATISTICS = "class_statistics/{dataset}/{encoder}-r{resolution}-c{crop}.pt"   # sfm's real class means
 SET = "{dataset}/{method}/ipc{ipc}/seed{seed}"            # one synthetic set of a variant
 DATASET_SETS = "synsets/{dataset}"                       # one folder per variant
 SYNSET = f"synsets/{SET}"
@@ -35,6 +36,7 @@ SET_JOB = "{dataset}/{method}/ipc{ipc}-seed{seed}"        # the log and benchmar
 CHUNK_JOB = f"{SET_JOB}-{{chunk}}"
 EVAL_JOB = f"{SET_JOB}-{{protocol}}-{{network}}-rep{{repeat}}"
 DATASET_JOB = "{dataset}"
+STATISTICS_JOB = "{dataset}/{encoder}-r{resolution}-c{crop}"
 FEATURES_JOB = "{dataset}/{extractor}-{split}"
 FINETUNE_JOB = "{method}-{dataset}"
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..params import param
+from .encoders import encoder_names
 
 
 @dataclass(frozen=True)
 class LgmParams:
     """Linear gradient matching (methods/encoder/lgm.py) on the image parametrisation of methods/encoder/images.py."""
-    encoder: str = param("dinov2_vitb")              # Frozen distillation encoder, by the official key (clip_vitb,
-    # dinov2_vitb, eva02_vitb, mocov3_vitb; LGM's clip_vitb is ViT-B/32, SFM's ViT-B/16) or a suite stand-in.
+    encoder: str = param("dinov2_vitb", enum=encoder_names())  # Frozen distillation encoder (methods/encoder/
+    # encoders.py): dinov2_vitb, clip_vitb32 (LGM's clip_vitb), clip_vitb16 (SFM's), eva02_vitb, mocov3_vitb, whose
+    # weight file the config's encoders.<name> gives, or teacher, the digits stand-in (the dataset's teacher).
     iterations: int = param(5000, minimum=1)         # Optimisation steps (official 5000, steps 0..5000 inclusive).
     lr: float = param(2e-3, exclusiveMinimum=0)      # Adam learning rate, one parameter group per pyramid level.
     augs_per_batch: int = param(10, minimum=1)       # Differently augmented copies of each synthetic image per step;
@@ -31,7 +33,7 @@ class LgmParams:
 @dataclass(frozen=True)
 class SfmParams:
     """Statistical flow matching (methods/encoder/sfm.py): LGM's settings, one augmentation pass, no head."""
-    encoder: str = param("dinov2_vitb")              # Frozen distillation encoder (see lgm); the class statistics
+    encoder: str = param("dinov2_vitb", enum=encoder_names())  # Frozen distillation encoder (see lgm); the class statistics
     # are computed once per dataset and encoder.
     iterations: int = param(5000, minimum=1)         # Optimisation steps (as LGM).
     lr: float = param(2e-3, exclusiveMinimum=0)      # Adam learning rate, one parameter group per pyramid level.

@@ -14,6 +14,7 @@ from evaluation.data.datasets import dataset_info
 from evaluation.core.errors import InputError
 from evaluation.protocols.linear_probe import TEACHER_ENCODER
 from methods.chunks import class_chunks
+from methods.encoder.encoders import TEACHER as TEACHER_ENCODER
 from methods.registry import METHOD_MODULES_ENV, get_method
 
 # `--cores 0` would leave Snakemake selecting jobs forever with no core to run them on.
@@ -61,6 +62,9 @@ wildcard_constraints:
     seed=r"\d+",
     repeat=r"\d+",
     chunk=r"\d+-\d+",
+    encoder="[A-Za-z0-9_]+",
+    resolution=r"\d+",
+    crop=r"\d+",
 
 
 # ----------------------------------------------------------------------------- integrity
@@ -153,6 +157,9 @@ def method_spec(wildcards):
             "data": config["data"]}
     if method.needs_backbone:
         spec["sampler"] = {**config["sampler"], **variant.get("sampler", {}), **performance_options()}
+    encoder = method.encoder(variant["params"])
+    if encoder not in (None, TEACHER_ENCODER):   # its weight file (config 'encoders'); the job reads it
+        spec["encoder_weights"] = config["encoders"][encoder]
     if method.keyed_by_content:
         spec["content"] = {name: folder_digest(variant["params"][name]) for name in method.keyed_by_content}
     return as_json(spec)
@@ -172,6 +179,21 @@ def distill_inputs(wildcards):
         inputs["backbone"] = BACKBONE
     if method.needs_latents:
         inputs["latents"] = at(LATENTS, wildcards)
+    params = config["methods"][wildcards.method]["params"]
+    if method.encoder(params) == TEACHER_ENCODER:
+        inputs["teacher"] = at(TEACHER, wildcards)
+    if method.needs_class_statistics:
+        inputs["statistics"] = at(layout.fill(CLASS_STATISTICS, encoder=method.encoder(params),
+                                              resolution=params["synthetic_resolution"],
+                                              crop=params["crop_resolution"]), wildcards)
+    return inputs
+
+
+def statistics_inputs(wildcards):
+    """Real data; the teacher too when it is the encoder (the others' weight files are config paths)."""
+    inputs = {"data": at(DATA, wildcards)}
+    if wildcards.encoder == TEACHER_ENCODER:
+        inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
 
@@ -189,8 +211,11 @@ def distill_job():
 
 
 def chunk_targets(wildcards):
-    """The class chunks of one synthetic set (methods/chunks.py), merged by merge_chunks."""
-    chunks = class_chunks(dataset_info(wildcards.dataset).num_classes, config["distill_chunk_classes"])
+    """The class chunks of one synthetic set (methods/chunks.py), merged by merge_chunks; a method that
+    optimises all classes jointly gets one chunk of every class."""
+    joint = get_method(config["methods"][wildcards.method]["method"]).joint_classes
+    chunks = class_chunks(dataset_info(wildcards.dataset).num_classes,
+                          None if joint else config["distill_chunk_classes"])
     return [layout.fill(at(CHUNK, wildcards), chunk=f"{start}-{stop}") for start, stop in chunks]
 
 

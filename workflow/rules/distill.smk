@@ -15,6 +15,8 @@ rule distill:
         classes=lambda w: f"--classes {w.chunk.replace('-', ':')}" if "chunk" in w.keys() else "",
         backbone=lambda w, input: f"--backbone {input.backbone}" if "backbone" in input.keys() else "",
         latents=lambda w, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
+        teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
+        statistics=lambda w, input: f"--statistics {input.statistics}" if "statistics" in input.keys() else "",
     threads: 2
     conda:
         ENV
@@ -29,6 +31,7 @@ rule distill:
     shell:
         "{params.wrap}python $DMGD_SCRIPTS/distill.py --spec {params.spec:q} --data {input.data} --ipc {wildcards.ipc}"
         " --seed {wildcards.seed} --out {output} {params.classes} {params.backbone} {params.latents}"
+        " {params.teacher} {params.statistics}"
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -53,3 +56,33 @@ if config["distill_chunk_classes"] is not None:
         shell:
             "python $DMGD_SCRIPTS/merge_chunks.py --chunks {input} --dataset {wildcards.dataset} --out {output}"
             " > {log} 2>&1"
+
+
+# The class-mean features of the real training images through a frozen encoder (methods/encoder/statistics.py),
+# once per (dataset, encoder, synthetic resolution, crop), read by the methods that declare needs_class_statistics.
+rule class_statistics:
+    input:
+        unpack(statistics_inputs),
+    output:
+        CLASS_STATISTICS,
+    params:
+        integrity=integrity("class_statistics"),
+        wrap=GPU_WRAP,
+        device=DEVICE,
+        encoder=lambda w, input: (f"--teacher {input.teacher}" if "teacher" in input.keys()
+                                  else f"--weights {config['encoders'][w.encoder]}"),
+    threads: 2
+    conda:
+        ENV
+    log:
+        log_path("class_statistics", layout.STATISTICS_JOB),
+    benchmark:
+        bench_path("class_statistics", layout.STATISTICS_JOB)
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "{params.wrap}python $DMGD_SCRIPTS/class_statistics.py --dataset {wildcards.dataset} --data {input.data}"
+        " --encoder {wildcards.encoder} {params.encoder} --resolution {wildcards.resolution} --crop {wildcards.crop}"
+        " --out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -15,7 +15,7 @@ SPEC = job_spec("method", "dataset")
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, type=SPEC, help="JSON: method, params, dataset, sampler, data")
+    parser.add_argument("--spec", required=True, type=SPEC, help="JSON: method, params, dataset, sampler, data, encoder_weights")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--ipc", required=True, type=positive_int)
     parser.add_argument("--seed", required=True, type=non_negative_int)
@@ -23,12 +23,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="distil only these dataset labels (half-open), a chunk for rule merge_chunks")
     parser.add_argument("--backbone", type=Path, default=None)
     parser.add_argument("--latents", type=Path, default=None)
+    parser.add_argument("--teacher", type=Path, default=None, help="the dataset's teacher (encoder 'teacher')")
+    parser.add_argument("--statistics", type=Path, default=None, help="class statistics of the method's encoder")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
     spec = args.spec
     classes = parse_classes(args.classes, dataset_info(spec["dataset"]).num_classes)
     distill(spec, args.data, args.ipc, args.seed, args.out, args.backbone, args.latents, apply_job_arguments(args),
-            classes)
+            classes, args.teacher, args.statistics)
 
 
 if __name__ == "__main__":

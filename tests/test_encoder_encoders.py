@@ -1,0 +1,98 @@
+"""The frozen encoders of LGM and SFM (methods/encoder/encoders.py): weights from local files, the one-line error
+when they are missing, frozen-ness, and the teacher stand-in's features."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from evaluation.core.errors import InputError
+from evaluation.protocols.networks import create_network
+from methods.encoder import encoders
+from methods.encoder.augment import IMAGENET_MEAN, IMAGENET_STD
+from methods.encoder.encoders import TimmEncoder, load_encoder
+
+TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 24, "depth": 1, "num_heads": 2}
+
+
+@pytest.fixture
+def tiny_vit(monkeypatch):
+    """A test-only registry entry: a one-block timm ViT at 32 px."""
+    monkeypatch.setitem(encoders.ENCODERS, "tiny_vit",
+                        TimmEncoder("vit_tiny_patch16_224", "a tiny test ViT", TINY, ("module.base_encoder.",), 32))
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, **TINY)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_a_timm_encoder_reads_its_weights_from_the_file_and_drops_the_head(tmp_path, tiny_vit, suffix):
+    path = tmp_path / f"weights{suffix}"
+    state = tiny_vit.state_dict()
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save({"state_dict": state}, path)
+    encoder = load_encoder("tiny_vit", weights=path)
+    x = torch.randn(2, 3, 32, 32)
+    assert (encoder.feature_dim, encoder.input_size, encoder.weights) == (24, 32, str(path.absolute()))
+    assert torch.equal(encoder(x), tiny_vit.forward_head(tiny_vit.forward_features(x), pre_logits=True))
+
+
+def test_checkpoint_prefixes_are_stripped_as_moco_v3_saves_them(tmp_path, tiny_vit):
+    path = tmp_path / "moco.pth"
+    torch.save({"state_dict": {f"module.base_encoder.{k}": v for k, v in tiny_vit.state_dict().items()}
+                | {"module.momentum_encoder.cls_token": torch.zeros(1)}}, path)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(load_encoder("tiny_vit", weights=path)(x),
+                       tiny_vit.forward_head(tiny_vit.forward_features(x), pre_logits=True))
+
+
+def test_the_encoder_is_frozen_and_stays_in_eval_mode(tmp_path, tiny_vit):
+    path = tmp_path / "w.safetensors"
+    save_file(tiny_vit.state_dict(), str(path))
+    encoder = load_encoder("tiny_vit", weights=path).train()
+    assert not encoder.training and not any(m.training for m in encoder.modules())
+    assert not any(p.requires_grad for p in encoder.parameters())
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    encoder(x).sum().backward()          # gradients still reach the images
+    assert x.grad.abs().sum() > 0
+
+
+def test_missing_weights_are_one_line_naming_the_encoder_the_file_and_the_key(tmp_path):
+    with pytest.raises(InputError, match=r"^encoder 'dinov2_vitb' weights missing: encoders.dinov2_vitb is not set; "
+                                         r"set it to a local copy of .*vit_base_patch14_dinov2") as err:
+        load_encoder("dinov2_vitb")
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match=f"encoders.clip_vitb16 is {tmp_path / 'x.pth'}, which is not a file"):
+        load_encoder("clip_vitb16", weights=tmp_path / "x.pth")
+    with pytest.raises(InputError, match="unknown encoder 'clip'; valid: clip_vitb16, clip_vitb32, dinov2_vitb, "
+                                         "eva02_vitb, mocov3_vitb, teacher"):
+        load_encoder("clip")
+
+
+def test_weights_of_another_architecture_are_one_line(tmp_path, tiny_vit):
+    path = tmp_path / "w.pth"
+    torch.save({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, path)
+    with pytest.raises(InputError, match="weights of another architecture"):
+        load_encoder("tiny_vit", weights=path)
+
+
+def test_registered_architectures_exist_in_timm():
+    for spec in encoders.ENCODERS.values():
+        assert spec.arch in timm.list_models(), spec.arch
+
+
+def test_the_teacher_stand_in_gives_the_teachers_penultimate_activations(tmp_path):
+    torch.manual_seed(0)
+    network = {"arch": "convnet", "depth": 2, "width": 8}
+    model = create_network("convnet", 10, 16, depth=2, width=8).eval()
+    mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]     # not ImageNet's: the stand-in re-normalises
+    torch.save({"state_dict": model.state_dict(), "network": network, "num_classes": 10, "image_size": 16,
+                "mean": mean, "std": std}, tmp_path / "model.pt")
+    encoder = load_encoder("teacher", teacher=tmp_path)
+    pixels = torch.rand(3, 3, 16, 16)
+    imagenet = (pixels - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    expected = model.body((pixels - 0.5) / 0.25).flatten(1)      # the input of the classifier
+    assert (encoder.feature_dim, encoder.input_size) == (8 * 4 * 4, 16)
+    torch.testing.assert_close(encoder(imagenet), expected, rtol=1e-5, atol=1e-5)
+    assert not any(p.requires_grad for p in encoder.parameters())
+    with pytest.raises(InputError, match="encoder 'teacher' needs the dataset's teacher folder"):
+        load_encoder("teacher")
