@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from methods.encoder.encoders import check_configured
+from methods.encoder.encoders import check_configured, encoder_names
 from methods.registry import get_method, load_method_modules
 
 from evaluation.core.errors import InputError
@@ -181,6 +181,11 @@ def check_config(config: dict) -> None:
         if outside:
             raise ConfigError(f"evaluation.networks.{name}.protocols: '{outside[0]}' is not in evaluation.protocols; "
                               f"valid: {', '.join(config['evaluation']['protocols'])}")
+        if "encoder" in network:
+            if network["encoder"] not in encoder_names():
+                raise ConfigError(f"evaluation.networks.{name}.encoder: unknown encoder '{network['encoder']}'; "
+                                  f"valid: {', '.join(encoder_names())}")
+            check_configured(network["encoder"], config["encoders"])
     limited = [name for name, variant in config["methods"].items()
                if get_method(variant["method"]).ipc_limited_by_class]
     for name in config["datasets"]:

@@ -2,30 +2,21 @@
 evaluator (ims3_lgm_sfm.md §2.4, its ``LinearClassifier`` on the frozen φ; SFM's ``normal`` evaluation
 and ``dd_others.py``, §3.3).
 
-The encoder comes from ``methods.encoder.encoders.load_encoder`` (imported on first use: timm is slow
-to import) and stays frozen: its parameters do not require gradients, it is always in eval mode
-(``train()`` leaves it there, so normalisation statistics never move) and its forward runs without
-autograd. Inputs of another size than the encoder's ``input_size`` are resized to it (bilinear,
+The encoder comes from ``methods.encoder.encoders.load_encoder`` and stays frozen: its parameters do
+not require gradients, it is always in eval mode (``train()`` leaves it there, so normalisation
+statistics never move) and its forward runs without autograd. Inputs of another size than the encoder's ``input_size`` are resized to it (bilinear,
 antialiased), so sets of any resolution are scored, as ``dd_others.py`` scores other methods' folders.
 The head is LGM's: weight N(0, 0.01), bias 0.
 """
 from __future__ import annotations
 
-import importlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ENCODER_MODULE = "methods.encoder.encoders"
-TEACHER_ENCODER = "teacher"   # the dataset's teacher network (a DAG artifact, not a weight file)
+from methods.encoder.encoders import load_encoder
+
 HEAD_INIT_STD = 0.01   # LGM LinearClassifier: weight ~ N(0, 0.01), bias 0
-
-
-def load_encoder(name: str, *, weights: str | None, teacher: str | None) -> nn.Module:
-    """The frozen encoder ``name`` (``weights``: its local weight file; ``teacher``: the teacher folder
-    of the ``teacher`` encoder)."""
-    return importlib.import_module(ENCODER_MODULE).load_encoder(name, weights=weights, teacher=teacher)
 
 
 class LinearProbe(nn.Module):

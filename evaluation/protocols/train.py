@@ -23,7 +23,7 @@ from evaluation.core.errors import InputError, MissingWeightsError, load_matchin
 from evaluation.core.seeding import derive_seed
 from evaluation.data.datasets import dataset_info, has_split, load_split, resize_uint8
 from evaluation.data.synsets import read_synset, synset_provenance
-from .linear_probe import TEACHER_ENCODER
+from methods.encoder.encoders import TEACHER
 from .networks import create_network
 from .protocols import protocol_epochs
 from .training import train_and_evaluate
@@ -65,7 +65,7 @@ def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
 def network_settings(spec: dict, teacher_dir: Path | None) -> dict:
     """The spec's network, plus the teacher folder for a linear probe on the ``teacher`` encoder."""
     network = dict(spec["network"])
-    if network.get("encoder") == TEACHER_ENCODER:
+    if network.get("encoder") == TEACHER:
         if teacher_dir is None:
             raise InputError(f"network {spec['network_name']} probes the teacher encoder and needs --teacher DIR")
         network["teacher"] = str(teacher_dir)

@@ -12,7 +12,6 @@ from evaluation.core.artifacts import SMOKE_ENV, tree_digest, verify_artifact, w
 from evaluation.config.validate import check_unique_keys, prepare_config
 from evaluation.data.datasets import dataset_info
 from evaluation.core.errors import InputError
-from evaluation.protocols.linear_probe import TEACHER_ENCODER
 from methods.chunks import class_chunks
 from methods.encoder.encoders import TEACHER as TEACHER_ENCODER
 from methods.registry import METHOD_MODULES_ENV, get_method
@@ -228,7 +227,7 @@ def eval_inputs(wildcards):
     network is a linear probe on the teacher encoder."""
     inputs = {"synset": at(SYNSET, wildcards), "data": at(DATA, wildcards)}
     if (config["protocols"][wildcards.protocol]["loss"] == "soft"
-            or config["evaluation"]["networks"][wildcards.network].get("encoder") == TEACHER_ENCODER):
+            or config["evaluation"]["networks"][wildcards.network].get("encoder") == TEACHER):
         inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
