@@ -139,3 +139,10 @@ def test_any_image_size_is_resized_to_the_encoder_and_classifier_reads_features(
     assert logits.shape == (2, NUM_CLASSES) and features.shape == (2, TinyEncoder.feature_dim)
     torch.testing.assert_close(model.classifier(features), logits)
     assert encoder.sizes == [ENCODER_SIZE, ENCODER_SIZE]
+
+
+def test_unknown_encoder_fails_in_one_line():
+    with pytest.raises(ValueError) as error:
+        create_network("linear_probe", NUM_CLASSES, 16, encoder="resnet_dino")
+    message = str(error.value)
+    assert "\n" not in message and "unknown encoder 'resnet_dino'" in message and "dinov2_vitb" in message

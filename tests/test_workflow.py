@@ -126,6 +126,26 @@ def test_every_script_declares_only_keys_its_rule_writes_into_the_spec(tmp_path)
             assert set(declared[script]) <= key_paths(spec), (script, set(declared[script]) - key_paths(spec))
 
 
+def test_default_profile_probes_every_method_on_the_teacher_encoder_only_under_linear_probe(tmp_path):
+    """Networks with a ``protocols`` list pair only with those protocols; every linear_probe job on the
+    teacher encoder gets the teacher folder as an input and on its command line."""
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "config.yaml"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    commands = [c for c in re.findall(r"^Shell command: (.*)$", out, re.M) if "evaluate.py" in c]
+    pairs = {}
+    for command in commands:
+        spec = json.loads(shlex.split(command)[shlex.split(command).index("--spec") + 1])
+        pairs.setdefault((spec["protocol"], spec["network_name"]), []).append((spec, command))
+    assert set(pairs) == {("hard_label", "convnet-3"), ("soft_label", "convnet-3"), ("linear_probe", "probe-teacher")}
+    probes = pairs[("linear_probe", "probe-teacher")]
+    assert {spec["method"] for spec, _ in probes} == {"random", "dit", "mgd3", "d4m", "minimax", "dmgd"}
+    assert len(probes) == 6 * 2 * 2   # methods x IPCs x repeats
+    assert all("--teacher results/digits/teachers/digits" in command for _, command in probes)
+    assert all(spec["network"] == {"arch": "linear_probe", "encoder": "teacher"} for spec, _ in probes)
+    assert not any("--teacher" in command for _, command in pairs[("hard_label", "convnet-3")])
+
+
 def test_second_run_does_nothing(test_profile_run):
     _, workdir = test_profile_run
     proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "config" / "test.yaml"))

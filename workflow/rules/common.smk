@@ -227,7 +227,7 @@ def eval_inputs(wildcards):
     network is a linear probe on the teacher encoder."""
     inputs = {"synset": at(SYNSET, wildcards), "data": at(DATA, wildcards)}
     if (config["protocols"][wildcards.protocol]["loss"] == "soft"
-            or config["evaluation"]["networks"][wildcards.network].get("encoder") == TEACHER):
+            or config["evaluation"]["networks"][wildcards.network].get("encoder") == TEACHER_ENCODER):
         inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
