@@ -199,11 +199,16 @@ SUBSETS = ["imagenet_woof", "imagenet_nette", "imagenet_idc100", "imagenet_a", "
            "imagenet_d", "imagenet_e"]
 
 
+PROFILE_ROOTS = {"imagenet_1k.yaml": "1k", "linear_probe.yaml": "both"}   # the others: the subsets' root
+
+
 @pytest.fixture(scope="module")
 def fake_roots(tmp_path_factory):
     base = tmp_path_factory.mktemp("fake_imagenet")
+    both = make_fake_imagenet_1k(base / "both", count=900)   # plus IDC-100's 100 wnids: 1000 classes
     return {"subsets": make_fake_imagenet(base / "subsets", SUBSETS, train_per_class=2, val_per_class=1, size=8),
-            "1k": make_fake_imagenet_1k(base / "1k")}
+            "1k": make_fake_imagenet_1k(base / "1k"),
+            "both": make_fake_imagenet(both, ["imagenet_idc100"], train_per_class=1, val_per_class=1, size=8)}
 
 
 def job_stats(out: str, rules: set[str] | None = None) -> dict[str, int]:
@@ -229,7 +234,7 @@ def dry_run_counts(workdir: Path, profile: str, root: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("profile", PAPER_PROFILES)
 def test_every_paper_profile_dry_runs_over_a_fake_imagenet(profile, fake_roots, tmp_path):
-    root = fake_roots["1k" if profile == "imagenet_1k.yaml" else "subsets"]
+    root = fake_roots[PROFILE_ROOTS.get(profile, "subsets")]
     counts = dry_run_counts(tmp_path, profile, root)
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
     assert counts.get("distill", 0) > 0 and "train_backbone" not in counts   # DiT-XL/2 is loaded, not trained
