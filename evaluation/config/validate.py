@@ -177,10 +177,11 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"protocols.{name}.lr_by_arch: unknown arch '{arch}'; "
                                   f"valid: {', '.join(list_networks())}")
     for name, network in config["evaluation"]["networks"].items():
-        outside = [p for p in network.get("protocols", []) if p not in config["evaluation"]["protocols"]]
-        if outside:
-            raise ConfigError(f"evaluation.networks.{name}.protocols: '{outside[0]}' is not in evaluation.protocols; "
-                              f"valid: {', '.join(config['evaluation']['protocols'])}")
+        known = sorted({*reference_protocols(), *config["protocols"]})
+        unknown = [p for p in network.get("protocols", []) if p not in known]
+        if unknown:
+            raise ConfigError(f"evaluation.networks.{name}.protocols: unknown protocol '{unknown[0]}'; "
+                              f"valid: {', '.join(known)}")
         if "encoder" in network:
             if network["encoder"] not in encoder_names():
                 raise ConfigError(f"evaluation.networks.{name}.encoder: unknown encoder '{network['encoder']}'; "

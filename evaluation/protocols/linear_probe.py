@@ -19,6 +19,13 @@ from methods.encoder.encoders import load_encoder
 HEAD_INIT_STD = 0.01   # LGM LinearClassifier: weight ~ N(0, 0.01), bias 0
 
 
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` at ``size`` x ``size`` (bilinear, antialiased), unchanged when already there."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 class LinearProbe(nn.Module):
     """``classifier(encoder(resize(x)))`` with only ``classifier`` trainable.
 
@@ -43,11 +50,8 @@ class LinearProbe(nn.Module):
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=True)
         with torch.no_grad():
-            return self.encoder(x).float()
+            return self.encoder(resized(x, self.input_size)).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

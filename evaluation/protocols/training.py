@@ -43,7 +43,7 @@ from evaluation.protocols.networks import create_network
 from evaluation.protocols.protocols import evaluation_epochs, lr_factor, protocol_lr, selection_convention
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
-LOSSES = ("hard", "soft")
+LOSSES = ("hard", "soft", "feature_mse")
 PIXEL_MAX = 255.0
 
 Teacher = Callable[[torch.Tensor], torch.Tensor]   # normalised batch -> logits
@@ -144,9 +144,13 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
 
 def batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
                teacher: Teacher | None, generator: torch.Generator) -> torch.Tensor:
-    """Loss of one augmented batch: hard-label cross-entropy (mixed by CutMix's ``lam``) or the
-    soft-label KL against the teacher's logits on the same augmented images."""
+    """Loss of one augmented batch: hard-label cross-entropy (mixed by CutMix's ``lam``), the
+    soft-label KL against the teacher's logits on the same augmented images, or (``feature_mse``,
+    SFM's classifier inheritance) the label-free MSE of the network's ``features`` to its
+    ``distilled_features``."""
     inputs, labels_a, labels_b, lam = augment_batch(images, labels, protocol, generator=generator)
+    if protocol["loss"] == "feature_mse":   # SFM's classifier inheritance: no labels (evaluation/protocols/inheritance.py)
+        return F.mse_loss(model.features(inputs), model.distilled_features(inputs))
     # config performance.autocast_bf16 (off in every shipped profile): the forwards in bfloat16
     with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=protocol.get("autocast_bf16", False)):
         outputs = model(inputs).float()   # no copy when float32 already
