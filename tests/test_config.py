@@ -94,7 +94,7 @@ def test_docs_document_every_top_level_key():
 
 
 BAD = {
-    "unknown method": (lambda c: c["methods"].update(x={"method": "foo"}), r"methods\.x\.method: 'foo' is not one of \['random', 'dit', 'dmgd', 'mgd3', 'd4m', 'minimax', 'external'\]"),
+    "unknown method": (lambda c: c["methods"].update(x={"method": "foo"}), r"methods\.x\.method: 'foo' is not one of \['random', 'dit', 'dmgd', 'mgd3', 'd4m', 'minimax', 'external', 'lgm', 'sfm'\]"),
     "unknown dataset": (lambda c: c.update(datasets=["cifar"]), r"'cifar' is not one of \['digits'"),
     "ipc zero": (lambda c: c.update(ipcs=[0]), r"ipcs\.0: 0 is less than the minimum of 1"),
     "negative ipc": (lambda c: c.update(ipcs=[-3]), r"ipcs\.0: -3 is less than the minimum"),
@@ -163,7 +163,7 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
         capture_output=True, text=True, env=env)
     assert proc.returncode != 0
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert lines[-1].startswith("config error: methods.x.method: 'foo' is not one of ['random', 'dit', 'dmgd', 'mgd3', 'd4m', 'minimax', 'external']")
+    assert lines[-1].startswith("config error: methods.x.method: 'foo' is not one of ['random', 'dit', 'dmgd', 'mgd3', 'd4m', 'minimax', 'external', 'lgm', 'sfm']")
     assert not (tmp_path / "work" / "results").exists()
 
 
