@@ -84,6 +84,33 @@ def test_chunked_distillation_dag(tmp_path):
     assert counts == {"distill": 14 * 3, "merge_chunks": 14}   # 10 classes in chunks 0-4, 4-8, 8-10
 
 
+# the linear probe and classifier inheritance on the teacher encoder, over the test profile
+ENCODER_PROTOCOLS = """
+evaluation:
+  protocols: [hard_label, soft_label, linear_probe, classifier_inheritance]
+  networks:
+    convnet-2: {protocols: [hard_label, soft_label]}
+    probe-teacher: {arch: linear_probe, encoder: teacher, protocols: [linear_probe]}
+    ci-teacher: {arch: inherited_classifier, encoder: teacher, protocols: [classifier_inheritance]}
+"""
+
+
+def test_classifier_inheritance_reads_one_golden_head_per_dataset_and_encoder(tmp_path):
+    """The golden head is a DAG artifact keyed by (dataset, encoder): one job however many sets and
+    repeats read it, each classifier_inheritance job gets it (and the teacher) on its command line."""
+    overlay = tmp_path / "encoder_protocols.yaml"
+    overlay.write_text(ENCODER_PROTOCOLS)
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert job_stats(out, {"golden_head"}) == {"golden_head": 1}
+    golden = job_specs(out)["golden_head"]
+    assert [(spec["dataset"], spec["encoder"], spec["golden_head"]["epochs"]) for spec in golden] == [("digits", "teacher", 10)]
+    commands = [c for c in re.findall(r"^Shell command: (.*)$", out, re.M) if "evaluate.py" in c and "classifier_inheritance" in c]
+    assert len(commands) == 7 * 2 and all("--golden results/test/golden_heads/digits/teacher" in c and "--teacher" in c
+                                          for c in commands)   # 7 variants x 2 IPCs, 1 repeat
+
+
 # the scripts whose job reads every key of its spec with a default: a spec of {} is valid
 SPEC_WITHOUT_REQUIRED_KEYS = {"finetune_backbone", "real_features"}
 
@@ -113,12 +140,15 @@ def key_paths(spec: dict, prefix: str = "") -> set[str]:
 def test_every_script_declares_only_keys_its_rule_writes_into_the_spec(tmp_path):
     """A script's ``--spec`` type (``SPEC = job_spec(...)``, evaluation/core/cli.py) requires keys; each is
     in the spec its rule writes for every job of the test profile, so the declaration cannot drift from
-    the rule. Every script that is given a ``--spec`` declares one."""
-    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "test.yaml"))
+    the rule (the test profile with the frozen-encoder protocols added, so that the golden head runs too).
+    Every script that is given a ``--spec`` declares one."""
+    overlay = tmp_path / "encoder_protocols.yaml"
+    overlay.write_text(ENCODER_PROTOCOLS)
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     specs = job_specs(proc.stdout + proc.stderr)
     declaring = {path.stem for path in SCRIPTS.glob("*.py") if hasattr(load_script(path.stem), "SPEC")}
-    assert set(specs) == declaring and len(declaring) == 9
+    assert set(specs) == declaring and len(declaring) == 10
     declared = {script: load_script(script).SPEC.keys for script in specs}
     assert {script for script, keys in declared.items() if not keys} == SPEC_WITHOUT_REQUIRED_KEYS
     for script, written in specs.items():

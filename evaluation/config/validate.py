@@ -182,11 +182,17 @@ def check_config(config: dict) -> None:
         if unknown:
             raise ConfigError(f"evaluation.networks.{name}.protocols: unknown protocol '{unknown[0]}'; "
                               f"valid: {', '.join(known)}")
-        if "encoder" in network:
-            if network["encoder"] not in encoder_names():
-                raise ConfigError(f"evaluation.networks.{name}.encoder: unknown encoder '{network['encoder']}'; "
-                                  f"valid: {', '.join(encoder_names())}")
-            check_configured(network["encoder"], config["encoders"])
+        for protocol in network.get("protocols", config["evaluation"]["protocols"]):
+            if protocol in config["evaluation"]["protocols"] and config["protocols"][protocol]["loss"] == "feature_mse" \
+                    and network["arch"] != "inherited_classifier":
+                raise ConfigError(f"evaluation.networks.{name}: protocol {protocol} (loss feature_mse) needs arch "
+                                  f"inherited_classifier, not {network['arch']}; list this network's protocols")
+        for key in ("encoder", "distill_encoder"):
+            if key in network:
+                if network[key] not in encoder_names():
+                    raise ConfigError(f"evaluation.networks.{name}.{key}: unknown encoder '{network[key]}'; "
+                                      f"valid: {', '.join(encoder_names())}")
+                check_configured(network[key], config["encoders"])
     limited = [name for name, variant in config["methods"].items()
                if get_method(variant["method"]).ipc_limited_by_class]
     for name in config["datasets"]:

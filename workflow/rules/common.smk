@@ -12,6 +12,7 @@ from evaluation.core.artifacts import SMOKE_ENV, tree_digest, verify_artifact, w
 from evaluation.config.validate import check_unique_keys, prepare_config
 from evaluation.data.datasets import dataset_info
 from evaluation.core.errors import InputError
+from evaluation.protocols.protocols import resolve_protocol
 from methods.chunks import class_chunks
 from methods.encoder.encoders import TEACHER as TEACHER_ENCODER
 from methods.registry import METHOD_MODULES_ENV, get_method
@@ -222,22 +223,55 @@ def finetune_module(wildcards):
     return get_method(config["methods"][wildcards.method]["method"]).finetune
 
 
+def network_encoders(network):
+    """The frozen encoders an evaluation network reads: its ``encoder`` and ``distill_encoder``."""
+    return {network[key] for key in ("encoder", "distill_encoder") if key in network}
+
+
+def distill_encoder(network):
+    """The encoder whose golden head an ``inherited_classifier`` inherits (default its ``encoder``)."""
+    return network.get("distill_encoder", network["encoder"])
+
+
 def eval_inputs(wildcards):
     """Synthetic set and real data; the teacher too when the protocol learns from soft labels or the
-    network is a linear probe on the teacher encoder."""
+    network reads the teacher encoder; the golden head of the network's distillation encoder under
+    classifier inheritance (loss feature_mse)."""
     inputs = {"synset": at(SYNSET, wildcards), "data": at(DATA, wildcards)}
-    if (config["protocols"][wildcards.protocol]["loss"] == "soft"
-            or config["evaluation"]["networks"][wildcards.network].get("encoder") == TEACHER_ENCODER):
+    network = config["evaluation"]["networks"][wildcards.network]
+    loss = config["protocols"][wildcards.protocol]["loss"]
+    if loss == "soft" or TEACHER_ENCODER in network_encoders(network):
+        inputs["teacher"] = at(TEACHER, wildcards)
+    if loss == "feature_mse":
+        inputs["golden"] = at(layout.fill(GOLDEN_HEAD, encoder=distill_encoder(network)), wildcards)
+    return inputs
+
+
+def golden_inputs(wildcards):
+    """Real data; the teacher too when it is the encoder."""
+    inputs = {"data": at(DATA, wildcards)}
+    if wildcards.encoder == TEACHER_ENCODER:
         inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
 
 
+def golden_spec(wildcards):
+    """The golden head's settings: config golden_head, the linear_probe protocol's training settings and
+    the classifier_inheritance protocol's image size and normalisation (its reference when not run)."""
+    return as_json({"dataset": wildcards.dataset, "encoder": wildcards.encoder, "golden_head": config["golden_head"],
+                    "probe_params": resolve_protocol("linear_probe", config["protocols"].get("linear_probe")),
+                    "protocol_params": resolve_protocol("classifier_inheritance",
+                                                        config["protocols"].get("classifier_inheritance"))})
+
+
 def network_spec(name):
-    """The network's builder settings: its entry without ``protocols``, with the weight file of its
-    encoder (config ``encoders``) when one is configured."""
+    """The network's builder settings: its entry without ``protocols``, with the weight files of its
+    encoders (config ``encoders``) when configured."""
     entry = {key: value for key, value in config["evaluation"]["networks"][name].items() if key != "protocols"}
     if entry.get("encoder") in config["encoders"]:
         entry["weights"] = config["encoders"][entry["encoder"]]
+    if entry.get("distill_encoder") in config["encoders"]:
+        entry["distill_weights"] = config["encoders"][entry["distill_encoder"]]
     return entry
 
 
