@@ -256,10 +256,11 @@ def golden_inputs(wildcards):
 
 
 def golden_spec(wildcards):
-    """The golden head's settings: config golden_head, the linear_probe protocol's training settings and
-    the classifier_inheritance protocol's image size and normalisation (its reference when not run)."""
+    """The golden head's settings: config golden_head, the reference linear_probe protocol's training
+    settings (SFM's Adam 1e-3 x batch / 256, cosine, AugBasic, whatever a profile sets for its own probe)
+    and the classifier_inheritance protocol's image size and normalisation (its reference when not run)."""
     return as_json({"dataset": wildcards.dataset, "encoder": wildcards.encoder, "golden_head": config["golden_head"],
-                    "probe_params": resolve_protocol("linear_probe", config["protocols"].get("linear_probe")),
+                    "probe_params": resolve_protocol("linear_probe", None),
                     "protocol_params": resolve_protocol("classifier_inheritance",
                                                         config["protocols"].get("classifier_inheritance"))})
 
