@@ -1,5 +1,6 @@
 # Config validation (before any job) and the helpers that turn config into targets and specs.
 import functools
+import itertools
 import json
 import os
 import shlex
@@ -296,11 +297,13 @@ def eval_targets():
     ev = config["evaluation"]
     if not ev["enabled"]:
         return []
-    return [path for protocol, network in eval_pairs() for path in expand(
-        EVAL,
-        dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
-        seed=config["seeds"], protocol=protocol, network=network,
-        repeat=range(ev["repeats"]))]
+    pairs = set(eval_pairs())
+    return [layout.fill(EVAL, dataset=dataset, method=method, ipc=ipc, seed=seed, protocol=protocol, network=network,
+                        repeat=repeat)
+            for dataset, method, ipc, seed, protocol, network, repeat in itertools.product(
+                config["datasets"], config["methods"], config["ipcs"], config["seeds"], ev["protocols"],
+                ev["networks"], range(ev["repeats"]))
+            if (protocol, network) in pairs]
 
 
 def feature_path(dataset, extractor):
