@@ -146,3 +146,10 @@ def test_unknown_encoder_fails_in_one_line():
         create_network("linear_probe", NUM_CLASSES, 16, encoder="resnet_dino")
     message = str(error.value)
     assert "\n" not in message and "unknown encoder 'resnet_dino'" in message and "dinov2_vitb" in message
+
+
+def test_tables_describe_the_scaled_lr_and_the_final_epoch_number():
+    from evaluation.report.build import describe_protocol
+    text = describe_protocol("linear_probe", resolve_protocol("linear_probe", None), "final")
+    assert text.startswith("adam lr 0.001 x min(batch, N) / 256, cosine schedule, batch 100, 1000 epochs")
+    assert text.endswith("reported number: the final model tested once (best = last)")
