@@ -153,3 +153,24 @@ def test_tables_describe_the_scaled_lr_and_the_final_epoch_number():
     text = describe_protocol("linear_probe", resolve_protocol("linear_probe", None), "final")
     assert text.startswith("adam lr 0.001 x min(batch, N) / 256, cosine schedule, batch 100, 1000 epochs")
     assert text.endswith("reported number: the final model tested once (best = last)")
+
+
+@pytest.mark.parametrize("network, message", [
+    ({"arch": "linear_probe", "encoder": "resnet_dino", "protocols": ["linear_probe"]},
+     r"evaluation\.networks\.bad\.encoder: unknown encoder 'resnet_dino'; valid: .*teacher$"),
+    ({"arch": "linear_probe", "encoder": "dinov2_vitb", "protocols": ["linear_probe"]},
+     r"encoder 'dinov2_vitb' weights missing: encoders\.dinov2_vitb is not set"),
+    ({"arch": "linear_probe", "encoder": "teacher", "protocols": ["linear_prob"]},
+     r"evaluation\.networks\.bad\.protocols: unknown protocol 'linear_prob'; valid: classifier_inheritance"),
+    ({"arch": "convnet", "protocols": ["classifier_inheritance"]},
+     r"evaluation\.networks\.bad: protocol classifier_inheritance \(loss feature_mse\) needs arch inherited_classifier"),
+])
+def test_bad_probe_networks_fail_config_validation_in_one_line(network, message):
+    from tests.test_config import default_config
+    from evaluation.config.validate import validate_config
+    config = default_config()
+    config["evaluation"]["protocols"].append("classifier_inheritance")
+    config["evaluation"]["networks"]["bad"] = network
+    with pytest.raises(ValueError, match=message) as error:
+        validate_config(config)
+    assert "\n" not in str(error.value)
