@@ -96,3 +96,17 @@ def test_the_teacher_stand_in_gives_the_teachers_penultimate_activations(tmp_pat
     assert not any(p.requires_grad for p in encoder.parameters())
     with pytest.raises(InputError, match="encoder 'teacher' needs the dataset's teacher folder"):
         load_encoder("teacher")
+
+
+def test_a_dinov2_checkpoint_at_518_px_loads_into_the_224_px_encoder(tmp_path, monkeypatch):
+    """timm's filter resamples the hub model's 37x37 position embedding to the 16x16 grid of 224 px crops."""
+    small = {"depth": 1, "embed_dim": 24, "num_heads": 2}
+    monkeypatch.setitem(encoders.ENCODERS, "tiny_dinov2",
+                        TimmEncoder("vit_small_patch14_dinov2", "a tiny test DINOv2", {"img_size": 224, **small}))
+    hub = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, **small)   # 518 px
+    assert hub.pos_embed.shape[1] == 37 * 37 + 1
+    save_file(hub.state_dict(), str(tmp_path / "dinov2.safetensors"))
+    encoder = load_encoder("tiny_dinov2", weights=tmp_path / "dinov2.safetensors")
+    assert encoder.network.pos_embed.shape[1] == 16 * 16 + 1
+    assert torch.equal(encoder.network.blocks[0].attn.qkv.weight, hub.blocks[0].attn.qkv.weight)
+    assert encoder(torch.randn(2, 3, 224, 224)).shape == (2, 24)

@@ -18,7 +18,7 @@ from tests.workflow_run import ROOT, SCRIPTS, load_script, snakemake
 def test_tables_hold_every_method_and_ipc(test_profile_run):
     results, _ = test_profile_run
     runs = pd.read_csv(results / "tables" / "runs.csv")
-    methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd"}
+    methods = {"random", "random-first-k", "dit", "mgd3", "d4m", "minimax", "dmgd", "lgm", "sfm"}
     assert set(runs.method) == methods and set(runs.ipc) == {1, 2}
     assert set(runs.protocol) == {"hard_label", "soft_label"}
     assert len(runs) == len(methods) * 2 * 2 and runs.best_top1.ge(runs.last_top1).all()
@@ -107,8 +107,8 @@ def test_classifier_inheritance_reads_one_golden_head_per_dataset_and_encoder(tm
     golden = job_specs(out)["golden_head"]
     assert [(spec["dataset"], spec["encoder"], spec["golden_head"]["epochs"]) for spec in golden] == [("digits", "teacher", 10)]
     commands = [c for c in re.findall(r"^Shell command: (.*)$", out, re.M) if "evaluate.py" in c and "classifier_inheritance" in c]
-    assert len(commands) == 7 * 2 and all("--golden results/test/golden_heads/digits/teacher" in c and "--teacher" in c
-                                          for c in commands)   # 7 variants x 2 IPCs, 1 repeat
+    assert len(commands) == 9 * 2 and all("--golden results/test/golden_heads/digits/teacher" in c and "--teacher" in c
+                                          for c in commands)   # 9 variants x 2 IPCs, 1 repeat
 
 
 # the scripts whose job reads every key of its spec with a default: a spec of {} is valid
