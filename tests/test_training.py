@@ -116,7 +116,7 @@ def test_warmup_cosine_rises_over_the_first_half_then_decays_to_zero():
 
 
 def test_unknown_schedule_lists_options():
-    with pytest.raises(ValueError, match="unknown schedule 'step'; valid: multistep, quarter_cosine, warmup_cosine"):
+    with pytest.raises(ValueError, match="unknown schedule 'step'; valid: multistep, quarter_cosine, warmup_cosine, cosine"):
         lr_factor("step", 10, 0.2)
 
 
@@ -150,8 +150,8 @@ def test_variant_without_a_known_base_is_refused():
 
 
 def test_unknown_optimizer_lists_options():
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adam'; valid: sgd, adamw"):
-        make_optimizer("adam", [{"params": nn.Linear(2, 2).parameters()}], 0.1, 0.9)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lamb'; valid: sgd, adamw, adam"):
+        make_optimizer("lamb", [{"params": nn.Linear(2, 2).parameters()}], 0.1, 0.9)
 
 
 def test_rded_parameter_groups_exempt_biases_and_norms_from_weight_decay():

@@ -87,6 +87,33 @@ def test_chunked_distillation_dag(tmp_path):
     assert counts == {"distill": 14 * 3 + 4, "merge_chunks": 18}
 
 
+# the linear probe and classifier inheritance on the teacher encoder, over the test profile
+ENCODER_PROTOCOLS = """
+evaluation:
+  protocols: [hard_label, soft_label, linear_probe, classifier_inheritance]
+  networks:
+    convnet-2: {protocols: [hard_label, soft_label]}
+    probe-teacher: {arch: linear_probe, encoder: teacher, protocols: [linear_probe]}
+    ci-teacher: {arch: inherited_classifier, encoder: teacher, protocols: [classifier_inheritance]}
+"""
+
+
+def test_classifier_inheritance_reads_one_golden_head_per_dataset_and_encoder(tmp_path):
+    """The golden head is a DAG artifact keyed by (dataset, encoder): one job however many sets and
+    repeats read it, each classifier_inheritance job gets it (and the teacher) on its command line."""
+    overlay = tmp_path / "encoder_protocols.yaml"
+    overlay.write_text(ENCODER_PROTOCOLS)
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert job_stats(out, {"golden_head"}) == {"golden_head": 1}
+    golden = job_specs(out)["golden_head"]
+    assert [(spec["dataset"], spec["encoder"], spec["golden_head"]["epochs"]) for spec in golden] == [("digits", "teacher", 10)]
+    commands = [c for c in re.findall(r"^Shell command: (.*)$", out, re.M) if "evaluate.py" in c and "classifier_inheritance" in c]
+    assert len(commands) == 9 * 2 and all("--golden results/test/golden_heads/digits/teacher" in c and "--teacher" in c
+                                          for c in commands)   # 9 variants x 2 IPCs, 1 repeat
+
+
 # the scripts whose job reads every key of its spec with a default: a spec of {} is valid
 SPEC_WITHOUT_REQUIRED_KEYS = {"finetune_backbone", "real_features"}
 
@@ -116,17 +143,40 @@ def key_paths(spec: dict, prefix: str = "") -> set[str]:
 def test_every_script_declares_only_keys_its_rule_writes_into_the_spec(tmp_path):
     """A script's ``--spec`` type (``SPEC = job_spec(...)``, evaluation/core/cli.py) requires keys; each is
     in the spec its rule writes for every job of the test profile, so the declaration cannot drift from
-    the rule. Every script that is given a ``--spec`` declares one."""
-    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "test.yaml"))
+    the rule (the test profile with the frozen-encoder protocols added, so that the golden head runs too).
+    Every script that is given a ``--spec`` declares one."""
+    overlay = tmp_path / "encoder_protocols.yaml"
+    overlay.write_text(ENCODER_PROTOCOLS)
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "test.yaml"), str(overlay))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     specs = job_specs(proc.stdout + proc.stderr)
     declaring = {path.stem for path in SCRIPTS.glob("*.py") if hasattr(load_script(path.stem), "SPEC")}
-    assert set(specs) == declaring and len(declaring) == 9
+    assert set(specs) == declaring and len(declaring) == 10
     declared = {script: load_script(script).SPEC.keys for script in specs}
     assert {script for script, keys in declared.items() if not keys} == SPEC_WITHOUT_REQUIRED_KEYS
     for script, written in specs.items():
         for spec in written:
             assert set(declared[script]) <= key_paths(spec), (script, set(declared[script]) - key_paths(spec))
+
+
+def test_default_profile_probes_every_method_on_the_teacher_encoder_only_under_linear_probe(tmp_path):
+    """Networks with a ``protocols`` list pair only with those protocols; every linear_probe job on the
+    teacher encoder gets the teacher folder as an input and on its command line."""
+    proc = snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(ROOT / "config" / "config.yaml"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    commands = [c for c in re.findall(r"^Shell command: (.*)$", out, re.M) if "evaluate.py" in c]
+    pairs = {}
+    for command in commands:
+        spec = json.loads(shlex.split(command)[shlex.split(command).index("--spec") + 1])
+        pairs.setdefault((spec["protocol"], spec["network_name"]), []).append((spec, command))
+    assert set(pairs) == {("hard_label", "convnet-3"), ("soft_label", "convnet-3"), ("linear_probe", "probe-teacher")}
+    probes = pairs[("linear_probe", "probe-teacher")]
+    assert {spec["method"] for spec, _ in probes} == {"random", "dit", "mgd3", "d4m", "minimax", "dmgd", "lgm", "sfm"}
+    assert len(probes) == 8 * 2 * 2   # methods x IPCs x repeats
+    assert all("--teacher results/digits/teachers/digits" in command for _, command in probes)
+    assert all(spec["network"] == {"arch": "linear_probe", "encoder": "teacher"} for spec, _ in probes)
+    assert not any("--teacher" in command for _, command in pairs[("hard_label", "convnet-3")])
 
 
 def test_second_run_does_nothing(test_profile_run):
@@ -183,11 +233,16 @@ SUBSETS = ["imagenet_woof", "imagenet_nette", "imagenet_idc100", "imagenet_a", "
            "imagenet_d", "imagenet_e"]
 
 
+PROFILE_ROOTS = {"imagenet_1k.yaml": "1k", "linear_probe.yaml": "both"}   # the others: the subsets' root
+
+
 @pytest.fixture(scope="module")
 def fake_roots(tmp_path_factory):
     base = tmp_path_factory.mktemp("fake_imagenet")
+    both = make_fake_imagenet_1k(base / "both", count=900)   # plus IDC-100's 100 wnids: 1000 classes
     return {"subsets": make_fake_imagenet(base / "subsets", SUBSETS, train_per_class=2, val_per_class=1, size=8),
-            "1k": make_fake_imagenet_1k(base / "1k")}
+            "1k": make_fake_imagenet_1k(base / "1k"),
+            "both": make_fake_imagenet(both, ["imagenet_idc100"], train_per_class=1, val_per_class=1, size=8)}
 
 
 def job_stats(out: str, rules: set[str] | None = None) -> dict[str, int]:
@@ -213,7 +268,7 @@ def dry_run_counts(workdir: Path, profile: str, root: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("profile", PAPER_PROFILES)
 def test_every_paper_profile_dry_runs_over_a_fake_imagenet(profile, fake_roots, tmp_path):
-    root = fake_roots["1k" if profile == "imagenet_1k.yaml" else "subsets"]
+    root = fake_roots[PROFILE_ROOTS.get(profile, "subsets")]
     counts = dry_run_counts(tmp_path, profile, root)
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
     assert counts.get("distill", 0) > 0 and "train_backbone" not in counts   # DiT-XL/2 is loaded, not trained

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from methods.encoder.encoders import check_configured
+from methods.encoder.encoders import check_configured, encoder_names
 from methods.registry import get_method, load_method_modules
 
 from evaluation.core.errors import InputError
@@ -176,6 +176,23 @@ def check_config(config: dict) -> None:
             if arch not in list_networks():
                 raise ConfigError(f"protocols.{name}.lr_by_arch: unknown arch '{arch}'; "
                                   f"valid: {', '.join(list_networks())}")
+    for name, network in config["evaluation"]["networks"].items():
+        known = sorted({*reference_protocols(), *config["protocols"]})
+        unknown = [p for p in network.get("protocols", []) if p not in known]
+        if unknown:
+            raise ConfigError(f"evaluation.networks.{name}.protocols: unknown protocol '{unknown[0]}'; "
+                              f"valid: {', '.join(known)}")
+        for protocol in network.get("protocols", config["evaluation"]["protocols"]):
+            if protocol in config["evaluation"]["protocols"] and config["protocols"][protocol]["loss"] == "feature_mse" \
+                    and network["arch"] != "inherited_classifier":
+                raise ConfigError(f"evaluation.networks.{name}: protocol {protocol} (loss feature_mse) needs arch "
+                                  f"inherited_classifier, not {network['arch']}; list this network's protocols")
+        for key in ("encoder", "distill_encoder"):
+            if key in network:
+                if network[key] not in encoder_names():
+                    raise ConfigError(f"evaluation.networks.{name}.{key}: unknown encoder '{network[key]}'; "
+                                      f"valid: {', '.join(encoder_names())}")
+                check_configured(network[key], config["encoders"])
     limited = [name for name, variant in config["methods"].items()
                if get_method(variant["method"]).ipc_limited_by_class]
     for name in config["datasets"]:

@@ -21,6 +21,7 @@ FINETUNED = "backbones/{backbone}-finetuned/{method}/{dataset}"
 BACKBONE_CHECK = "backbone_checks/{dataset}.json"
 LATENTS = "latents/{dataset}/{backbone}.pt"
 CLASS_STATISTICS = "class_statistics/{dataset}/{encoder}-r{resolution}-c{crop}.pt"   # sfm's real class means
+GOLDEN_HEAD = "golden_heads/{dataset}/{encoder}"          # classifier inheritance's full-data linear head
 SET = "{dataset}/{method}/ipc{ipc}/seed{seed}"            # one synthetic set of a variant
 DATASET_SETS = "synsets/{dataset}"                       # one folder per variant
 SYNSET = f"synsets/{SET}"
@@ -37,6 +38,7 @@ CHUNK_JOB = f"{SET_JOB}-{{chunk}}"
 EVAL_JOB = f"{SET_JOB}-{{protocol}}-{{network}}-rep{{repeat}}"
 DATASET_JOB = "{dataset}"
 STATISTICS_JOB = "{dataset}/{encoder}-r{resolution}-c{crop}"
+GOLDEN_JOB = "{dataset}/{encoder}"
 FEATURES_JOB = "{dataset}/{extractor}-{split}"
 FINETUNE_JOB = "{method}-{dataset}"
 

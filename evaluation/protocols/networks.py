@@ -8,6 +8,9 @@
 - ``vgg`` is torchvision's VGG feature stack, global average pooling and one linear layer.
 - ``alexnet`` is torchvision's AlexNet.
 - ``vit`` is timm's ``VisionTransformer`` with the settings of GLaD's evaluation ViT.
+- ``linear_probe`` is a linear head on a frozen pretrained encoder (evaluation/protocols/linear_probe.py).
+- ``inherited_classifier`` is SFM's classifier inheritance: a projector between two frozen encoders and a
+  frozen golden head (evaluation/protocols/inheritance.py).
 
 "Instance" normalisation is IDC's ``nn.GroupNorm(C, C, affine=True)``. Every network has
 ``features(x) -> [N, D]``, the flattened input of its final linear layer ``classifier``, for use as a
@@ -23,6 +26,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from evaluation.protocols.inheritance import InheritedClassifier
+from evaluation.protocols.linear_probe import LinearProbe
 
 NORMS = ("instance", "batch", "none")
 RESNET_AP_BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2)}
@@ -260,3 +266,6 @@ class ResNetAP(nn.Module):
 
 for _name, _attr in LIBRARY_NETWORKS.items():
     register_network(_name)(LibraryNetwork(_attr))
+
+register_network("linear_probe")(LinearProbe)
+register_network("inherited_classifier")(InheritedClassifier)

@@ -89,9 +89,24 @@ def _warmup_cosine(epochs: int, gamma: float) -> Callable[[int], float]:
     return factor
 
 
+def _cosine(epochs: int, gamma: float) -> Callable[[int], float]:
+    """LGM's linear probe (ims3_lgm_sfm.md §2.4): ``0.5 (1 + cos(pi e / E))``, a half period to 0."""
+    return lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
 SCHEDULES: dict[str, Callable[[int, float], Callable[[int], float]]] = {
     "multistep": _multistep, "quarter_cosine": _quarter_cosine, "warmup_cosine": _warmup_cosine,
+    "cosine": _cosine,
 }
+
+
+def protocol_lr(protocol: dict, arch: str, num_images: int) -> float:
+    """The initial learning rate: ``lr_by_arch[arch]`` or ``lr``, times ``min(batch_size, num_images) /
+    lr_reference_batch`` when that is set (LGM: 0.001 x batch / 256 with batch min(100, N), §2.4)."""
+    lr = protocol["lr_by_arch"].get(arch, protocol["lr"])
+    if protocol["lr_reference_batch"] is None:
+        return lr
+    return lr * min(protocol["batch_size"], num_images) / protocol["lr_reference_batch"]
 
 
 def lr_factor(schedule: str, epochs: int, gamma: float) -> Callable[[int], float]:

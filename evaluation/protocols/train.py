@@ -23,6 +23,8 @@ from evaluation.core.errors import InputError, MissingWeightsError, load_matchin
 from evaluation.core.seeding import derive_seed
 from evaluation.data.datasets import dataset_info, has_split, load_split, resize_uint8
 from evaluation.data.synsets import read_synset, synset_provenance
+from methods.encoder.encoders import TEACHER
+from .inheritance import GOLDEN_FILE
 from .networks import create_network
 from .protocols import protocol_epochs
 from .training import train_and_evaluate
@@ -61,8 +63,21 @@ def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
     return logits
 
 
+def network_settings(spec: dict, teacher_dir: Path | None, golden_dir: Path | None = None) -> dict:
+    """The spec's network, plus the teacher folder for a network on the ``teacher`` encoder and the
+    golden head folder of an ``inherited_classifier``."""
+    network = dict(spec["network"])
+    if TEACHER in (network.get("encoder"), network.get("distill_encoder")):
+        if teacher_dir is None:
+            raise InputError(f"network {spec['network_name']} reads the teacher encoder and needs --teacher DIR")
+        network["teacher"] = str(teacher_dir)
+    if golden_dir is not None:
+        network["golden"] = str(golden_dir)
+    return network
+
+
 def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, device: str,
-                    teacher_dir: Path | None = None) -> dict:
+                    teacher_dir: Path | None = None, golden_dir: Path | None = None) -> dict:
     """Train ``spec['network']`` on the synthetic set; seed derived from (generation seed, repeat)."""
     started = time.time()
     info = dataset_info(spec["dataset"])
@@ -76,9 +91,9 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, dev
             raise InputError(f"protocol {spec['protocol']} (soft labels) needs --teacher DIR")
         teacher = soft_label_teacher(teacher_dir, protocol, device)
     seed = derive_seed(spec["seed"], spec["repeat"])
-    checkpoint = Checkpoint.beside(out, job_identity("evaluate", spec, [synset_dir, data_dir, teacher_dir],
-                                                     device=device))
-    result, _ = _fit(images, labels, data_dir, protocol=protocol, network=spec["network"],
+    inputs = [synset_dir, data_dir, teacher_dir, *([golden_dir] if golden_dir is not None else [])]
+    checkpoint = Checkpoint.beside(out, job_identity("evaluate", spec, inputs, device=device))
+    result, _ = _fit(images, labels, data_dir, protocol=protocol, network=network_settings(spec, teacher_dir, golden_dir),
                      num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
                      seed=seed, device=device, checkpoint=checkpoint, teacher=teacher)
     record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol", "repeat")}
@@ -109,6 +124,34 @@ def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dic
                     "num_classes": info.num_classes, "image_size": images.shape[-1],
                     "mean": protocol["mean"], "std": protocol["std"]}, tmp / "model.pt")
         write_manifest(tmp, manifest(spec, seed=teacher["seed"], device=device, started=started, **result))
+    checkpoint.remove()
+    return result
+
+
+def train_golden_head(spec: dict, data_dir: Path, out_dir: Path, device: str, weights: str | None = None,
+                      teacher_dir: Path | None = None) -> dict:
+    """SFM's golden classifier (ims3_lgm_sfm.md §3.3, ``get_classifier.sh``): a linear probe on the
+    frozen encoder ``spec['encoder']`` trained on the full real train split under the linear_probe
+    protocol's settings with ``spec['golden_head']``'s epochs and batch size (SFM 10 and 128) and the
+    classifier_inheritance protocol's image size and normalisation; its head is saved."""
+    started = time.time()
+    info = dataset_info(spec["dataset"])
+    golden = spec["golden_head"]
+    protocol = {**spec["probe_params"], "epochs": golden["epochs"], "epoch_scale": 1.0,
+                "batch_size": golden["batch_size"], "image_size": spec["protocol_params"]["image_size"],
+                "mean": spec["protocol_params"]["mean"], "std": spec["protocol_params"]["std"]}
+    images, labels = load_split(data_dir, "train", image_size=protocol["image_size"])
+    network = {"arch": "linear_probe", "encoder": spec["encoder"], "weights": weights,
+               "teacher": str(teacher_dir) if teacher_dir is not None else None}
+    checkpoint = Checkpoint.beside(out_dir, job_identity("golden_head", spec, [data_dir, teacher_dir], device=device))
+    result, model = _fit(images, labels, data_dir, protocol=protocol, network=network, num_classes=info.num_classes,
+                         epochs=golden["epochs"], seed=golden["seed"], device=device, checkpoint=checkpoint)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        save_torch({"state_dict": model.classifier.state_dict(), "encoder": spec["encoder"],
+                    "feature_dim": model.classifier.in_features, "num_classes": info.num_classes},
+                   tmp / GOLDEN_FILE)
+        write_manifest(tmp, manifest(spec, seed=golden["seed"], device=device, started=started, **result))
     checkpoint.remove()
     return result
 

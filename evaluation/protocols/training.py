@@ -41,10 +41,10 @@ from evaluation.protocols.augment import (
 from evaluation.core.checkpoint import Checkpoint, restore_rng, rng_state
 from evaluation.core.seeding import TrainingStream, derive_seed
 from evaluation.protocols.networks import create_network
-from evaluation.protocols.protocols import evaluation_epochs, lr_factor, selection_convention
+from evaluation.protocols.protocols import evaluation_epochs, lr_factor, protocol_lr, selection_convention
 
-OPTIMIZERS = ("sgd", "adamw")
-LOSSES = ("hard", "soft")
+OPTIMIZERS = ("sgd", "adamw", "adam")
+LOSSES = ("hard", "soft", "feature_mse")
 PIXEL_MAX = 255.0
 
 Teacher = Callable[[torch.Tensor], torch.Tensor]   # normalised batch -> logits
@@ -81,21 +81,26 @@ def top1(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: Seq
 
 def parameter_groups(model: nn.Module, weight_decay: float, no_decay_bias_norm: bool) -> list[dict]:
     """One group with ``weight_decay``, or (RDED) two: weights, and biases/normalisation parameters
-    (every parameter with fewer than two dimensions) without weight decay."""
+    (every parameter with fewer than two dimensions) without weight decay. Only trainable parameters
+    (``requires_grad``) are optimised: a linear probe's frozen encoder is in no group."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if not no_decay_bias_norm:
-        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+        return [{"params": trainable, "weight_decay": weight_decay}]
+    decay = [p for p in trainable if p.ndim > 1]
+    no_decay = [p for p in trainable if p.ndim <= 1]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def make_optimizer(name: str, groups: list[dict], lr: float, momentum: float) -> torch.optim.Optimizer:
-    """SGD with momentum (IDC, GLaD) or AdamW (RDED, the official DMGD train.py) over parameter
-    ``groups`` that carry their weight decay; AdamW keeps its default betas and ignores ``momentum``."""
+    """SGD with momentum (IDC, GLaD), AdamW (RDED, the official DMGD train.py) or Adam (LGM's linear
+    probe, ims3_lgm_sfm.md §2.4) over parameter ``groups`` that carry their weight decay; AdamW and Adam
+    keep their default betas and ignore ``momentum``."""
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
@@ -142,9 +147,13 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
 
 def batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
                teacher: Teacher | None, generator: torch.Generator) -> torch.Tensor:
-    """Loss of one augmented batch: hard-label cross-entropy (mixed by CutMix's ``lam``) or the
-    soft-label KL against the teacher's logits on the same augmented images."""
+    """Loss of one augmented batch: hard-label cross-entropy (mixed by CutMix's ``lam``), the
+    soft-label KL against the teacher's logits on the same augmented images, or (``feature_mse``,
+    SFM's classifier inheritance) the label-free MSE of the network's ``features`` to its
+    ``distilled_features``."""
     inputs, labels_a, labels_b, lam = augment_batch(images, labels, protocol, generator=generator)
+    if protocol["loss"] == "feature_mse":   # SFM's classifier inheritance: no labels (evaluation/protocols/inheritance.py)
+        return F.mse_loss(model.features(inputs), model.distilled_features(inputs))
     # config performance.autocast_bf16 (off in every shipped profile): the forwards in bfloat16
     with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=protocol.get("autocast_bf16", False)):
         outputs = model(inputs).float()   # no copy when float32 already
@@ -204,7 +213,7 @@ def train_and_evaluate(train_images: torch.Tensor, train_labels: torch.Tensor,
         torch.default_generator.manual_seed(derive_seed(seed, TrainingStream.MODEL_INIT))
         model = create_network(network, num_classes, height, **network_kwargs)
     model.to(device)
-    lr = protocol["lr_by_arch"].get(network, protocol["lr"])
+    lr = protocol_lr(protocol, network, len(train_images))
     optimizer = make_optimizer(protocol["optimizer"],
                                parameter_groups(model, protocol["weight_decay"], protocol["no_decay_bias_norm"]),
                                lr, protocol["momentum"])

@@ -63,7 +63,8 @@ def describe_protocol(name: str, params: dict, selection: str | None) -> str:
     if "lr" in params:
         overrides = ", ".join(f"{arch} {lr}" for arch, lr in (params.get("lr_by_arch") or {}).items())
         by_arch = f" ({overrides})" if overrides else ""
-        parts.append(f"{optimizer + ' ' if optimizer else ''}lr {params['lr']}{by_arch}")
+        scaled_lr = f" x min(batch, N) / {params['lr_reference_batch']}" if params.get("lr_reference_batch") else ""
+        parts.append(f"{optimizer + ' ' if optimizer else ''}lr {params['lr']}{scaled_lr}{by_arch}")
     elif optimizer:
         parts.append(optimizer)
     if params.get("schedule"):

@@ -1,5 +1,6 @@
 # Config validation (before any job) and the helpers that turn config into targets and specs.
 import functools
+import itertools
 import json
 import os
 import shlex
@@ -12,6 +13,7 @@ from evaluation.core.artifacts import SMOKE_ENV, tree_digest, verify_artifact, w
 from evaluation.config.validate import check_unique_keys, prepare_config
 from evaluation.data.datasets import dataset_info
 from evaluation.core.errors import InputError
+from evaluation.protocols.protocols import resolve_protocol
 from methods.chunks import class_chunks
 from methods.encoder.encoders import TEACHER as TEACHER_ENCODER, configured_weights
 from methods.registry import METHOD_MODULES_ENV, get_method
@@ -222,31 +224,86 @@ def finetune_module(wildcards):
     return get_method(config["methods"][wildcards.method]["method"]).finetune
 
 
+def network_encoders(network):
+    """The frozen encoders an evaluation network reads: its ``encoder`` and ``distill_encoder``."""
+    return {network[key] for key in ("encoder", "distill_encoder") if key in network}
+
+
+def distill_encoder(network):
+    """The encoder whose golden head an ``inherited_classifier`` inherits (default its ``encoder``)."""
+    return network.get("distill_encoder", network["encoder"])
+
+
 def eval_inputs(wildcards):
-    """Synthetic set and real data; the teacher too when the protocol learns from soft labels."""
+    """Synthetic set and real data; the teacher too when the protocol learns from soft labels or the
+    network reads the teacher encoder; the golden head of the network's distillation encoder under
+    classifier inheritance (loss feature_mse)."""
     inputs = {"synset": at(SYNSET, wildcards), "data": at(DATA, wildcards)}
-    if config["protocols"][wildcards.protocol]["loss"] == "soft":
+    network = config["evaluation"]["networks"][wildcards.network]
+    loss = config["protocols"][wildcards.protocol]["loss"]
+    if loss == "soft" or TEACHER_ENCODER in network_encoders(network):
+        inputs["teacher"] = at(TEACHER, wildcards)
+    if loss == "feature_mse":
+        inputs["golden"] = at(layout.fill(GOLDEN_HEAD, encoder=distill_encoder(network)), wildcards)
+    return inputs
+
+
+def golden_inputs(wildcards):
+    """Real data; the teacher too when it is the encoder."""
+    inputs = {"data": at(DATA, wildcards)}
+    if wildcards.encoder == TEACHER_ENCODER:
         inputs["teacher"] = at(TEACHER, wildcards)
     return inputs
+
+
+def golden_spec(wildcards):
+    """The golden head's settings: config golden_head, the reference linear_probe protocol's training
+    settings (SFM's Adam 1e-3 x batch / 256, cosine, AugBasic, whatever a profile sets for its own probe)
+    and the classifier_inheritance protocol's image size and normalisation (its reference when not run)."""
+    return as_json({"dataset": wildcards.dataset, "encoder": wildcards.encoder, "golden_head": config["golden_head"],
+                    "probe_params": resolve_protocol("linear_probe", None),
+                    "protocol_params": resolve_protocol("classifier_inheritance",
+                                                        config["protocols"].get("classifier_inheritance"))})
+
+
+def network_spec(name):
+    """The network's builder settings: its entry without ``protocols``, with the weight files of its
+    encoders (config ``encoders``) when configured."""
+    entry = {key: value for key, value in config["evaluation"]["networks"][name].items() if key != "protocols"}
+    if entry.get("encoder") in config["encoders"]:
+        entry["weights"] = config["encoders"][entry["encoder"]]
+    if entry.get("distill_encoder") in config["encoders"]:
+        entry["distill_weights"] = config["encoders"][entry["distill_encoder"]]
+    return entry
 
 
 def eval_spec(wildcards):
     return as_json({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": int(wildcards.ipc),
                     "seed": int(wildcards.seed), "protocol": wildcards.protocol,
                     "repeat": int(wildcards.repeat), "network_name": wildcards.network,
-                    "network": config["evaluation"]["networks"][wildcards.network],
+                    "network": network_spec(wildcards.network),
                     "protocol_params": {**config["protocols"][wildcards.protocol], **performance_options()}})
+
+
+def eval_pairs():
+    """(protocol, network) pairs to evaluate: every protocol with every network, except that a
+    network with a ``protocols`` list runs only under those."""
+    ev = config["evaluation"]
+    return [(protocol, network) for protocol in ev["protocols"] for network, entry in ev["networks"].items()
+            if protocol in entry.get("protocols", ev["protocols"])]
 
 
 def eval_targets():
     ev = config["evaluation"]
     if not ev["enabled"]:
         return []
-    return expand(
-        EVAL,
-        dataset=config["datasets"], method=list(config["methods"]), ipc=config["ipcs"],
-        seed=config["seeds"], protocol=ev["protocols"], network=list(ev["networks"]),
-        repeat=range(ev["repeats"]))
+    pairs = set(eval_pairs())
+    return [layout.fill(EVAL, dataset=dataset, method=method, ipc=ipc, seed=seed, protocol=protocol, network=network,
+                        repeat=repeat)
+            for dataset, method, ipc, seed, protocol, network, repeat in itertools.product(
+                config["datasets"], config["methods"], config["ipcs"], config["seeds"], ev["protocols"],
+                ev["networks"], range(ev["repeats"]))
+            if (protocol, network) in pairs]
 
 
 def feature_path(dataset, extractor):

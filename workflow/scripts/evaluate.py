@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--synset", required=True, type=Path, help="synthetic set directory")
     parser.add_argument("--data", required=True, type=Path, help="prepared dataset directory")
     parser.add_argument("--teacher", type=Path, help="teacher directory (soft-label protocols)")
+    parser.add_argument("--golden", type=Path, help="golden head directory (classifier inheritance)")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
-    evaluate_synset(args.spec, args.synset, args.data, args.out, apply_job_arguments(args), args.teacher)
+    evaluate_synset(args.spec, args.synset, args.data, args.out, apply_job_arguments(args), args.teacher, args.golden)
 
 
 if __name__ == "__main__":
