@@ -266,14 +266,21 @@ def golden_spec(wildcards):
                                                         config["protocols"].get("classifier_inheritance"))})
 
 
+def encoder_argument(wildcards, input):
+    """A job's frozen encoder ``{encoder}``: the teacher folder of the stand-in, else the encoder's weight file."""
+    if "teacher" in input.keys():
+        return f"--teacher {input.teacher}"
+    return f"--weights {shlex.quote(configured_weights(wildcards.encoder, config['encoders']))}"
+
+
 def network_spec(name):
     """The network's builder settings: its entry without ``protocols``, with the weight files of its
-    encoders (config ``encoders``) when configured."""
+    encoders (config ``encoders``, or an encoder's torchvision cache file: methods/encoder/encoders.py)."""
     entry = {key: value for key, value in config["evaluation"]["networks"][name].items() if key != "protocols"}
-    if entry.get("encoder") in config["encoders"]:
-        entry["weights"] = config["encoders"][entry["encoder"]]
-    if entry.get("distill_encoder") in config["encoders"]:
-        entry["distill_weights"] = config["encoders"][entry["distill_encoder"]]
+    for key, weights_key in (("encoder", "weights"), ("distill_encoder", "distill_weights")):
+        weights = configured_weights(entry[key], config["encoders"]) if key in entry else None
+        if weights is not None:
+            entry[weights_key] = weights
     return entry
 
 

@@ -69,8 +69,7 @@ rule class_statistics:
         integrity=integrity("class_statistics"),
         wrap=GPU_WRAP,
         device=DEVICE,
-        encoder=lambda w, input: (f"--teacher {input.teacher}" if "teacher" in input.keys()
-                                  else f"--weights {shlex.quote(configured_weights(w.encoder, config['encoders']))}"),
+        encoder=encoder_argument,
     threads: 2
     conda:
         ENV

@@ -37,8 +37,7 @@ rule golden_head:
         wrap=GPU_WRAP,
         device=DEVICE,
         spec=golden_spec,
-        encoder=lambda w, input: (f"--teacher {input.teacher}" if "teacher" in input.keys()
-                                  else f"--weights {config['encoders'][w.encoder]}"),
+        encoder=encoder_argument,
     threads: 2
     conda:
         ENV
