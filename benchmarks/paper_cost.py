@@ -3,10 +3,18 @@
 For each ``config/paper/*.yaml`` the script dry-runs the DAG over a fake ImageNet tree (no pixel is
 read), takes every job with its wildcards, and prices the GPU work:
 
-- ``distill``: images x sampler steps x (2 with classifier-free guidance) x one DiT forward;
-- ``finetune_backbone`` (Minimax): steps x batch x 3 (forward + backward) x one DiT forward;
+- ``distill`` of a diffusion method: images x sampler steps x (2 with classifier-free guidance) x one DiT
+  forward, with S³'s ``groups`` x IPC candidates per class (IMS3);
+- ``distill`` of an encoder method (LGM, SFM): iterations x C x IPC x augs_per_batch x the encoder forwards
+  of one step (``ENCODER_STEP_FORWARDS``: LGM's real forward + the synthetic forward, backward with a graph
+  and double backward ~ 5; SFM's forward + backward ~ 3) at the crop resolution;
+- ``finetune_backbone`` (Minimax): steps x batch x 3 (forward + backward) x one DiT forward; IMS3's IM term
+  adds one no-grad forward per row (x 4);
 - ``evaluate``: epochs x set size x 3 x one forward of the evaluation network at the protocol's
-  resolution, plus every evaluation pass over the test and validation splits (50 + 50 per class);
+  resolution, plus every evaluation pass over the test and validation splits (50 + 50 per class); a
+  linear probe's frozen encoder runs forward only (x 1);
+- ``class_statistics`` (SFM) and ``golden_head`` (classifier inheritance): the train split
+  (``TRAIN_IMAGES_PER_CLASS``) through the encoder, once and ``golden_head.epochs`` times;
 - data preparation, latents, features, metrics and tables are left out (minutes, not hours).
 
 Forward FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the real
@@ -36,12 +44,16 @@ from evaluation.config.validate import validate_config
 from evaluation.data.datasets import dataset_info
 from evaluation.protocols.networks import create_network
 from evaluation.protocols.protocols import evaluation_epochs, protocol_epochs
+from methods.encoder.encoders import ENCODERS
+from methods.registry import get_method
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # the fake ImageNet tree of the tests
 from tests.fake_imagenet import make_fake_imagenet, make_fake_imagenet_1k
 
 EVAL_IMAGES_PER_CLASS = 100   # ImageNet val (the test split, 50) + the held-out validation split (50)
+TRAIN_IMAGES_PER_CLASS = 1281  # ImageNet-1K train: 1,281,167 images / 1000 classes
+ENCODER_STEP_FORWARDS = {"lgm": 5, "sfm": 3}   # encoder forward-equivalents per image and step (module docstring)
 DIT_XL_2 = {"num_attention_heads": 16, "attention_head_dim": 72, "in_channels": 4, "out_channels": 8,
             "num_layers": 28, "patch_size": 2, "sample_size": 32, "num_embeds_ada_norm": 1000}
 JOB = re.compile(r"^(?:local)?rule (\w+):$")
@@ -66,6 +78,19 @@ def network_flops(arch: str, size: int, kwargs: tuple) -> float:
         model = create_network(arch, 10, size, **dict(kwargs))
         with FlopCounterMode(display=False) as counter:
             model(torch.randn(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+@cache
+def encoder_flops(name: str) -> float:
+    """FLOPs of one forward of one image through a frozen encoder at its input size (timm, meta device)."""
+    import timm
+
+    spec = ENCODERS[name]
+    with torch.device("meta"):
+        model = timm.create_model(spec.arch, pretrained=False, num_classes=0, **spec.kwargs)
+        with FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 3, spec.input_size, spec.input_size))
     return float(counter.get_total_flops())
 
 
@@ -95,29 +120,47 @@ def job_flops(rule: str, wildcards: dict[str, str], config: dict) -> tuple[str, 
     if rule == "distill":
         info = dataset_info(wildcards["dataset"])
         variant = config["methods"][wildcards["method"]]
-        sampler = {**config["sampler"], **variant.get("sampler", {})}
-        if variant["method"] in ("random", "external"):
-            return "distill", 0.0
+        method, params = get_method(variant["method"]), variant["params"]
         classes = info.num_classes
         if "chunk" in wildcards:
             start, stop = map(int, wildcards["chunk"].split("-"))
             classes = stop - start
+        images = classes * int(wildcards["ipc"])
+        if not method.needs_backbone:
+            if method.encoder_param is None:   # random, external: no network
+                return "distill", 0.0
+            copies = images * params["augs_per_batch"] * (params["iterations"] + 1)
+            return "distill", copies * ENCODER_STEP_FORWARDS[variant["method"]] * encoder_flops(method.encoder(params))
+        sampler = {**config["sampler"], **variant.get("sampler", {})}
+        if "groups" in params:                 # S³: G candidates of every class in every chunk job
+            images = info.num_classes * int(wildcards["ipc"]) * params["groups"]
         guided = 2 if sampler["cfg_scale"] != 1 else 1
-        return "distill", classes * int(wildcards["ipc"]) * sampler["steps"] * guided * dit_flops()
+        return "distill", images * sampler["steps"] * guided * dit_flops()
     if rule == "finetune_backbone":
         params = config["methods"][wildcards["method"]]["params"]
-        return "finetune", params["steps"] * params["batch_size"] * 3 * dit_flops()
+        passes = 4 if "lambda_match" in params else 3
+        return "finetune", params["steps"] * params["batch_size"] * passes * dit_flops()
+    if rule in ("class_statistics", "golden_head"):
+        train = dataset_info(wildcards["dataset"]).num_classes * TRAIN_IMAGES_PER_CLASS
+        epochs = config["golden_head"]["epochs"] if rule == "golden_head" else 1
+        flops = 0.0 if wildcards["encoder"] not in ENCODERS else encoder_flops(wildcards["encoder"])
+        return "distill", train * epochs * flops
     if rule == "evaluate":
         info = dataset_info(wildcards["dataset"])
         protocol = config["protocols"][wildcards["protocol"]]
         network = config["evaluation"]["networks"][wildcards["network"]]
         size = protocol["image_size"] or config["data"]["imagenet_image_size"]
-        flops = network_flops(network["arch"], size, tuple(sorted((k, v) for k, v in network.items() if k != "arch")))
         ipc = int(wildcards["ipc"])
         epochs = protocol_epochs(protocol, ipc, info.num_classes)
         start = int(protocol["eval_from"] * epochs)
         evals = len(evaluation_epochs(epochs, min(protocol["num_evals"], epochs - start), protocol["eval_from"]))
-        train = epochs * info.num_classes * ipc * 3 * flops
+        if "encoder" in network:               # frozen encoder + head: forwards only
+            flops, passes = encoder_flops(network["encoder"]), 1
+        else:
+            flops = network_flops(network["arch"], size, tuple(sorted((k, v) for k, v in network.items()
+                                                                      if k not in ("arch", "protocols"))))
+            passes = 3
+        train = epochs * info.num_classes * ipc * passes * flops
         return "evaluate", train + evals * info.num_classes * EVAL_IMAGES_PER_CLASS * flops
     return "other", 0.0
 
@@ -140,7 +183,7 @@ def main() -> None:
                                                                  "imagenet_d", "imagenet_e"],
                                                train_per_class=2, val_per_class=1, size=8),
                  "1k": make_fake_imagenet_1k(tmp / "1k")}
-        print("| Profile | Jobs | GPU jobs | Distillation GPU-h | Minimax fine-tuning GPU-h | Evaluation GPU-h | Total GPU-h |")
+        print("| Profile | Jobs | GPU jobs | Distillation GPU-h | Fine-tuning GPU-h | Evaluation GPU-h | Total GPU-h |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for profile in profiles:
             raw = yaml.safe_load(profile.read_text())

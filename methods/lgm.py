@@ -4,7 +4,7 @@ a fresh random linear head on the frozen encoder's features gets the same gradie
 
 Every class is optimised in one job (the head spans all classes: ``joint_classes``); real batches of
 ipc x augs_per_batch x C images are drawn from the whole train split in seeded shuffled epochs
-(methods/encoder/real.py). Sizes are checked against the dataset and the encoder (methods/encoder/job.py).
+(methods/encoder/real.py), read one batch at a time. Sizes are checked against the dataset and the encoder (methods/encoder/job.py).
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from .encoder.distill import class_major_labels, lgm_step_loss, optimise_images
 from .encoder.job import (IMAGE_DRAWS, REAL_ORDER, STAND_IN_NOTE, check_params, draws, image_schedule,
                           job_encoder, use_amp)
 from .encoder.params import LgmParams
+from evaluation.data.datasets import split_labels
+
 from .encoder.real import shuffled_batches, train_images
 from .registry import DistillContext, SyntheticSet, register_method
 
@@ -21,9 +23,9 @@ from .registry import DistillContext, SyntheticSet, register_method
 def distill(ctx: DistillContext) -> SyntheticSet:
     params, num_classes = ctx.params, ctx.dataset.num_classes
     encoder = job_encoder(ctx)
-    real, real_labels = train_images(ctx.data_dir, params.synthetic_resolution)
-    batches = shuffled_batches(real, real_labels, ctx.ipc * params.augs_per_batch * num_classes,
-                               draws(ctx, REAL_ORDER))
+    batches = shuffled_batches(len(split_labels(ctx.data_dir, "train")), ctx.ipc * params.augs_per_batch * num_classes,
+                               draws(ctx, REAL_ORDER),
+                               lambda indices: train_images(ctx.data_dir, params.synthetic_resolution, indices))
     labels = class_major_labels(num_classes, ctx.ipc)
     generator, amp = draws(ctx, IMAGE_DRAWS), use_amp(ctx)
     step_loss = lgm_step_loss(encoder, batches, encoder.feature_dim, num_classes, params.augs_per_batch,

@@ -81,15 +81,21 @@ def test_a_chunk_is_refused_for_a_method_that_optimises_all_classes(tmp_path, di
 
 def test_real_batches_are_seeded_epochs_without_repeats():
     images, labels = torch.arange(10).float().view(10, 1), torch.arange(10)
-    first = shuffled_batches(images, labels, 4, torch.Generator().manual_seed(0))
+    reads = []
+
+    def read(indices):
+        reads.append(len(indices))
+        return images[indices], labels[indices]
+    first = shuffled_batches(10, 4, torch.Generator().manual_seed(0), read)
     batches = [next(first) for _ in range(4)]          # 2 batches per epoch, the last 2 images dropped
-    again = shuffled_batches(images, labels, 4, torch.Generator().manual_seed(0))
+    assert reads == [4] * 4                            # one batch read at a time, never the split
+    again = shuffled_batches(10, 4, torch.Generator().manual_seed(0), read)
     assert all(torch.equal(b[1], next(again)[1]) for b in batches)
     for epoch in (batches[:2], batches[2:]):
         seen = torch.cat([b[1] for b in epoch])
         assert len(seen.unique()) == 8
     assert all(torch.equal(b[0].flatten().long(), b[1]) for b in batches)   # images stay with their labels
-    whole = next(shuffled_batches(images, labels, 64, torch.Generator().manual_seed(0)))
+    whole = next(shuffled_batches(10, 64, torch.Generator().manual_seed(0), read))
     assert sorted(whole[1].tolist()) == list(range(10))
 
 

@@ -7,7 +7,7 @@ suite's centre crop is followed by the same random resized crop of the augmentat
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -30,14 +30,14 @@ def ordered_batches(data_dir: Path, resolution: int, batch_size: int) -> Iterato
         yield train_images(data_dir, resolution, list(range(start, min(start + batch_size, count))))
 
 
-def shuffled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                     generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """LGM's real batches (§2.2 step 2): endless epochs, each a fresh permutation drawn from ``generator`` cut into
-    batches of ``batch_size`` (the last incomplete batch dropped, as a shuffling loader with ``drop_last``); a split
-    smaller than one batch gives the whole split in a new order each time."""
-    size = min(batch_size, len(labels))
+def shuffled_batches(count: int, batch_size: int, generator: torch.Generator,
+                     read: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """LGM's real batches (§2.2 step 2): endless epochs over ``count`` training images, each a fresh permutation drawn
+    from ``generator`` cut into batches of ``batch_size`` (the last incomplete batch dropped, as a shuffling loader with
+    ``drop_last``); a split smaller than one batch gives the whole split in a new order each time. Each batch is
+    ``read(indices)``, so only one batch of images is in memory (ImageNet-1K's train split is 1.28M files)."""
+    size = min(batch_size, count)
     while True:
-        order = torch.randperm(len(labels), generator=generator, device=generator.device).cpu()
+        order = torch.randperm(count, generator=generator, device=generator.device).cpu()
         for start in range(0, len(order) - size + 1, size):
-            picked = order[start:start + size]
-            yield images[picked], labels[picked]
+            yield read(order[start:start + size].tolist())
