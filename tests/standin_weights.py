@@ -10,6 +10,9 @@ and writes random weights in the exact layout the suite loads:
                              ``.layers`` submodule (about 190 KB).
 ``write_vgg16_standin``      a state dict that ``torchvision.models.vgg16`` loads (about 260 KB).
 ``write_resnet_standin``     a torchvision ResNet state dict with a 1000-way fc (ResNet-18: about 150 KB).
+``write_encoder_standin``    a frozen encoder's checkpoint (``encoders.<name>``, methods/encoder/encoders.py) for a
+                             one-block, 32-wide variant of its timm architecture (``timm_kwargs``): the ViT-B
+                             encoders' loading path at a cost a CPU smoke run affords (170-460 KB).
 
 The two state dicts hold every tensor at its full shape (``load_state_dict`` and
 ``load_matching_weights`` check shapes), but each weight matrix or kernel is a strided view of a short
@@ -71,6 +74,24 @@ def write_resnet_standin(path: str | Path, depth: int = 18, seed: int = 0) -> Pa
     with torch.device("meta"):
         model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
     return save(strided_state(model, seed), path)
+
+
+ENCODER_STANDIN_KWARGS = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+
+
+def write_encoder_standin(name: str, path: str | Path, seed: int = 0) -> Path:
+    """A checkpoint ``{"state_dict", "timm_kwargs"}`` of a miniature variant (``ENCODER_STANDIN_KWARGS``) of encoder
+    ``name``'s registered timm architecture, random weights seeded by ``seed``: stands in for its official file."""
+    import timm
+
+    from methods.encoder.encoders import ENCODERS
+
+    spec = ENCODERS[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = timm.create_model(spec.arch, pretrained=False, num_classes=0,
+                                  **{**spec.kwargs, **ENCODER_STANDIN_KWARGS})
+    return save({"state_dict": model.state_dict(), "timm_kwargs": ENCODER_STANDIN_KWARGS}, path)
 
 
 def dense(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

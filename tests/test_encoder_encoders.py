@@ -132,3 +132,16 @@ def test_resnet18_is_torchvisions_network_read_from_its_cache_file(tmp_path, mon
     x = torch.randn(2, 3, 64, 64)
     assert encoder.feature_dim == 512 and encoder.input_size == 224
     torch.testing.assert_close(encoder(x), reference(x), rtol=0, atol=0)
+
+
+def test_a_checkpoint_with_timm_kwargs_builds_that_variant(tmp_path):
+    """The smoke kit's stand-ins (tests/standin_weights.py): the checkpoint's ``timm_kwargs`` shape the registered
+    architecture (one block, 32 wide), and the features are that network's."""
+    from tests.standin_weights import ENCODER_STANDIN_KWARGS, write_encoder_standin
+
+    path = write_encoder_standin("dinov2_vitb", tmp_path / "dinov2.pth", seed=3)
+    encoder = load_encoder("dinov2_vitb", weights=path)
+    assert encoder.feature_dim == ENCODER_STANDIN_KWARGS["embed_dim"] and len(encoder.network.blocks) == 1
+    again = load_encoder("dinov2_vitb", weights=write_encoder_standin("dinov2_vitb", tmp_path / "again.pth", seed=3))
+    x = torch.randn(2, 3, 224, 224)
+    torch.testing.assert_close(encoder(x), again(x), rtol=0, atol=0)   # seeded stand-ins

@@ -23,7 +23,6 @@ def encoder(monkeypatch) -> TinyEncoder:
     instance.eval()
     fake = lambda name, *, weights, teacher: instance   # noqa: E731
     monkeypatch.setattr(linear_probe, "load_encoder", fake)
-    monkeypatch.setattr(inheritance, "load_encoder", fake)
     return instance
 
 

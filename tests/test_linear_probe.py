@@ -174,3 +174,26 @@ def test_bad_probe_networks_fail_config_validation_in_one_line(network, message)
     with pytest.raises(ValueError, match=message) as error:
         validate_config(config)
     assert "\n" not in str(error.value)
+
+
+def test_teacher_probe_reads_the_teacher_folder_an_evaluate_job_is_given(digits_teacher_dir):
+    """The digits stand-in as the evaluate job builds it (network settings carry the --teacher folder as a
+    string): the real loader, no substitute; the probe's features are the teacher's penultimate ones."""
+    from evaluation.protocols.train import teacher_network
+
+    probe = create_network("linear_probe", NUM_CLASSES, 16, encoder="teacher", teacher=str(digits_teacher_dir))
+    teacher = teacher_network(digits_teacher_dir)
+    images = torch.rand(4, 3, 16, 16)
+    normalised = (images - torch.tensor(linear_probe_mean()).view(1, 3, 1, 1)) / torch.tensor(
+        linear_probe_std()).view(1, 3, 1, 1)
+    pixels_for_teacher = (images - torch.tensor(teacher.mean).view(1, 3, 1, 1)) / torch.tensor(teacher.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(probe.features(normalised), teacher.network.features(pixels_for_teacher))
+    assert probe.classifier.in_features == probe.encoder.feature_dim
+
+
+def linear_probe_mean():
+    return resolve_protocol("linear_probe", None)["mean"]
+
+
+def linear_probe_std():
+    return resolve_protocol("linear_probe", None)["std"]

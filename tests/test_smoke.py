@@ -1,7 +1,8 @@
 """Every paper profile run for real with `smoke: true` over the smoke kit (tests/smoke_kit.py): a fake
 ImageNet of every subset and of 1K, a miniature DiT-XL/2-shaped 1000-class backbone (hub layout and
-official `.pt`), and stand-in weight files for Inception, VGG-16 and the torchvision teacher given
-through the options a user gives local weights with (tests/standin_weights.py).
+official `.pt`), and stand-in weight files for Inception, VGG-16, the torchvision teacher (also S³'s
+ResNet-18) and the frozen ViT encoders (one-block variants) given through the options a user gives local
+weights with (tests/standin_weights.py).
 
 Each test checks what a user would: tables with every method row, the images at the profile's size,
 labels in the dataset's class order, backbone class ids equal to the subset's ImageNet ids, costs
@@ -23,13 +24,15 @@ from PIL import Image
 
 from evaluation.data.datasets import dataset_info
 from tests.smoke_kit import build_smoke_kit
-from tests.standin_weights import write_inception_standin, write_resnet_standin, write_vgg16_standin
+from tests.standin_weights import (write_encoder_standin, write_inception_standin, write_resnet_standin,
+                                   write_vgg16_standin)
 from tests.workflow_run import snakemake
 
 pytestmark = pytest.mark.smoke
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "config" / "paper"
+VIT_ENCODERS = ("dinov2_vitb", "clip_vitb32", "clip_vitb16", "eva02_vitb", "mocov3_vitb")
 REFERENCE_SUBSETS = ROOT.parent / "shared" / "reference" / "imagenet_subsets.yaml"
 # the backbone source each profile is smoke-tested with: both forms a user may hold
 OFFICIAL_PT_PROFILES = {"imagenet_1k", "nette", "ablations"}
@@ -48,6 +51,8 @@ def weights(tmp_path_factory) -> dict[str, Path]:
     write_inception_standin(paths["inception"])
     write_vgg16_standin(paths["vgg16"])
     write_resnet_standin(paths["resnet18"], depth=18)
+    for name in VIT_ENCODERS:
+        paths[name] = write_encoder_standin(name, folder / f"{name}-standin.pth")
     return paths
 
 
@@ -70,7 +75,8 @@ def run_profile(profile: str, kit, weights, tmp_path: Path) -> tuple[Path, dict]
     settings = overlay(profile, kit, weights)
     if raw.get("teacher", {}).get("source") != "torchvision":
         del settings["teacher"]
-    settings["encoders"] = {"resnet18": str(weights["resnet18"])}   # S³'s extractor, where a user points it
+    # S³'s extractor and the linear probes' / LGM's / SFM's encoders, where a user points them
+    settings["encoders"] = {name: str(weights[name]) for name in ("resnet18", *VIT_ENCODERS)}
     extra.write_text(yaml.safe_dump(settings))
     started = time.time()
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(PAPER / f"{profile}.yaml"), str(extra))
@@ -163,6 +169,10 @@ def test_smoke_quality(kit, weights, tmp_path):
 
 def test_smoke_ablations(kit, weights, tmp_path):
     smoke("ablations", kit, weights, tmp_path)
+
+
+def test_smoke_linear_probe(kit, weights, tmp_path):
+    smoke("linear_probe", kit, weights, tmp_path)
 
 
 def test_every_paper_profile_has_its_smoke_test():

@@ -138,6 +138,14 @@ def test_reference_protocols_carry_the_reference_settings():
     assert [selection_convention(p) for p in (hard, soft, glad)] == ["best", "best", "final_ema"]
 
 
+def test_every_reference_protocol_sets_every_key_of_the_one_loop():
+    """The loop reads every key without a default: a protocol added to protocols.yaml (or a key added to the loop)
+    must be complete in every entry."""
+    protocols = reference_protocols()
+    keys = set(protocols["hard_label"])
+    assert {name: set(p) ^ keys for name, p in protocols.items() if set(p) != keys} == {}
+
+
 def test_variant_overrides_its_base_and_names_it():
     variant = resolve_protocol("hard_label_adamw", {"base": "hard_label", "optimizer": "adamw", "lr": 1e-3})
     assert variant["base"] == "hard_label" and variant["optimizer"] == "adamw" and variant["lr"] == 1e-3

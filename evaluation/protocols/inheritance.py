@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from evaluation.core.artifacts import verify_folder
-from evaluation.protocols.linear_probe import load_encoder, resized
+from evaluation.protocols import linear_probe
+from evaluation.protocols.linear_probe import resized
 
 GOLDEN_FILE = "head.pt"
 
@@ -48,9 +49,9 @@ class InheritedClassifier(nn.Module):
                  distill_weights: str | None = None, teacher: str | None = None):
         super().__init__()
         distill_encoder = distill_encoder or encoder
-        self.encoder = load_encoder(encoder, weights=weights, teacher=teacher)
+        self.encoder = linear_probe.frozen_encoder(encoder, weights, teacher)
         self.distill_encoder = (self.encoder if distill_encoder == encoder else
-                                load_encoder(distill_encoder, weights=distill_weights, teacher=teacher))
+                                linear_probe.frozen_encoder(distill_encoder, distill_weights, teacher))
         self.classifier = load_golden_head(golden, distill_encoder, num_classes)
         if self.classifier.in_features != self.distill_encoder.feature_dim:
             raise ValueError(f"golden head {golden} reads {self.classifier.in_features} features, encoder "

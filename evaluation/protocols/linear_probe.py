@@ -19,6 +19,14 @@ from methods.encoder.encoders import load_encoder
 HEAD_INIT_STD = 0.01   # LGM LinearClassifier: weight ~ N(0, 0.01), bias 0
 
 
+def frozen_encoder(name: str, weights: str | None, teacher: str | None) -> nn.Module:
+    """The frozen encoder ``name`` (methods/encoder/encoders.py) from its weight file, or, for the ``teacher``
+    stand-in, from the teacher folder the evaluate job was given (``--teacher``)."""
+    from evaluation.protocols.train import teacher_network   # train imports the network registry
+
+    return load_encoder(name, weights=weights, teacher=teacher_network(teacher) if teacher else None)
+
+
 def resized(x: torch.Tensor, size: int) -> torch.Tensor:
     """``x`` at ``size`` x ``size`` (bilinear, antialiased), unchanged when already there."""
     if x.shape[-2:] == (size, size):
@@ -35,7 +43,7 @@ class LinearProbe(nn.Module):
     def __init__(self, num_classes: int, image_size: int, encoder: str, weights: str | None = None,
                  teacher: str | None = None):
         super().__init__()
-        self.encoder = load_encoder(encoder, weights=weights, teacher=teacher)
+        self.encoder = frozen_encoder(encoder, weights, teacher)
         self.encoder.requires_grad_(False)
         self.encoder.eval()
         self.input_size = self.encoder.input_size

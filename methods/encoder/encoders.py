@@ -7,7 +7,9 @@ The official backbones are timm architectures built with ``pretrained=False`` wh
 file (offline runs never download), named by the config's top-level ``encoders`` mapping
 (``encoders: {dinov2_vitb: /path/model.safetensors}``); the file is a ``.safetensors`` or a torch state dict in the
 hub's own format or timm's (timm's ``checkpoint_filter_fn`` converts DINOv2's and OpenAI CLIP's keys and resamples
-the position embedding to 224 px). Features are the pooled token of ``num_classes=0``: DINOv2's normalised CLS
+the position embedding to 224 px); a torch checkpoint holding ``{"state_dict": ..., "timm_kwargs": {...}}`` builds the
+architecture with those extra ``timm.create_model`` arguments (a variant, e.g. the smoke kit's one-block stand-ins:
+tests/standin_weights.py). Features are the pooled token of ``num_classes=0``: DINOv2's normalised CLS
 token (768-d, as the hub model's output), and for CLIP the CLS token after ``ln_post``, before CLIP's projection
 (interpretation: the official wrappers were not seen).
 
@@ -146,27 +148,30 @@ def missing_weights(name: str, given: str) -> None:
                               f"copy of {ENCODERS[name].source} (.safetensors or .pth); offline runs never download")
 
 
-def read_state(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.safetensors`` file or a torch checkpoint (unwrapping ``state_dict`` / ``model``)."""
+def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors of a ``.safetensors`` file or a torch checkpoint (unwrapping ``state_dict`` / ``model``), and the
+    checkpoint's ``timm_kwargs`` (extra ``timm.create_model`` arguments: a variant of the registered architecture,
+    such as the smoke kit's one-block stand-ins; {} for every official file)."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
-            return load_file(str(path))
+            return load_file(str(path)), {}
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any reader's failure on a bad file is the one-line input error
         raise WeightsMismatchError(f"{path}: not a weight file ({type(err).__name__}); give a .safetensors or "
                                    f"a torch state dict") from None
+    kwargs = state.get("timm_kwargs", {}) if isinstance(state, dict) else {}
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    return state
+    return state, kwargs
 
 
 def timm_encoder(name: str, spec: TimmEncoder, path: Path, device: str) -> FrozenEncoder:
     import timm
 
-    network = timm.create_model(spec.arch, pretrained=False, num_classes=0, **spec.kwargs)
-    state = read_state(path)
+    state, variant = read_state(path)
+    network = timm.create_model(spec.arch, pretrained=False, num_classes=0, **{**spec.kwargs, **variant})
     for prefix in spec.strip_prefixes:
         if any(key.startswith(prefix) for key in state):
             state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
