@@ -94,10 +94,17 @@ def encoder_flops(name: str) -> float:
     return float(counter.get_total_flops())
 
 
+def root_kind(datasets: list[str]) -> str:
+    """Which fake root a profile's datasets need: the subsets', 1K's, or 1K's beside IDC-100's."""
+    if "imagenet_1k" not in datasets:
+        return "subsets"
+    return "1k" if datasets == ["imagenet_1k"] else "both"
+
+
 def dry_run_jobs(profile: Path, roots: dict[str, Path]) -> list[tuple[str, dict[str, str]]]:
     """(rule, wildcards) of every job of the profile's dry run."""
     config = yaml.safe_load(profile.read_text())
-    root = roots["1k" if "imagenet_1k" in config["datasets"] else "subsets"]
+    root = roots[root_kind(config["datasets"])]
     env = {**os.environ, "XDG_CACHE_HOME": str(roots["work"] / "cache")}
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-n", "--cores", "1",
                            "-d", str(roots["work"] / profile.stem), "--configfile", str(profile),
@@ -182,13 +189,15 @@ def main() -> None:
                                                                  "imagenet_a", "imagenet_b", "imagenet_c",
                                                                  "imagenet_d", "imagenet_e"],
                                                train_per_class=2, val_per_class=1, size=8),
-                 "1k": make_fake_imagenet_1k(tmp / "1k")}
+                 "1k": make_fake_imagenet_1k(tmp / "1k"),
+                 # 1K beside IDC-100 (linear_probe.yaml): 900 fake wnids + IDC-100's 100 real ones = 1000 classes
+                 "both": make_fake_imagenet(make_fake_imagenet_1k(tmp / "both", count=900), ["imagenet_idc100"],
+                                            train_per_class=1, val_per_class=1, size=8)}
         print("| Profile | Jobs | GPU jobs | Distillation GPU-h | Fine-tuning GPU-h | Evaluation GPU-h | Total GPU-h |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for profile in profiles:
             raw = yaml.safe_load(profile.read_text())
-            config = validate_config({**raw, "imagenet_root": str(roots["1k" if "imagenet_1k" in raw["datasets"]
-                                                                          else "subsets"])})
+            config = validate_config({**raw, "imagenet_root": str(roots[root_kind(raw["datasets"])])})
             jobs = dry_run_jobs(profile, roots)
             hours, gpu_jobs = Counter(), 0
             for rule, wildcards in jobs:
