@@ -162,8 +162,8 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
             work("unknown_network"), r"evaluation\.networks\.lenet\.arch: 'lenet' is not one of \['alexnet', .*\] "
             + SCHEMA_FIX, 'evaluation={"networks": {"lenet": {"arch": "lenet"}}}'),
         "unknown_protocol": snakemake_case(
-            work("unknown_protocol"), r"evaluation\.protocols: unknown protocol 'nosuch'; valid: glad, hard_label, "
-            r"soft_label \(define a variant under protocols with a base\)$", 'evaluation={"protocols": ["nosuch"]}'),
+            work("unknown_protocol"), r"evaluation\.protocols: unknown protocol 'nosuch'; valid: classifier_inheritance, glad, "
+            r"hard_label, linear_probe, soft_label \(define a variant under protocols with a base\)$", 'evaluation={"protocols": ["nosuch"]}'),
         "external_set_missing": snakemake_case(
             work("external_set_missing"), r"methods\.ext: external set /nonexistent/set does not exist; set "
             r"params\.path to an ImageFolder directory$",

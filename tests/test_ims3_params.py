@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 
 import pytest
 
+from methods.encoder.encoders import encoder_names
 from methods.ims3 import Ims3Params, InversionMatchingParams, SubgroupSelectionParams
 from methods.minimax import MinimaxParams
 from methods.params import field_comments, param, params_schema
@@ -50,4 +51,5 @@ def test_ims3_has_both_stages_with_the_official_run_sh_settings():
 def test_schema_bounds_the_pairing_and_the_extractor():
     properties = params_schema(Ims3Params)["properties"]
     assert properties["pairing"]["enum"] == ["all_pairs", "per_sample"]
-    assert properties["features"]["enum"] == ["resnet18", "teacher"]
+    assert properties["features"]["enum"] == encoder_names()   # the frozen encoders of methods/encoder/encoders.py
+    assert {"resnet18", "teacher"} <= set(encoder_names())
