@@ -176,8 +176,9 @@ def assert_same_results(results: Path, reference: Path) -> None:
         else:
             assert ours.read_bytes() == theirs.read_bytes(), name
         checked[top] = checked.get(top, 0) + 1
-    # 14 sets x (20 or 10 PNGs + labels.csv); 28 evaluations; 14 metrics; tiny and Minimax's weights
-    assert checked["synsets"] == 14 * 16 and checked["eval"] == 28 and checked["metrics"] == 14
+    # 18 sets (9 methods x 2 IPCs) x (20 or 10 PNGs + labels.csv); 36 evaluations; 18 metrics; tiny and
+    # Minimax's weights
+    assert checked["synsets"] == 18 * 16 and checked["eval"] == 36 and checked["metrics"] == 18
     assert checked["backbones"] >= 4
 
 

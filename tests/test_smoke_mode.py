@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evaluation.data.datasets import dataset_info
 from evaluation.config.smoke import rescale_step, rescale_window, smoke_settings
 from evaluation.config.validate import ConfigError, load_schema, prepare_config, validate_config
 from methods.diffusion.semantic import respaced_timesteps
@@ -79,8 +80,14 @@ def test_every_paper_profile_has_a_valid_smoke_config(profile, tmp_path):
     ImageNet root only needs the profile's class folders, so a 1K profile is checked over a 1K tree."""
     from tests.fake_imagenet import make_fake_imagenet_1k
     raw = yaml.safe_load((ROOT / "config" / "paper" / f"{profile}.yaml").read_text())
-    root = make_fake_imagenet_1k(tmp_path / "1k", size=8) if "imagenet_1k" in raw["datasets"] else \
-        make_fake_imagenet(tmp_path / "sub", raw["datasets"], train_per_class=2, val_per_class=1, size=8)
+    subsets = [name for name in raw["datasets"] if name != "imagenet_1k"]
+    if "imagenet_1k" in raw["datasets"]:   # 1K's 1000 folders: fake wnids, then the real ones of the subsets beside it
+        fake = 1000 - sum(dataset_info(name).num_classes for name in subsets)
+        root = make_fake_imagenet(make_fake_imagenet_1k(tmp_path / "1k", count=fake, size=8), subsets,
+                                  train_per_class=1, val_per_class=1, size=8) if subsets else \
+            make_fake_imagenet_1k(tmp_path / "1k", size=8)
+    else:
+        root = make_fake_imagenet(tmp_path / "sub", raw["datasets"], train_per_class=2, val_per_class=1, size=8)
     config = paper_config(profile, root)
     reductions = prepare_config(config)
     assert config["profile"].endswith("-smoke") and reductions

@@ -172,8 +172,9 @@ def test_default_profile_probes_every_method_on_the_teacher_encoder_only_under_l
         pairs.setdefault((spec["protocol"], spec["network_name"]), []).append((spec, command))
     assert set(pairs) == {("hard_label", "convnet-3"), ("soft_label", "convnet-3"), ("linear_probe", "probe-teacher")}
     probes = pairs[("linear_probe", "probe-teacher")]
-    assert {spec["method"] for spec, _ in probes} == {"random", "dit", "mgd3", "d4m", "minimax", "dmgd", "lgm", "sfm"}
-    assert len(probes) == 8 * 2 * 2   # methods x IPCs x repeats
+    assert {spec["method"] for spec, _ in probes} == {"random", "dit", "mgd3", "d4m", "minimax", "ims3", "dmgd", "lgm",
+                                                      "sfm"}
+    assert len(probes) == 9 * 2 * 2   # methods x IPCs x repeats
     assert all("--teacher results/digits/teachers/digits" in command for _, command in probes)
     assert all(spec["network"] == {"arch": "linear_probe", "encoder": "teacher"} for spec, _ in probes)
     assert not any("--teacher" in command for _, command in pairs[("hard_label", "convnet-3")])
