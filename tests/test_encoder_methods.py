@@ -13,7 +13,7 @@ from methods.distill import distill
 from methods.encoder.augment import center_crop, normalize
 from methods.encoder.encoders import load_encoder
 from methods.encoder.real import shuffled_batches, train_images
-from methods.encoder.statistics import load_class_statistics, write_class_statistics
+from methods.encoder.statistics import load_class_statistics
 from methods.registry import DistillContext, get_method
 from tests.conftest import method_params, typed_params
 from tests.workflow_run import ROOT, load_script, snakemake
