@@ -49,7 +49,7 @@ class KillPoint:
 
 def evaluation(protocol: str) -> Job:
     output = f"eval/{SET}/{protocol}-convnet-2-rep0.json"
-    return Job(f"evaluate/digits/dmgd/ipc2-seed0-{protocol}-convnet-2-rep0.log", output, output + ".ckpt", "epoch 1")
+    return Job(f"evaluate/digits/dmgd/ipc2-seed0-{protocol}-convnet-2.log", output, output + ".ckpt", "epoch 1")
 
 
 KILL_POINTS = [

@@ -126,10 +126,11 @@ def non_negative_int(text: str) -> int:
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, *, device: bool = True, out_required: bool = True,
-                      out_help: str | None = None) -> None:
-    """The arguments of every rule's script: ``--out`` (the job's output path), and, with ``device``, the
-    job's ``--device`` (default cpu; ``auto``: cuda when available) and its CPU ``--threads`` (default 1)."""
-    parser.add_argument("--out", required=out_required, type=Path, help=out_help)
+                      out_help: str | None = None, out_nargs: str | None = None) -> None:
+    """The arguments of every rule's script: ``--out`` (the job's output path, or paths with ``out_nargs``),
+    and, with ``device``, the job's ``--device`` (default cpu; ``auto``: cuda when available) and its CPU
+    ``--threads`` (default 1)."""
+    parser.add_argument("--out", required=out_required, type=Path, help=out_help, nargs=out_nargs)
     if device:
         parser.add_argument("--device", default="cpu")
         parser.add_argument("--threads", type=positive_int, default=1)

@@ -35,7 +35,7 @@ BENCHMARKS = "benchmarks"
 
 SET_JOB = "{dataset}/{method}/ipc{ipc}-seed{seed}"        # the log and benchmark name of a set's job
 CHUNK_JOB = f"{SET_JOB}-{{chunk}}"
-EVAL_JOB = f"{SET_JOB}-{{protocol}}-{{network}}-rep{{repeat}}"
+EVAL_JOB = f"{SET_JOB}-{{protocol}}-{{network}}"         # one job trains every repeat
 DATASET_JOB = "{dataset}"
 STATISTICS_JOB = "{dataset}/{encoder}-r{resolution}-c{crop}"
 GOLDEN_JOB = "{dataset}/{encoder}"

@@ -1,8 +1,9 @@
 """Entry points of the evaluation rules: train a network on a synthetic set, or the teacher.
 
-``python workflow/scripts/evaluate.py --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json``
-    trains one evaluation network (one repeat) under the spec's protocol (methods_and_protocols.md
-    §3; the soft-label protocol needs the teacher) and writes best, last and validation-selected
+``python workflow/scripts/evaluate.py --spec JSON --synset DIR --data DIR [--teacher DIR] --out FILE.json ...``
+    trains the spec's repeats of one evaluation network under its protocol (methods_and_protocols.md
+    §3; the soft-label protocol needs the teacher), together as one stacked model
+    (:mod:`.stacked_training`), and writes per repeat one record: best, last and validation-selected
     test top-1 with the evaluation curve.
 ``python workflow/scripts/train_teacher.py --spec JSON --data DIR --out DIR``
     makes the dataset's teacher network (``teacher.source``): trains it on the real train split, or
@@ -27,23 +28,23 @@ from methods.encoder.encoders import TEACHER
 from .inheritance import GOLDEN_FILE
 from .networks import create_network
 from .protocols import protocol_epochs
+from .stacked_training import train_and_evaluate_repeats
 from .training import train_and_evaluate
 
 PRETRAINED_IMAGE_SIZE = 224   # torchvision's ImageNet weights: 224 px crops, torchvision's stem
 
 
 def _fit(train_images, train_labels, data_dir: Path, *, protocol: dict, network: dict, num_classes: int,
-         epochs: int, seed: int, device: str, checkpoint: Checkpoint, teacher=None):
-    """Train and evaluate on the prepared test split (and the val split when the dataset has one),
-    resuming from and saving to ``checkpoint``."""
+         epochs: int, device: str, checkpoint: Checkpoint, teacher=None, train=train_and_evaluate, **seeds):
+    """``train`` (one seed, or the repeats' ``seeds``) and evaluate on the prepared test split (and the
+    val split when the dataset has one), resuming from and saving to ``checkpoint``."""
     size = protocol["image_size"] or train_images.shape[-1]
     test = load_split(data_dir, "test", image_size=size)
     val = load_split(data_dir, "val", image_size=size) if has_split(data_dir, "val") else None
     kwargs = {k: v for k, v in network.items() if k != "arch"}
-    return train_and_evaluate(train_images, train_labels, test, val=val, protocol=protocol,
-                              network=network["arch"], network_kwargs=kwargs, num_classes=num_classes,
-                              epochs=epochs, seed=seed, device=device, teacher=teacher, progress=True,
-                              checkpoint=checkpoint)
+    return train(train_images, train_labels, test, val=val, protocol=protocol, network=network["arch"],
+                 network_kwargs=kwargs, num_classes=num_classes, epochs=epochs, device=device, teacher=teacher,
+                 progress=True, checkpoint=checkpoint, **seeds)
 
 
 def soft_label_teacher(teacher_dir: Path, protocol: dict, device: str):
@@ -76,9 +77,15 @@ def network_settings(spec: dict, teacher_dir: Path | None, golden_dir: Path | No
     return network
 
 
-def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, device: str,
-                    teacher_dir: Path | None = None, golden_dir: Path | None = None) -> dict:
-    """Train ``spec['network']`` on the synthetic set; seed derived from (generation seed, repeat)."""
+def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, outs: list[Path], device: str,
+                    teacher_dir: Path | None = None, golden_dir: Path | None = None) -> list[dict]:
+    """Train ``spec['network']`` on the synthetic set once per repeat of ``spec['repeats']``, each with
+    the seed derived from (generation seed, repeat), and write repeat k's record to ``outs[k]``: the
+    record and its manifest are those of a job of that one repeat (its spec has ``repeat``), plus
+    ``trained_together`` (models in one stack, 1: one at a time) and the whole job's wall time."""
+    if len(outs) != len(spec["repeats"]):
+        raise InputError(f"--out names {len(outs)} files for the spec's {len(spec['repeats'])} repeats; give one "
+                         "record path per repeat, in the spec's order")
     started = time.time()
     info = dataset_info(spec["dataset"])
     protocol = spec["protocol_params"]
@@ -90,19 +97,25 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, out: Path, dev
         if teacher_dir is None:
             raise InputError(f"protocol {spec['protocol']} (soft labels) needs --teacher DIR")
         teacher = soft_label_teacher(teacher_dir, protocol, device)
-    seed = derive_seed(spec["seed"], spec["repeat"])
+    seeds = [derive_seed(spec["seed"], repeat) for repeat in spec["repeats"]]
     inputs = [synset_dir, data_dir, teacher_dir, *([golden_dir] if golden_dir is not None else [])]
-    checkpoint = Checkpoint.beside(out, job_identity("evaluate", spec, inputs, device=device))
-    result, _ = _fit(images, labels, data_dir, protocol=protocol, network=network_settings(spec, teacher_dir, golden_dir),
-                     num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
-                     seed=seed, device=device, checkpoint=checkpoint, teacher=teacher)
-    record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol", "repeat")}
-    record.update(network=spec["network_name"], **result,
-                  manifest=manifest(spec, seed=seed, device=device, started=started,
-                                    synset=synset_provenance(synset_dir)))
-    write_json_atomic(out, seal(record))
+    checkpoint = Checkpoint.beside(outs[0], job_identity("evaluate", spec, inputs, device=device))
+    results, stacked = _fit(images, labels, data_dir, protocol=protocol, network=network_settings(spec, teacher_dir, golden_dir),
+                   num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
+                   device=device, checkpoint=checkpoint, teacher=teacher, train=train_and_evaluate_repeats,
+                   seeds=seeds, stack=spec["stack_repeats"])
+    one_job = {key: value for key, value in spec.items() if key not in ("repeats", "stack_repeats")}
+    records = []
+    for repeat, seed, result, out in zip(spec["repeats"], seeds, results, outs):
+        record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol")}
+        record.update(repeat=repeat, network=spec["network_name"], **result,
+                      manifest=manifest({**one_job, "repeat": repeat}, seed=seed, device=device, started=started,
+                                        trained_together=stacked,
+                                        synset=synset_provenance(synset_dir)))
+        write_json_atomic(out, seal(record))
+        records.append(record)
     checkpoint.remove()
-    return record
+    return records
 
 
 def train_teacher(spec: dict, data_dir: Path, out_dir: Path, device: str) -> dict:

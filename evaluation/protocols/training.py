@@ -145,21 +145,11 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
     return images, labels, labels, 1.0
 
 
-def batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
-               teacher: Teacher | None, generator: torch.Generator) -> torch.Tensor:
-    """Loss of one augmented batch: hard-label cross-entropy (mixed by CutMix's ``lam``), the
-    soft-label KL against the teacher's logits on the same augmented images, or (``feature_mse``,
-    SFM's classifier inheritance) the label-free MSE of the network's ``features`` to its
-    ``distilled_features``."""
-    inputs, labels_a, labels_b, lam = augment_batch(images, labels, protocol, generator=generator)
-    if protocol["loss"] == "feature_mse":   # SFM's classifier inheritance: no labels (evaluation/protocols/inheritance.py)
-        return F.mse_loss(model.features(inputs), model.distilled_features(inputs))
-    # config performance.autocast_bf16 (off in every shipped profile): the forwards in bfloat16
-    with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=protocol.get("autocast_bf16", False)):
-        outputs = model(inputs).float()   # no copy when float32 already
-        if protocol["loss"] == "soft":
-            with torch.no_grad():
-                targets = teacher(inputs).float()
+def output_loss(outputs: torch.Tensor, labels_a: torch.Tensor, labels_b: torch.Tensor, lam: float,
+                targets: torch.Tensor | None, protocol: dict) -> torch.Tensor:
+    """Loss of one model's logits on one augmented batch: hard-label cross-entropy (mixed by CutMix's
+    ``lam``: ``lam * CE(a) + (1 - lam) * CE(b)``) or the soft-label KL against the teacher's logits
+    ``targets`` on the same augmented images."""
     if protocol["loss"] == "soft":
         return soft_label_loss(outputs, targets, protocol["temperature"])
     if lam == 1.0:
@@ -167,12 +157,48 @@ def batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pro
     return lam * F.cross_entropy(outputs, labels_a) + (1 - lam) * F.cross_entropy(outputs, labels_b)
 
 
-def _check_protocol(protocol: dict, teacher: Teacher | None) -> None:
+def batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, protocol: dict, *,
+               teacher: Teacher | None, generator: torch.Generator) -> torch.Tensor:
+    """Loss of one augmented batch (:func:`output_loss`), or (``feature_mse``, SFM's classifier
+    inheritance) the label-free MSE of the network's ``features`` to its ``distilled_features``."""
+    inputs, labels_a, labels_b, lam = augment_batch(images, labels, protocol, generator=generator)
+    if protocol["loss"] == "feature_mse":   # SFM's classifier inheritance: no labels (evaluation/protocols/inheritance.py)
+        return F.mse_loss(model.features(inputs), model.distilled_features(inputs))
+    # config performance.autocast_bf16 (off in every shipped profile): the forwards in bfloat16
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=protocol.get("autocast_bf16", False)):
+        outputs = model(inputs).float()   # no copy when float32 already
+        targets = teacher_targets(teacher, inputs, protocol)
+    return output_loss(outputs, labels_a, labels_b, lam, targets, protocol)
+
+
+def teacher_targets(teacher: Teacher | None, inputs: torch.Tensor, protocol: dict) -> torch.Tensor | None:
+    """The teacher's logits on the augmented ``inputs`` under the soft-label loss, else None."""
+    if protocol["loss"] != "soft":
+        return None
+    with torch.no_grad():
+        return teacher(inputs).float()
+
+
+def check_protocol(protocol: dict, teacher: Teacher | None) -> None:
     if protocol["loss"] not in LOSSES:
         raise ValueError(f"unknown loss {protocol['loss']!r}; valid: {', '.join(LOSSES)}")
     if protocol["loss"] == "soft" and (teacher is None or not protocol["temperature"]):
         raise ValueError("loss 'soft' needs a teacher network and a positive temperature; set the "
                          "protocol's temperature and give the evaluation a teacher")
+
+
+def initial_model(network: str, num_classes: int, image_size: int, network_kwargs: dict, seed: int) -> nn.Module:
+    """``network``'s initial weights for evaluation seed ``seed`` (its ``MODEL_INIT`` stream). Seeding
+    only the CPU default generator inside a fork leaves every global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(derive_seed(seed, TrainingStream.MODEL_INIT))
+        return create_network(network, num_classes, image_size, **network_kwargs)
+
+
+def check_square(images: torch.Tensor) -> None:
+    height, width = images.shape[-2:]
+    if height != width:
+        raise ValueError(f"train image size {height}x{width} is invalid; valid: square images")
 
 
 def selected_results(curve: list[dict]) -> dict:
@@ -202,17 +228,12 @@ def train_and_evaluate(train_images: torch.Tensor, train_labels: torch.Tensor,
     the model is the evaluated one (the EMA model under ``ema_decay``) in eval mode. With
     ``checkpoint`` the run resumes from its saved state and saves its own when due (module docstring).
     """
-    _check_protocol(protocol, teacher)
-    height, width = train_images.shape[-2:]
-    if height != width:
-        raise ValueError(f"train image size {height}x{width} is invalid; valid: square images")
+    check_protocol(protocol, teacher)
+    check_square(train_images)
+    height = train_images.shape[-1]
     start = int(protocol["eval_from"] * epochs)
     eval_at = set(evaluation_epochs(epochs, min(protocol["num_evals"], epochs - start), protocol["eval_from"]))
-    # Seeding only the CPU default generator inside the fork leaves every global RNG as it was.
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(derive_seed(seed, TrainingStream.MODEL_INIT))
-        model = create_network(network, num_classes, height, **network_kwargs)
-    model.to(device)
+    model = initial_model(network, num_classes, height, network_kwargs, seed).to(device)
     lr = protocol_lr(protocol, network, len(train_images))
     optimizer = make_optimizer(protocol["optimizer"],
                                parameter_groups(model, protocol["weight_decay"], protocol["no_decay_bias_norm"]),

@@ -284,10 +284,17 @@ def network_spec(name):
     return entry
 
 
+def eval_outputs():
+    """The records of one evaluate job: one file per repeat (every repeat trained in the job)."""
+    return expand(EVAL, repeat=range(config["evaluation"]["repeats"]), allow_missing=True)
+
+
 def eval_spec(wildcards):
+    ev = config["evaluation"]
     return as_json({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": int(wildcards.ipc),
                     "seed": int(wildcards.seed), "protocol": wildcards.protocol,
-                    "repeat": int(wildcards.repeat), "network_name": wildcards.network,
+                    "repeats": list(range(ev["repeats"])), "stack_repeats": ev["stack_repeats"],
+                    "network_name": wildcards.network,
                     "network": network_spec(wildcards.network),
                     "protocol_params": {**config["protocols"][wildcards.protocol], **performance_options()}})
 

@@ -2,7 +2,7 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        EVAL,
+        eval_outputs(),
     params:
         integrity=integrity("evaluate"),
         wrap=GPU_WRAP,
