@@ -139,3 +139,24 @@ def test_frozen_parameters_are_shared_only_when_equal():
     assert not shared_frozen_parameters([a, b])
     b.weight.data.copy_(a.weight.data)
     assert shared_frozen_parameters([a, b])
+
+
+def test_linear_probe_repeats_share_the_frozen_encoder_and_equal_one_at_a_time(monkeypatch):
+    """LGM's probe: only the heads are stacked; the frozen encoder (batch norm in eval mode) is kept
+    once and stays bit-identical; every repeat's curve and head equal its run alone."""
+    from evaluation.protocols import linear_probe
+    from tests.test_linear_probe import MEAN, STD, TinyEncoder
+
+    monkeypatch.setattr(linear_probe, "load_encoder", lambda name, *, weights, teacher: TinyEncoder().eval())
+    settings = dict(protocol={**resolve_protocol("linear_probe", None), "mean": MEAN, "std": STD},
+                    network="linear_probe", network_kwargs={"encoder": "tiny"}, num_classes=NUM_CLASSES, epochs=3)
+    train, test = images(6, 0), images(5, 1)
+    alone = one_at_a_time(train, test, settings)
+    together, stack = stacked(train, test, settings)
+    assert set(stack) == {"classifier.weight", "classifier.bias", "encoder.body.1.running_mean",
+                          "encoder.body.1.running_var", "encoder.body.1.num_batches_tracked"}
+    reference = TinyEncoder().eval()
+    torch.testing.assert_close(stack["encoder.body.1.running_mean"][0], reference.body[1].running_mean, rtol=0, atol=0)
+    for r, ((result, model), mine) in enumerate(zip(alone, together)):
+        assert mine == result
+        torch.testing.assert_close(stack["classifier.weight"][r], model.classifier.weight, rtol=1e-4, atol=1e-6)
