@@ -145,7 +145,7 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
     dmgd_spec = {"method": "dmgd", "dataset": "digits", "data": digits_data, "sampler": {**SAMPLER, "steps": 4},
                  "params": method_params("dmgd", sinkhorn_epsilon=1e-9, guidance_window=[0, 3])}
     soft = {"dataset": "digits", "method": "m", "ipc": 1, "seed": 0, "protocol": "soft_label", "repeats": [0],
-            "stack_repeats": True,
+            "stack_repeats": True, "stacked_forward": "auto",
             "network_name": "convnet-3", "network": {"arch": "convnet", "depth": 3, "width": 128},
             "protocol_params": {"loss": "soft", "image_size": None, "mean": [0.5] * 3, "std": [0.5] * 3}}
     torchvision_teacher = {"dataset": "imagenet_woof", "protocol_params": {"mean": [0.5] * 3, "std": [0.5] * 3},

@@ -139,7 +139,8 @@ def build_cases(tmp: Path, made: dict[str, Path]) -> dict[str, Case]:
         "spec_empty_distill": spec_lacking_case(
             "distill", "method, dataset", *distill("spec_empty_distill", {}), results=results("spec_empty_distill")),
         "spec_empty_evaluate": spec_lacking_case(
-            "evaluate", "dataset, method, ipc, seed, protocol, repeats, stack_repeats, network, network_name, protocol_params",
+            "evaluate", "dataset, method, ipc, seed, protocol, repeats, stack_repeats, stacked_forward, network, "
+            "network_name, protocol_params",
             "--spec", "{}", "--synset", "s", "--data", str(made["digits"]),
             "--out", str(results("spec_empty_evaluate") / "r.json"), results=results("spec_empty_evaluate")),
         "spec_empty_measure": spec_lacking_case(

@@ -13,6 +13,7 @@ from evaluation.protocols.protocols import resolve_protocol
 from evaluation.protocols.stacked_training import (
     shared_frozen_parameters,
     stackable,
+    stacked_forward,
     train_and_evaluate_repeats,
     train_stacked,
 )
@@ -38,11 +39,12 @@ def one_at_a_time(train, test, settings, seeds=SEEDS):
     return [train_and_evaluate(*train, test, seed=seed, device="cpu", **settings) for seed in seeds]
 
 
-def stacked(train, test, settings, seeds=SEEDS, checkpoint=None):
+def stacked(train, test, settings, seeds=SEEDS, checkpoint=None, forward="vmap"):
     models = [initial_model(settings["network"], settings["num_classes"], SIZE, settings["network_kwargs"], seed)
               for seed in seeds]
     rest = {k: v for k, v in settings.items() if k not in ("network_kwargs", "num_classes")}
-    return train_stacked(models, *train, test, seeds=seeds, device="cpu", checkpoint=checkpoint, **rest)
+    return train_stacked(models, *train, test, seeds=seeds, device="cpu", checkpoint=checkpoint, forward=forward,
+                         **rest)
 
 
 def teacher():
@@ -64,19 +66,23 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("forward", ["vmap", "loop"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_stacked_repeats_equal_one_at_a_time(case):
+def test_stacked_repeats_equal_one_at_a_time(case, forward):
+    """vmap's mapped kernels sum in another order (float tolerance); the loop forward runs each
+    model's own kernels and is bit-identical."""
     settings_protocol, network, kwargs, soft_teacher = CASES[case]
     train, test = images(6, 0), images(5, 1)
     settings = dict(protocol=settings_protocol, network=network, network_kwargs=kwargs, num_classes=NUM_CLASSES,
                     epochs=4, teacher=soft_teacher)
     alone = one_at_a_time(train, test, settings)
-    together, stack = stacked(train, test, settings)
+    together, stack = stacked(train, test, settings, forward=forward)
+    tolerance = {"rtol": 1e-4, "atol": 1e-5} if forward == "vmap" else {"rtol": 0, "atol": 0}
     for r, ((result, model), mine) in enumerate(zip(alone, together)):
         assert [p["top1"] for p in mine["curve"]] == [p["top1"] for p in result["curve"]]
         assert {k: v for k, v in mine.items() if k != "curve"} == {k: v for k, v in result.items() if k != "curve"}
         for name, tensor in model.state_dict().items():   # the evaluated model: the EMA's under glad
-            torch.testing.assert_close(stack[name][r], tensor, rtol=1e-4, atol=1e-5, msg=f"{case}: repeat {r} {name}")
+            torch.testing.assert_close(stack[name][r], tensor, **tolerance, msg=f"{case}: repeat {r} {name}")
 
 
 def test_results_are_each_repeats_own():
@@ -88,6 +94,13 @@ def test_results_are_each_repeats_own():
     pair, _ = stacked(train, test, settings, seeds=SEEDS[1:])
     assert full[1:] == pair
     assert full[0]["curve"] != full[1]["curve"] or full[0] != full[1]
+
+
+def test_stacked_forward_is_vmap_on_cuda_and_loop_on_cpu():
+    assert stacked_forward("auto", "cuda:0") == "vmap" and stacked_forward("auto", "cpu") == "loop"
+    assert stacked_forward("loop", "cuda") == "loop"
+    with pytest.raises(ValueError, match="stacked forward 'grouped' is unknown; valid: auto, vmap, loop"):
+        stacked_forward("grouped", "cpu")
 
 
 def test_stacked_job_resumes_bit_identically(tmp_path):

@@ -3,15 +3,16 @@ stacked model, each exactly as :func:`evaluation.protocols.training.train_and_ev
 
 A single evaluation network on ~100-1,000 images leaves most of a GPU idle and pays a process start
 per repeat. Here the R models' parameters and buffers are stacked (``torch.func.stack_module_state``)
-and one forward of the network is mapped over them (``torch.vmap`` of ``functional_call``), each model
-on its own batch: model r keeps its own initial weights (``MODEL_INIT`` stream of its seed), its own
+and one forward of the network is mapped over them (``torch.vmap`` of ``functional_call``; on a CPU,
+where mapped convolutions run slower than plain ones, the stack's forward calls each model's slices
+in turn instead: :func:`stacked_forward`), each model on its own batch: model r keeps its own initial weights (``MODEL_INIT`` stream of its seed), its own
 data generator (batch order, augmentation, CutMix draw and pairing, from the ``DATA`` stream of its
 seed, drawn in the order the single loop draws them), its own loss, and its own evaluation curve. The
 stacked optimiser is the single one applied to every model at once: SGD (momentum, weight decay),
 Adam and AdamW are elementwise, so model r's update depends only on model r's gradient, and the
 protocols' learning rate and schedule are the same for every repeat of a set. Only the mapped kernels
 (a convolution over R models) sum in another order, so results equal the one-at-a-time runs to float
-tolerance (``tests/test_stacked_training.py``). Frozen parameters (a linear probe's encoder) are
+tolerance, and bit for bit with the ``loop`` forward (``tests/test_stacked_training.py``). Frozen parameters (a linear probe's encoder) are
 shared, not stacked.
 
 A network the map cannot reproduce (random layers such as dropout, which would draw from another
@@ -64,12 +65,29 @@ def shared_frozen_parameters(models: Sequence[nn.Module]) -> bool:
                for own in frozen[1:])
 
 
+FORWARDS = ("vmap", "loop")
+
+
+def stacked_forward(name: str, device: str | torch.device) -> str:
+    """The stack's forward: ``vmap`` (one mapped kernel over the R models: a GPU's way to fill itself
+    with small models) or ``loop`` (each model's own kernels in turn, bit-identical to it alone:
+    on a CPU, mapped convolutions become grouped ones that run slower than R plain ones, measured
+    in ``benchmarks/stacked_eval.py``); ``auto`` is ``vmap`` on CUDA and ``loop`` elsewhere."""
+    if name == "auto":
+        return "vmap" if torch.device(device).type == "cuda" else "loop"
+    if name not in FORWARDS:
+        raise ValueError(f"stacked forward {name!r} is unknown; valid: auto, {', '.join(FORWARDS)}")
+    return name
+
+
 class StackedModels:
     """R copies of one architecture as stacked tensors: trainable parameters ``params`` [R, ...]
     (leaves the optimiser updates), shared frozen parameters ``frozen`` and stacked ``buffers``
-    (normalisation statistics, updated in place by the mapped forward)."""
+    (normalisation statistics, updated in place by the forward), run by ``forward_kind``
+    (:func:`stacked_forward`)."""
 
-    def __init__(self, models: Sequence[nn.Module]):
+    def __init__(self, models: Sequence[nn.Module], forward_kind: str = "vmap"):
+        self.forward_kind = forward_kind
         trainable = {name for name, p in models[0].named_parameters() if p.requires_grad}
         params, self.buffers = stack_module_state(list(models))
         self.params = {name: p for name, p in params.items() if name in trainable}
@@ -91,7 +109,11 @@ class StackedModels:
 
         def one(p, b, x):
             return functional_call(self.base, (p, self.frozen, b), (x,))
-        return torch.vmap(one, in_dims=(0, 0, None if shared_inputs else 0))(params, buffers, inputs)
+        if self.forward_kind == "vmap":
+            return torch.vmap(one, in_dims=(0, 0, None if shared_inputs else 0))(params, buffers, inputs)
+        # model r's slices are views of the stacks: gradients and in-place statistics reach them
+        return torch.stack([one({k: v[r] for k, v in params.items()}, {k: v[r] for k, v in buffers.items()},
+                                inputs if shared_inputs else inputs[r]) for r in range(self.count)])
 
     def parameter_groups(self, weight_decay: float, no_decay_bias_norm: bool) -> list[dict]:
         """:func:`evaluation.protocols.training.parameter_groups` on the stacks: the bias/normalisation
@@ -161,11 +183,14 @@ def train_and_evaluate_repeats(train_images: torch.Tensor, train_labels: torch.T
                                network_kwargs: dict, num_classes: int, epochs: int, seeds: Sequence[int],
                                device: str, val: tuple[torch.Tensor, torch.Tensor] | None = None,
                                teacher: Teacher | None = None, progress: bool = False,
-                               checkpoint: Checkpoint | None = None, stack: bool = True) -> tuple[list[dict], int]:
+                               checkpoint: Checkpoint | None = None, stack: bool = True,
+                               forward: str = "auto") -> tuple[list[dict], int]:
     """One result of :func:`~evaluation.protocols.training.train_and_evaluate` per evaluation seed in
     ``seeds``, the models trained together when ``stack`` and :func:`stackable` allow, else one after
     another (module docstring), and the number of models trained in one stack (1: one at a time);
-    with ``checkpoint`` the job resumes from its saved state."""
+    ``forward`` is the stack's (:func:`stacked_forward`). With ``checkpoint`` the job resumes from its
+    saved state."""
+    forward = stacked_forward(forward, device)
     check_protocol(protocol, teacher)
     check_square(train_images)
     size = train_images.shape[-1]
@@ -180,20 +205,20 @@ def train_and_evaluate_repeats(train_images: torch.Tensor, train_labels: torch.T
                                   checkpoint=checkpoint), 1
     return train_stacked(models, train_images, train_labels, test, protocol=protocol, network=network,
                          epochs=epochs, seeds=seeds, device=device, val=val, teacher=teacher, progress=progress,
-                         checkpoint=checkpoint)[0], len(seeds)
+                         checkpoint=checkpoint, forward=forward)[0], len(seeds)
 
 
 def train_stacked(models: list[nn.Module], train_images: torch.Tensor, train_labels: torch.Tensor,
                   test: tuple[torch.Tensor, torch.Tensor], *, protocol: dict, network: str, epochs: int,
                   seeds: Sequence[int], device: str, val: tuple[torch.Tensor, torch.Tensor] | None = None,
                   teacher: Teacher | None = None, progress: bool = False,
-                  checkpoint: Checkpoint | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
+                  checkpoint: Checkpoint | None = None, forward: str = "vmap") -> tuple[list[dict], dict[str, torch.Tensor]]:
     """The stacked loop over the initial ``models`` (one per seed of ``seeds``; the list is emptied):
     the results and the evaluated models' tensors by name, stacked [R, ...] (the EMA's under
     ``ema_decay``)."""
     start = int(protocol["eval_from"] * epochs)
     eval_at = set(evaluation_epochs(epochs, min(protocol["num_evals"], epochs - start), protocol["eval_from"]))
-    stacked = StackedModels(models)
+    stacked = StackedModels(models, forward)
     models.clear()
     lr = protocol_lr(protocol, network, len(train_images))
     optimizer = make_optimizer(protocol["optimizer"],
@@ -201,7 +226,7 @@ def train_stacked(models: list[nn.Module], train_images: torch.Tensor, train_lab
                                lr, protocol["momentum"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(protocol["schedule"], epochs, protocol["gamma"]))
     ema = StackedEMA(stacked, protocol["ema_decay"]) if protocol["ema_decay"] else None
-    forward = torch.compile(stacked.forward) if protocol.get("compile", False) else stacked.forward
+    run = torch.compile(stacked.forward) if protocol.get("compile", False) else stacked.forward
     generators = [torch.Generator().manual_seed(derive_seed(seed, TrainingStream.DATA)) for seed in seeds]
     data = to_unit_float(train_images, device)
     targets = train_labels.to(device)
@@ -230,7 +255,7 @@ def train_stacked(models: list[nn.Module], train_images: torch.Tensor, train_lab
                                      protocol, generator=g) for order, g in zip(orders, generators)]
             inputs = torch.stack([batch[0] for batch in batches])
             with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
-                outputs = forward(inputs).float()
+                outputs = run(inputs).float()
                 soft = (teacher_logits(teacher, inputs) if protocol["loss"] == "soft" else [None] * len(batches))
             loss = sum(output_loss(outputs[r], labels_a, labels_b, lam, soft[r], protocol)
                        for r, (_, labels_a, labels_b, lam) in enumerate(batches))

@@ -28,7 +28,7 @@ from methods.encoder.encoders import TEACHER
 from .inheritance import GOLDEN_FILE
 from .networks import create_network
 from .protocols import protocol_epochs
-from .stacked_training import train_and_evaluate_repeats
+from .stacked_training import stacked_forward, train_and_evaluate_repeats
 from .training import train_and_evaluate
 
 PRETRAINED_IMAGE_SIZE = 224   # torchvision's ImageNet weights: 224 px crops, torchvision's stem
@@ -82,7 +82,8 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, outs: list[Pat
     """Train ``spec['network']`` on the synthetic set once per repeat of ``spec['repeats']``, each with
     the seed derived from (generation seed, repeat), and write repeat k's record to ``outs[k]``: the
     record and its manifest are those of a job of that one repeat (its spec has ``repeat``), plus
-    ``trained_together`` (models in one stack, 1: one at a time) and the whole job's wall time."""
+    ``trained_together`` (models in one stack, 1: one at a time, and the stack's forward) and the whole
+    job's wall time."""
     if len(outs) != len(spec["repeats"]):
         raise InputError(f"--out names {len(outs)} files for the spec's {len(spec['repeats'])} repeats; give one "
                          "record path per repeat, in the spec's order")
@@ -103,14 +104,15 @@ def evaluate_synset(spec: dict, synset_dir: Path, data_dir: Path, outs: list[Pat
     results, stacked = _fit(images, labels, data_dir, protocol=protocol, network=network_settings(spec, teacher_dir, golden_dir),
                    num_classes=info.num_classes, epochs=protocol_epochs(protocol, spec["ipc"], info.num_classes),
                    device=device, checkpoint=checkpoint, teacher=teacher, train=train_and_evaluate_repeats,
-                   seeds=seeds, stack=spec["stack_repeats"])
-    one_job = {key: value for key, value in spec.items() if key not in ("repeats", "stack_repeats")}
+                   seeds=seeds, stack=spec["stack_repeats"], forward=spec["stacked_forward"])
+    forward = stacked_forward(spec["stacked_forward"], device) if stacked > 1 else None
+    one_job = {key: value for key, value in spec.items() if key not in ("repeats", "stack_repeats", "stacked_forward")}
     records = []
     for repeat, seed, result, out in zip(spec["repeats"], seeds, results, outs):
         record = {key: spec[key] for key in ("dataset", "method", "ipc", "seed", "protocol")}
         record.update(repeat=repeat, network=spec["network_name"], **result,
                       manifest=manifest({**one_job, "repeat": repeat}, seed=seed, device=device, started=started,
-                                        trained_together=stacked,
+                                        trained_together={"models": stacked, "forward": forward},
                                         synset=synset_provenance(synset_dir)))
         write_json_atomic(out, seal(record))
         records.append(record)

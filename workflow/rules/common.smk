@@ -294,6 +294,7 @@ def eval_spec(wildcards):
     return as_json({"dataset": wildcards.dataset, "method": wildcards.method, "ipc": int(wildcards.ipc),
                     "seed": int(wildcards.seed), "protocol": wildcards.protocol,
                     "repeats": list(range(ev["repeats"])), "stack_repeats": ev["stack_repeats"],
+                    "stacked_forward": ev["stacked_forward"],
                     "network_name": wildcards.network,
                     "network": network_spec(wildcards.network),
                     "protocol_params": {**config["protocols"][wildcards.protocol], **performance_options()}})

@@ -6,8 +6,8 @@ from evaluation.core.cli import add_job_arguments, apply_job_arguments, entry_po
 from evaluation.protocols.train import evaluate_synset
 
 # the keys evaluate_synset reads without a default (tests/test_workflow.py holds them to the rule's)
-SPEC = job_spec("dataset", "method", "ipc", "seed", "protocol", "repeats", "stack_repeats", "network", "network_name",
-                "protocol_params")
+SPEC = job_spec("dataset", "method", "ipc", "seed", "protocol", "repeats", "stack_repeats", "stacked_forward", "network",
+                "network_name", "protocol_params")
 
 
 @entry_point
