@@ -64,7 +64,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from diffusers.models.embeddings import LabelEmbedding
 from tqdm import tqdm
 
 from evaluation.core.artifacts import atomic_path, manifest, write_manifest
@@ -167,6 +166,10 @@ def fold(transformer: torch.nn.Module, gammas: Gammas) -> None:
 def trainable_named_parameters(transformer: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """DiffFit's parameters of a diffusers DiT (module docstring): every bias, every label table, every
     affine norm weight; each tied parameter once (under its first name)."""
+    # imported here: the method registry imports this module in every job, and diffusers loads
+    # torch._dynamo (~2 s), which only jobs that build a backbone need
+    from diffusers.models.embeddings import LabelEmbedding
+
     by_type = set()
     for module in transformer.modules():
         if isinstance(module, LabelEmbedding):
