@@ -63,6 +63,8 @@ CASES = {
                               {"depth": 2, "width": 8, "norm": "batch"}, teacher()),
     # GLaD: DSA and the EMA of the weights is the evaluated model
     "glad ema dsa": (protocol("glad"), "convnet", {"depth": 2, "width": 8}, None),
+    # the EMA averages batch-norm statistics too (use_buffers), integer num_batches_tracked included
+    "glad ema batch norm": (protocol("glad"), "convnet", {"depth": 2, "width": 8, "norm": "batch"}, None),
 }
 
 
