@@ -72,31 +72,49 @@ def suite_epoch(model, optimizer, data, targets, protocol, generator) -> None:
         optimizer.step()
 
 
+def benchmark_protocol() -> dict:
+    """The hard_label protocol of the default profile, lighting off (torchvision has no PCA lighting)."""
+    protocol = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
+                                "methods": {"r": {"method": "random"}}})["protocols"]["hard_label"]
+    return {**protocol, "lighting": 0.0}
+
+
+def digits_subset(directory: Path, size: int, ipc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``ipc`` training images of every digit, prepared at ``size`` px under ``directory``."""
+    if not (directory / "train.pt").exists():
+        prepare_digits(directory, size, 0.2, 0)
+    images, labels = load_split(directory, "train")
+    picked = torch.cat([torch.nonzero(labels == c).flatten()[:ipc] for c in range(10)])
+    return images[picked], labels[picked]
+
+
+def reference_loader(images: torch.Tensor, labels: torch.Tensor, protocol: dict, root: Path, workers: int = 0,
+                     device: str = "cpu") -> torch.utils.data.DataLoader:
+    """The reference pipeline (module docstring) over the set written as PNGs under ``root``."""
+    size = images.shape[-1]
+    jitter = protocol["color_jitter"]
+    pipeline = transforms.Compose([
+        transforms.Resize(size), transforms.CenterCrop(size),
+        transforms.RandomResizedCrop(size, scale=tuple(protocol["rrc_scale"])),
+        transforms.RandomHorizontalFlip(), transforms.ColorJitter(jitter, jitter, jitter),
+        transforms.ToTensor(), transforms.Normalize(protocol["mean"], protocol["std"])])
+    folder = datasets.ImageFolder(str(write_folder(images, labels, root)), transform=pipeline)
+    return torch.utils.data.DataLoader(folder, batch_size=protocol["batch_size"], shuffle=True,
+                                       num_workers=workers, pin_memory=device != "cpu",
+                                       persistent_workers=workers > 0)
+
+
 def compare(size: int = 16, ipc: int = 10, epochs: int = 20, repeats: int = 3, workers: int = 0,
             device: str = "cpu", network: dict | None = None) -> dict:
     """Seconds of ``epochs`` epochs of each side (best of ``repeats`` interleaved rounds) and the
     throughput ratio suite / reference, training ``network`` (default ConvNet-3) at ``size`` px."""
     network = network or NETWORK
     torch.manual_seed(0)
-    protocol = validate_config({"profile": "b", "datasets": ["digits"], "ipcs": [1],
-                                "methods": {"r": {"method": "random"}}})["protocols"]["hard_label"]
-    protocol = {**protocol, "lighting": 0.0}
+    protocol = benchmark_protocol()
     tmp = Path(tempfile.mkdtemp())
     try:
-        prepare_digits(tmp / "data", size, 0.2, 0)
-        images, labels = load_split(tmp / "data", "train")
-        picked = torch.cat([torch.nonzero(labels == c).flatten()[:ipc] for c in range(10)])
-        images, labels = images[picked], labels[picked]
-        jitter = protocol["color_jitter"]
-        pipeline = transforms.Compose([
-            transforms.Resize(size), transforms.CenterCrop(size),
-            transforms.RandomResizedCrop(size, scale=tuple(protocol["rrc_scale"])),
-            transforms.RandomHorizontalFlip(), transforms.ColorJitter(jitter, jitter, jitter),
-            transforms.ToTensor(), transforms.Normalize(protocol["mean"], protocol["std"])])
-        folder = datasets.ImageFolder(str(write_folder(images, labels, tmp / "synset")), transform=pipeline)
-        loader = torch.utils.data.DataLoader(folder, batch_size=protocol["batch_size"], shuffle=True,
-                                             num_workers=workers, pin_memory=device != "cpu",
-                                             persistent_workers=workers > 0)
+        images, labels = digits_subset(tmp / "data", size, ipc)
+        loader = reference_loader(images, labels, protocol, tmp / "synset", workers, device)
         data, targets = to_unit_float(images, device), labels.to(device)
         kwargs = {k: v for k, v in network.items() if k != "arch"}
 

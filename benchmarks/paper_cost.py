@@ -10,19 +10,24 @@ read), takes every job with its wildcards, and prices the GPU work:
   and double backward ~ 5; SFM's forward + backward ~ 3) at the crop resolution;
 - ``finetune_backbone`` (Minimax): steps x batch x 3 (forward + backward) x one DiT forward; IMS3's IM term
   adds one no-grad forward per row (x 4);
-- ``evaluate``: epochs x set size x 3 x one forward of the evaluation network at the protocol's
-  resolution, plus every evaluation pass over the test and validation splits (50 + 50 per class); a
-  linear probe's frozen encoder runs forward only (x 1);
+- ``evaluate``: per repeat (a job trains ``evaluation.repeats`` of them), epochs x set size x 3 x one
+  forward of the evaluation network at the protocol's resolution, plus every evaluation pass over the
+  test and validation splits (50 + 50 per class); a linear probe's frozen encoder runs forward only
+  (x 1). A job whose repeats train as one stacked model (``evaluation.stack_repeats``,
+  ``evaluation/protocols/stacked_training.py``) is priced at ``--stacked-eval-tflops``, one whose
+  repeats train one at a time (dropout networks, classifier inheritance) at ``--eval-tflops``;
 - ``class_statistics`` (SFM) and ``golden_head`` (classifier inheritance): the train split
   (``TRAIN_IMAGES_PER_CLASS``) through the encoder, once and ``golden_head.epochs`` times;
 - data preparation, latents, features, metrics and tables are left out (minutes, not hours).
 
 Forward FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the real
 architectures built on the meta device (DiT-XL/2 at 256 px: 237 GFLOP per image). FLOPs become
-hours at an *assumed* sustained throughput (``--dit-tflops``, ``--eval-tflops``): these are not
-measurements, no GPU was available where this was written; pass your own.
+hours at an *assumed* sustained throughput (``--dit-tflops``, ``--eval-tflops``, ``--stacked-eval-tflops``):
+these are not measurements, no GPU was available where this was written; pass your own, e.g. from
+``benchmarks/gpu_check.sh`` (its evaluation rows give single and model-batched epochs/s).
 
-Usage: python benchmarks/paper_cost.py [--dit-tflops 150] [--eval-tflops 25] [--profiles woof.yaml ...]
+Usage: python benchmarks/paper_cost.py [--dit-tflops 150] [--eval-tflops 25] [--stacked-eval-tflops 60]
+       [--profiles woof.yaml ...]
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ from evaluation.config.validate import validate_config
 from evaluation.data.datasets import dataset_info
 from evaluation.protocols.networks import create_network
 from evaluation.protocols.protocols import evaluation_epochs, protocol_epochs
+from evaluation.protocols.stacked_training import stackable
 from methods.encoder.encoders import ENCODERS
 from methods.registry import get_method
 
@@ -79,6 +85,13 @@ def network_flops(arch: str, size: int, kwargs: tuple) -> float:
         with FlopCounterMode(display=False) as counter:
             model(torch.randn(1, 3, size, size))
     return float(counter.get_total_flops())
+
+
+@cache
+def stackable_network(arch: str, size: int, kwargs: tuple, loss: str) -> bool:
+    """Whether the repeats of a network train as one stacked model (``stacked_training.stackable``)."""
+    with torch.device("meta"):
+        return stackable(create_network(arch, 10, size, **dict(kwargs)), {"loss": loss})
 
 
 @cache
@@ -161,14 +174,17 @@ def job_flops(rule: str, wildcards: dict[str, str], config: dict) -> tuple[str, 
         epochs = protocol_epochs(protocol, ipc, info.num_classes)
         start = int(protocol["eval_from"] * epochs)
         evals = len(evaluation_epochs(epochs, min(protocol["num_evals"], epochs - start), protocol["eval_from"]))
+        kwargs = tuple(sorted((k, v) for k, v in network.items() if k not in ("arch", "protocols")))
         if "encoder" in network:               # frozen encoder + head: forwards only
             flops, passes = encoder_flops(network["encoder"]), 1
+            stacked = protocol["loss"] != "feature_mse"   # a timm encoder without dropout, shared in the stack
         else:
-            flops = network_flops(network["arch"], size, tuple(sorted((k, v) for k, v in network.items()
-                                                                      if k not in ("arch", "protocols"))))
-            passes = 3
+            flops, passes = network_flops(network["arch"], size, kwargs), 3
+            stacked = stackable_network(network["arch"], size, kwargs, protocol["loss"])
+        repeats = config["evaluation"]["repeats"]
         train = epochs * info.num_classes * ipc * passes * flops
-        return "evaluate", train + evals * info.num_classes * EVAL_IMAGES_PER_CLASS * flops
+        category = "evaluate_stacked" if stacked and config["evaluation"]["stack_repeats"] and repeats > 1 else "evaluate"
+        return category, repeats * (train + evals * info.num_classes * EVAL_IMAGES_PER_CLASS * flops)
     return "other", 0.0
 
 
@@ -178,6 +194,8 @@ def main() -> None:
                         help="assumed sustained TFLOP/s of DiT-XL/2 sampling/fine-tuning (H100, TF32)")
     parser.add_argument("--eval-tflops", type=float, default=25.0,
                         help="assumed sustained TFLOP/s of evaluation-network training (small batches)")
+    parser.add_argument("--stacked-eval-tflops", type=float, default=60.0,
+                        help="assumed sustained TFLOP/s of a job training its repeats as one stacked model")
     parser.add_argument("--profiles", nargs="*", default=None, help="file names in config/paper/")
     args = parser.parse_args()
     profiles = [ROOT / "config" / "paper" / name for name in args.profiles] if args.profiles else \
@@ -200,16 +218,18 @@ def main() -> None:
             config = validate_config({**raw, "imagenet_root": str(roots[root_kind(raw["datasets"])])})
             jobs = dry_run_jobs(profile, roots)
             hours, gpu_jobs = Counter(), 0
+            tflops = {"evaluate": args.eval_tflops, "evaluate_stacked": args.stacked_eval_tflops}
             for rule, wildcards in jobs:
                 category, flops = job_flops(rule, wildcards, config)
-                tflops = args.eval_tflops if category == "evaluate" else args.dit_tflops
-                hours[category] += flops / (tflops * 1e12) / 3600
+                hours[category] += flops / (tflops.get(category, args.dit_tflops) * 1e12) / 3600
                 gpu_jobs += flops > 0
+            hours["evaluate"] += hours.pop("evaluate_stacked", 0.0)
             total = hours["distill"] + hours["finetune"] + hours["evaluate"]
             print(f"| `{profile.name}` | {len(jobs)} | {gpu_jobs} | {hours['distill']:.1f} | {hours['finetune']:.1f} "
                   f"| {hours['evaluate']:.1f} | {total:.0f} |")
     print(f"\nAssumed sustained throughput: {args.dit_tflops:g} TFLOP/s for DiT-XL/2, {args.eval_tflops:g} TFLOP/s "
-          f"for evaluation training; DiT-XL/2 forward {dit_flops() / 1e9:.0f} GFLOP per image.")
+          f"for evaluation training one model at a time, {args.stacked_eval_tflops:g} TFLOP/s for a job's repeats "
+          f"trained as one stacked model; DiT-XL/2 forward {dit_flops() / 1e9:.0f} GFLOP per image.")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ random horizontal flip at encoding is not reproduced.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +41,7 @@ from evaluation.core.errors import InputError
 from evaluation.core.seeding import MethodStream, generator
 
 from .diffusion.generation import Generation
-from .diffusion.kmeans import kmeans
+from .diffusion.kmeans import kmeans_classes
 from .diffusion.latents import load_latents
 from .diffusion.ot import sinkhorn, sphere_cost, transport_loss, unit_sphere
 from .diffusion.sampler import StepState
@@ -103,10 +104,21 @@ def support_points(latents: torch.Tensor, params: DmgdParams, fidelity: Fidelity
         density = local_density(flat, params.dbs_neighbours)
         chosen = torch.multinomial(density, k, replacement=False, generator=gen)
         return unit_sphere(flat[chosen]), density[chosen] / density[chosen].sum()
-    data = unit_sphere(flat) if fidelity.clustering_space == "sphere" else flat
-    result = kmeans(data, k, generator=gen, iters=params.kmeans_iters, restarts=params.kmeans_restarts,
-                    init=fidelity.kmeans_init, empty_clusters=fidelity.kmeans_empty_clusters)
-    return unit_sphere(result.centers), result.masses
+    return kmeans_support_points([latents], params, fidelity, [gen])[0]
+
+
+def kmeans_support_points(classes: Iterable[torch.Tensor], params: DmgdParams, fidelity: Fidelity,
+                          generators: Iterable[torch.Generator]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Algorithm 2's k-means support points [K, D] on the unit sphere and masses [K] of each class,
+    the classes clustered together in class-batched k-means calls (read lazily, batch by batch); a
+    class of N < K latents gets N points. Each class's result is the one it gets alone."""
+    def clustering_data(latents: torch.Tensor) -> torch.Tensor:
+        flat = latents.flatten(1).double()
+        return unit_sphere(flat) if fidelity.clustering_space == "sphere" else flat
+    results = kmeans_classes(map(clustering_data, classes), params.support_points, generators=generators,
+                             k_at_most_size=True, iters=params.kmeans_iters, restarts=params.kmeans_restarts,
+                             init=fidelity.kmeans_init, empty_clusters=fidelity.kmeans_empty_clusters)
+    return [(unit_sphere(result.centers), result.masses) for result in results]
 
 
 def support_size(params: DmgdParams, labels: torch.Tensor) -> int:
@@ -209,16 +221,23 @@ class DistributionMatching:
 def class_supports(ctx: DistillContext, params: DmgdParams, fidelity: Fidelity) -> tuple[torch.Tensor, torch.Tensor]:
     """Support points and masses of each class of ``ctx.classes``, from the real latents artifact."""
     real = load_latents(ctx.latents_path)
-    supports, masses = [], []
-    for c in ctx.classes:
+
+    def class_latents(c: int) -> torch.Tensor:
         members = real["labels"] == c
         latents = real["mean"][members]
         if params.latent_posterior == "sample":
             noise = torch.randn(latents.shape, generator=generator(ctx.seed, c, MethodStream.DMGD_POSTERIOR))
             latents = latents + real["std"][members] * noise
-        points, mass = support_points(latents, params, fidelity, generator(ctx.seed, c, MethodStream.DMGD_SUPPORT))
-        supports.append(points)
-        masses.append(mass)
+        return latents
+
+    def support_generator(c: int) -> torch.Generator:
+        return generator(ctx.seed, c, MethodStream.DMGD_SUPPORT)
+    if params.approximation == "kmeans":   # every class of ctx.classes in class-batched k-means calls
+        found = kmeans_support_points(map(class_latents, ctx.classes), params, fidelity,
+                                      map(support_generator, ctx.classes))
+    else:
+        found = [support_points(class_latents(c), params, fidelity, support_generator(c)) for c in ctx.classes]
+    supports, masses = [points for points, _ in found], [mass for _, mass in found]
     # dbs/kmeans on a tiny class gives fewer points: pad with zero mass to the largest count over the
     # whole dataset, not over ctx.classes, so that a chunk's tensors (and floats) are the unchunked ones
     k = support_size(params, real["labels"])

@@ -54,7 +54,7 @@ from evaluation.core.errors import InputError
 from evaluation.core.seeding import MethodStream, generator
 
 from .diffusion.generation import Generation
-from .diffusion.kmeans import kmeans
+from .diffusion.kmeans import kmeans_classes
 from .diffusion.latents import load_latents
 from .diffusion.sampler import StepState
 from .params import param
@@ -84,18 +84,18 @@ class ModeGuidance:
 
 def class_modes(ctx: DistillContext, iters: int, restarts: int) -> torch.Tensor:
     """k-means centroids [C, IPC, *latent] of the posterior-mean latents of each class of
-    ``ctx.classes`` (row ``ctx.rows(label)``)."""
+    ``ctx.classes`` (row ``ctx.rows(label)``), the classes clustered together in class-batched
+    k-means calls; each class's centroids are the ones it gets alone."""
     real = load_latents(ctx.latents_path)
-    modes = []
-    for c in ctx.classes:
-        latents = real["mean"][real["labels"] == c]
-        if ctx.ipc > len(latents):
-            raise InputError(f"mgd3: ipc {ctx.ipc} exceeds the {len(latents)} training images of class {c}, "
+    sizes = torch.bincount(real["labels"], minlength=ctx.classes.stop)
+    for c in ctx.classes:   # before any clustering
+        if ctx.ipc > int(sizes[c]):
+            raise InputError(f"mgd3: ipc {ctx.ipc} exceeds the {int(sizes[c])} training images of class {c}, "
                              f"so k-means cannot find {ctx.ipc} modes; lower the IPC")
-        result = kmeans(latents.flatten(1), ctx.ipc, generator=generator(ctx.seed, c, MethodStream.MGD3_MODES), iters=iters,
-                        restarts=restarts)
-        modes.append(result.centers.view(ctx.ipc, *latents.shape[1:]))
-    return torch.stack(modes)
+    results = kmeans_classes((real["mean"][real["labels"] == c].flatten(1) for c in ctx.classes), ctx.ipc,
+                             generators=(generator(ctx.seed, c, MethodStream.MGD3_MODES) for c in ctx.classes),
+                             iters=iters, restarts=restarts)
+    return torch.stack([result.centers.view(ctx.ipc, *real["mean"].shape[1:]) for result in results])
 
 
 def check_params(params: Mgd3Params, info: object, sampler: dict) -> None:

@@ -86,14 +86,55 @@ def test_compiled_sampler_matches_eager(tiny_backbone_dir):
 
 
 def test_benchmark_command_writes_every_row(tmp_path):
+    # every figure of benchmarks/run.py at tiny sizes, the GPU check's figures too (on the CPU); about
+    # 1.5 min on 2 idle cores with a cold inductor cache (figure a compiles the smallest ConvNet)
     out = tmp_path / "benchmarks.md"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--skip-e2e", "--device", "cpu",
-                    "--out", str(out)], check=True, cwd=tmp_path, capture_output=True, timeout=300)
+                    "--gpu-figures", "--out", str(out)], check=True, cwd=tmp_path, capture_output=True, timeout=600)
     text = out.read_text()
     for figure in ("`dmgd` / `dit`", "`mgd3` / `dit`", "`d4m` / `dit`", "`dit` batched", "`dmgd` batched",
-                   "Sinkhorn / POT", "k-means / scikit-learn", "Evaluation training"):
+                   "Sinkhorn / POT", "k-means / scikit-learn", "Evaluation training",
+                   "Model-batched evaluation: 2 stacked models / the same 2 one after another",
+                   # the GPU check's figures, run on the CPU
+                   "Device code paths on CPU", "tiny DiT forward, achieved TFLOP/s",
+                   "Evaluation, model-batched (2 stacked) / one model at a time",
+                   "Evaluation, the suite's loop one model at a time / per-image DataLoader",
+                   "`dit` with `performance.autocast_bf16`",
+                   "Evaluation with `autocast_bf16` / float32 eager, one model",
+                   "Evaluation with `autocast_bf16` / float32 eager, 2 stacked",
+                   "Evaluation with `compile` / float32 eager, one model",
+                   "Evaluation with `compile` / float32 eager, 2 stacked"):
         assert figure in text, f"benchmarks.md lacks the row {figure!r}"
-    assert "--skip-e2e" in text and "No CUDA device" in text
+    for network in ("convnet-3 at 16 px", "resnet_ap-10 at 16 px", "resnet-18 at 16 px"):
+        assert network in text
+    assert "largest top-1 difference 0.00 points" in text   # stacked = one after another
+    assert "--skip-e2e" in text and "No CUDA device" in text and "Failed" not in text and "In progress" not in text
+
+
+def test_budget_skips_the_figures_that_would_not_fit_and_keeps_going_after_a_failure():
+    import time
+
+    from benchmarks.rows import Row
+    from benchmarks.run import Step, run_steps
+
+    def figure(name, seconds=0.0):
+        def run():
+            time.sleep(seconds)
+            return [Row(name, "", "", "", "")]
+        return run
+
+    def failing():
+        raise RuntimeError("out of memory\nmore detail")
+    reports = []
+    steps = [Step("first", 0.1, figure("first", 0.2)),   # twice its estimate: the pace is 2
+             Step("too long", 2.0, figure("too long")),  # 2 x 2 s would end past the 3 s budget
+             Step("broken", 0.1, failing), Step("last", 0.1, figure("last"))]
+    rows, skipped, failed = run_steps(steps, 3.0, time.perf_counter(), lambda *state: reports.append(state))
+    assert [row.figure for row in rows] == ["first", "last"]
+    assert skipped == ["too long"] and failed == ["broken (RuntimeError: out of memory)"]
+    assert len(reports) == 3   # after every step that ran
+    assert [row.figure for row in run_steps(steps[:2], None, time.perf_counter(), lambda *state: None)[0]] == [
+        "first", "too long"]   # no budget: everything runs
 
 
 @pytest.mark.parametrize("on", [False, True])

@@ -111,8 +111,10 @@ class StackedModels:
             return functional_call(self.base, (p, self.frozen, b), (x,))
         if self.forward_kind == "vmap":
             return torch.vmap(one, in_dims=(0, 0, None if shared_inputs else 0))(params, buffers, inputs)
-        # model r's slices are views of the stacks: gradients and in-place statistics reach them
-        return torch.stack([one({k: v[r] for k, v in params.items()}, {k: v[r] for k, v in buffers.items()},
+        # model r's slices are views of the stacks: gradients (one unbind per stack, so the backward
+        # stacks R gradients once) and in-place statistics reach them
+        sliced = [dict(zip(params, views)) for views in zip(*(p.unbind(0) for p in params.values()))]
+        return torch.stack([one(sliced[r], {k: v[r] for k, v in buffers.items()},
                                 inputs if shared_inputs else inputs[r]) for r in range(self.count)])
 
     def parameter_groups(self, weight_decay: float, no_decay_bias_norm: bool) -> list[dict]:
