@@ -42,6 +42,7 @@ from evaluation.protocols.training import (
     make_optimizer,
     output_loss,
     selected_results,
+    teacher_targets,
     to_unit_float,
     train_and_evaluate,
 )
@@ -258,7 +259,9 @@ def train_stacked(models: list[nn.Module], train_images: torch.Tensor, train_lab
             inputs = torch.stack([batch[0] for batch in batches])
             with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
                 outputs = run(inputs).float()
-                soft = (teacher_logits(teacher, inputs) if protocol["loss"] == "soft" else [None] * len(batches))
+                # the teacher's logits on every model's batch in one forward, [R, B, classes]
+                logits = teacher_targets(teacher, inputs.flatten(0, 1), protocol)
+                soft = logits.unflatten(0, inputs.shape[:2]) if logits is not None else [None] * len(batches)
             loss = sum(output_loss(outputs[r], labels_a, labels_b, lam, soft[r], protocol)
                        for r, (_, labels_a, labels_b, lam) in enumerate(batches))
             optimizer.zero_grad(set_to_none=True)
@@ -284,21 +287,16 @@ def train_stacked(models: list[nn.Module], train_images: torch.Tensor, train_lab
             for curve in curves], (ema.tensors if ema is not None else stacked.state())
 
 
-def teacher_logits(teacher: Teacher, inputs: torch.Tensor) -> torch.Tensor:
-    """The teacher's logits [R, B, classes] on every model's augmented batch, in one forward."""
-    with torch.no_grad():
-        return teacher(inputs.flatten(0, 1)).float().unflatten(0, inputs.shape[:2])
-
-
 def _one_after_another(train_images, train_labels, test, *, seeds, checkpoint, **settings) -> list[dict]:
     """The repeats trained one at a time in this process; a repeat's finished result is kept in the
     job's checkpoint so that a resumed job starts at the first unfinished one."""
     saved = (checkpoint.load() if checkpoint is not None else None) or {}
-    results = list(saved.get("results", []))
+    results, running = list(saved.get("results", [])), saved.get("running")
     for seed in seeds[len(results):]:
         own = None
         if checkpoint is not None:   # the running repeat checkpoints inside the shared file
-            own = RepeatCheckpoint(checkpoint, results)
+            own = RepeatCheckpoint(checkpoint, results, running)
+            running = None   # a saved running state belongs to the first unfinished repeat only
         result, _ = train_and_evaluate(train_images, train_labels, test, seed=seed, checkpoint=own, **settings)
         results.append(result)
         if checkpoint is not None:
@@ -308,16 +306,14 @@ def _one_after_another(train_images, train_labels, test, *, seeds, checkpoint, *
 
 class RepeatCheckpoint:
     """The checkpoint of the running repeat inside a job's checkpoint: ``{"results": finished
-    repeats' results, "running": the running repeat's state}``."""
+    repeats' results, "running": the running repeat's state}``; ``running`` is the state the job's
+    checkpoint held for this repeat when the job started (read once, by the job)."""
 
-    def __init__(self, job: Checkpoint, results: list[dict]):
-        self.job, self.results = job, results
+    def __init__(self, job: Checkpoint, results: list[dict], running: dict | None = None):
+        self.job, self.results, self.running = job, results, running
 
     def load(self) -> dict | None:
-        state = self.job.load()
-        if state is None or len(state.get("results", [])) != len(self.results):
-            return None
-        return state.get("running")
+        return self.running
 
     def due(self) -> bool:
         return self.job.due()
