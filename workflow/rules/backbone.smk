@@ -11,7 +11,7 @@ if config["backbone"]["source"] == "train":
             device=DEVICE,
             spec=as_json({"train": config["backbone"]["train"], "numerics": config["backbone"]["numerics"],
                           "num_classes": len(dataset_info(config["backbone"]["train"]["dataset"]).backbone_labels)}),
-        threads: 2
+        threads: JOB_THREADS
         priority: 10  # the head of the critical path: every diffusion method waits for it
         conda:
             ENV
@@ -67,7 +67,7 @@ rule check_backbone:
                                 "samples_per_class": config["backbone"]["check_samples_per_class"],
                                 "seed": config["seeds"][0],
                                 "min_recognisability": config["backbone"]["min_recognisability"]}),
-    threads: 2
+    threads: JOB_THREADS
     conda:
         ENV
     log:
@@ -95,7 +95,8 @@ rule encode_latents:
         device=DEVICE,
         size=lambda w: (f"--image-size {config['data']['imagenet_image_size']}"
                        if dataset_info(w.dataset).source == "imagenet" else ""),
-    threads: 2
+    threads: JOB_THREADS
+    priority: 9  # before the jobs it unblocks (DMGD, MGD³, D⁴M, fine-tuning)
     conda:
         ENV
     log:
@@ -123,7 +124,8 @@ rule finetune_backbone:
         module=finetune_module,
         spec=lambda w: as_json(config["methods"][w.method]["params"]),
         device=DEVICE,
-    threads: 2
+    threads: JOB_THREADS
+    priority: 9  # before the jobs it unblocks (Minimax and IMS3 distillation)
     conda:
         ENV
     log:

@@ -39,6 +39,7 @@ if config.get("method_modules"):
     os.environ[METHOD_MODULES_ENV] = json.dumps([str(Path(p).resolve()) for p in config["method_modules"]])
 
 DEVICE = config["device"]
+JOB_THREADS = config["threads_per_job"]  # threads of the rules that compute with several
 GPU = 0 if DEVICE == "cpu" else 1
 ENV = "../../environment.yml"  # conda env of every rule (relative to this folder)
 # A local run gives each GPU job a GPU of its own (evaluation/core/gpu_slots.py), one slot per GPU of

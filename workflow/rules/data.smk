@@ -31,7 +31,8 @@ rule train_teacher:
         spec=lambda w: as_json({"dataset": w.dataset, "protocol_params": config["protocols"]["hard_label"],
                                 "teacher": {k: v for k, v in config["teacher"].items()
                                             if k != "weights" or v is not None}}),
-    threads: 2
+    threads: JOB_THREADS
+    priority: 10  # the other head: soft labels, the backbone check, the encoder methods and their probes wait for it
     conda:
         ENV
     log:

@@ -17,7 +17,8 @@ rule distill:
         latents=lambda w, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
         teacher=lambda w, input: f"--teacher {input.teacher}" if "teacher" in input.keys() else "",
         statistics=lambda w, input: f"--statistics {input.statistics}" if "statistics" in input.keys() else "",
-    threads: 2
+    threads: JOB_THREADS
+    priority: 5  # a set before any evaluation: each set unblocks its evaluate and measure jobs
     conda:
         ENV
     log:
@@ -70,7 +71,8 @@ rule class_statistics:
         wrap=GPU_WRAP,
         device=DEVICE,
         encoder=encoder_argument,
-    threads: 2
+    threads: JOB_THREADS
+    priority: 9  # before the jobs it unblocks (SFM distillation)
     conda:
         ENV
     log:

@@ -38,7 +38,8 @@ rule golden_head:
         device=DEVICE,
         spec=golden_spec,
         encoder=encoder_argument,
-    threads: 2
+    threads: JOB_THREADS
+    priority: 9  # before the jobs it unblocks (classifier-inheritance evaluations)
     conda:
         ENV
     log:
